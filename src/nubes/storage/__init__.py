@@ -1,0 +1,9 @@
+"""Object storage decoupled from compute: one interface, a backend per URI scheme.
+
+``nubes.storage.open("s3://bucket/prefix")`` returns an :class:`ObjectStore`; see its docstring
+for the contract every backend keeps. Backends import their SDK only when first opened.
+"""
+
+from nubes.storage.base import BaseStore, IOStats, ObjectInfo, ObjectStore, RangeReader, check_key, open, register, registered
+
+__all__ = ["BaseStore", "IOStats", "ObjectInfo", "ObjectStore", "RangeReader", "check_key", "open", "register", "registered"]
