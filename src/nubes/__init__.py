@@ -1,2 +1,23 @@
-"""nubes: one serverless analytics app on AWS Lambda, Google Cloud Functions and Azure Functions."""
+"""nubes: one serverless analytics app on AWS Lambda, Google Cloud Functions and Azure Functions.
+
+Public API::
+
+    app = nubes.App("name", storage="file://.nubes")
+    @app.get("/path/{param}")
+    def handler(ctx: nubes.Context, param: int, q: str = "x"): ...
+
+``nubes.Request`` / ``nubes.Response`` are the cloud-neutral HTTP types, ``nubes.HTTPError`` the
+error a handler raises to answer 4xx/5xx, and :mod:`nubes.errors` the whole error tree.
+Importing nubes loads no data library and no cloud SDK.
+"""
+
+from nubes import errors
+from nubes.core.app import App
+from nubes.core.context import Context
+from nubes.core.errors import HTTPError, NubesError
+from nubes.core.request import Request
+from nubes.core.response import Response
+
 __version__ = "0.1.0"
+
+__all__ = ["App", "Context", "HTTPError", "NubesError", "Request", "Response", "errors", "__version__"]
