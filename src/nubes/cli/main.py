@@ -158,12 +158,13 @@ def routes(
     if format == "json":
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"{application.name}: {len(rows)} routes")
+    table = Table(title=f"{application.name}: {len(rows)} routes", caption="* required")
     for col in ("methods", "path", "handler", "parameters", "summary"):
-        table.add_column(col)
-    for row in rows:
-        table.add_row(", ".join(row["methods"]), row["path"], row["handler"], "\n".join(row["parameters"]), row["summary"])
-    Console().print(table)
+        table.add_column(col, overflow="fold")
+    for r, row in zip(application.routes, rows):
+        params = ", ".join(f"{p.name}{'*' if p.required else ''} ({p.source})" for p in r.params)
+        table.add_row(", ".join(row["methods"]), row["path"], row["handler"], params, row["summary"])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def main() -> None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -124,6 +121,8 @@ class App:
         template = PathTemplate(path)
         where = f"route {'/'.join(sorted(upper))} {path} ({getattr(fn, '__qualname__', fn)})"
         params = signature_params(fn, template.names, where)
+        import inspect
+
         doc = inspect.getdoc(fn) or ""
         first, _, rest = doc.partition("\n\n")
         self.router.add(
@@ -167,7 +166,7 @@ class App:
     def handle(self, request: Request, *, request_id: str | None = None, deadline: float | None = None) -> Response:
         """Answer one request. Never raises: every failure becomes a problem+json response."""
         started = time.perf_counter()
-        rid = request_id or uuid.uuid4().hex
+        rid = request_id or os.urandom(16).hex()
         route: Route | None = None
         log = self.log.bind(request_id=rid)
         try:
@@ -176,7 +175,7 @@ class App:
                 ctx = Context(request, self, rid, log, deadline=deadline, route=route.path)
                 kwargs = bind(route.params, request, values)
                 result = route.handler(ctx, **kwargs)
-                if inspect.isawaitable(result):
+                if hasattr(result, "__await__"):
                     result = _run(result)
                 query_format = not any(p.name == "format" and p.source == "query" for p in route.params)
                 response = encoding.encode(result, request, query_format=query_format)
@@ -230,6 +229,8 @@ def problem_response(exc: HTTPError, request: Request, request_id: str) -> Respo
 
 
 def _run(awaitable: Any) -> Any:
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

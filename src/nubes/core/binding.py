@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import inspect
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -21,15 +20,27 @@ from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qsl
-from uuid import UUID
 
 from nubes.core.errors import ConfigError, HTTPError, ValidationError
 from nubes.core.request import Request
 
-_EMPTY = inspect.Parameter.empty
+
+
+class _Empty:
+    """Marks 'no default' and 'no annotation' (``inspect.Parameter.empty``, without importing inspect)."""
+
+    def __repr__(self) -> str:
+        return "<empty>"
+
+
+_EMPTY: Any = _Empty()
 _TRUE = {"1", "true", "yes", "on", "t", "y", ""}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
-SCALARS: tuple[type, ...] = (str, int, float, bool, Decimal, UUID, date, datetime, time)
+SCALARS: tuple[type, ...] = (str, int, float, bool, Decimal, date, datetime, time)
+
+
+def _is_uuid(tp: Any) -> bool:
+    return getattr(tp, "__name__", "") == "UUID" and getattr(tp, "__module__", "") == "uuid"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +79,8 @@ def _strip(annotation: Any) -> tuple[Any, bool]:
 
 def signature_params(fn: Callable[..., Any], path_params: list[str], where: str) -> list[Param]:
     """Inspect ``fn`` once, at registration; raise :class:`ConfigError` for what cannot bind."""
+    import inspect
+
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -82,6 +95,8 @@ def signature_params(fn: Callable[..., Any], path_params: list[str], where: str)
     params: list[Param] = []
     for p in positional[1:]:
         annotation, nullable = _strip(hints.get(p.name, Any))
+        if annotation is inspect.Parameter.empty:
+            annotation = Any
         source = "path" if p.name in path_params else ("body" if p.name == "body" else "query")
         many = get_origin(annotation) in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
         if source != "body":
@@ -94,7 +109,7 @@ def signature_params(fn: Callable[..., Any], path_params: list[str], where: str)
                 )
         if source == "path" and many:
             raise ConfigError(f"{where}: path parameter '{p.name}' cannot be a list")
-        has_default = p.default is not _EMPTY
+        has_default = p.default is not inspect.Parameter.empty
         default = p.default if has_default else (None if nullable else _EMPTY)
         required = not has_default and not nullable and not (many and source == "query")
         params.append(Param(p.name, source, annotation, required, default, many and source == "query", nullable))
@@ -107,16 +122,14 @@ def signature_params(fn: Callable[..., Any], path_params: list[str], where: str)
 
 
 def _convertible(tp: Any) -> bool:
-    if tp is Any or tp is inspect.Parameter.empty:
-        return True
-    if get_origin(tp) is Literal:
+    if tp is Any or get_origin(tp) is Literal or _is_uuid(tp):
         return True
     return isinstance(tp, type) and (issubclass(tp, SCALARS) or issubclass(tp, enum.Enum))
 
 
 def convert(value: str, tp: Any) -> Any:
     """Convert one text value to ``tp``; raise ValueError with a reason on failure."""
-    if tp is Any or tp is str or tp is inspect.Parameter.empty:
+    if tp is Any or tp is str:
         return value
     if get_origin(tp) is Literal:
         for option in get_args(tp):
@@ -150,8 +163,8 @@ def convert(value: str, tp: Any) -> Any:
             if not result.is_finite():
                 raise ValueError
             return result
-        if tp is UUID:
-            return UUID(value)
+        if _is_uuid(tp):
+            return tp(value)
         if tp in (datetime, date, time):
             try:
                 return tp.fromisoformat(value)
@@ -167,11 +180,10 @@ def _describe(tp: Any) -> str:
         int: "an integer",
         float: "a number",
         Decimal: "a decimal number",
-        UUID: "a UUID",
         date: "an ISO 8601 date (YYYY-MM-DD)",
         datetime: "an ISO 8601 date-time",
         time: "an ISO 8601 time",
-    }.get(tp, f"a {getattr(tp, '__name__', tp)}")
+    }.get(tp, "a UUID" if _is_uuid(tp) else f"a {getattr(tp, '__name__', tp)}")
 
 
 def bind(params: list[Param], request: Request, path_values: Mapping[str, str]) -> dict[str, Any]:
@@ -237,10 +249,10 @@ def build(tp: Any, data: Any, loc: str) -> Any:
     """Build ``tp`` from JSON ``data``; raise _BodyErrors naming the failing location."""
     tp, nullable = _strip(tp)
     if data is None:
-        if nullable or tp is Any or tp is inspect.Parameter.empty:
+        if nullable or tp is Any:
             return None
         raise _BodyErrors([{"name": loc, "in": "body", "detail": "may not be null"}])
-    if tp is Any or tp is inspect.Parameter.empty:
+    if tp is Any:
         return data
     validate = getattr(tp, "model_validate", None)
     if callable(validate):  # a pydantic model

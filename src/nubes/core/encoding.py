@@ -21,12 +21,11 @@ import enum
 import io
 import json
 import math
+import os
 from collections.abc import Mapping
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from pathlib import PurePath
 from typing import Any
-from uuid import UUID
 
 from nubes.core.errors import HTTPError
 from nubes.core.request import Request
@@ -59,8 +58,8 @@ def _default(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, Decimal):
         return float(obj) if obj.is_finite() else None
-    if isinstance(obj, UUID | PurePath):
-        return str(obj)
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, timedelta):
@@ -75,6 +74,8 @@ def _default(obj: Any) -> Any:
     if callable(dump):  # pydantic
         return dump(mode="json")
     module = type(obj).__module__.split(".", 1)[0]
+    if module == "uuid":
+        return str(obj)
     if module == "numpy":
         if hasattr(obj, "tolist"):
             value = obj.tolist()  # scalars become Python numbers; arrays nested lists

@@ -21,7 +21,6 @@ A ``StorageError`` escaping a handler becomes an HTTP answer with the status sho
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from http import HTTPStatus
 from typing import Any
 
 
@@ -127,6 +126,8 @@ class InvalidKey(StorageError, ValueError):
 
 
 def _phrase(status: int) -> str:
+    from http import HTTPStatus
+
     try:
         return HTTPStatus(status).phrase
     except ValueError:

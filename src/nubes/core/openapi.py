@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 from uuid import UUID
 
-from nubes.core.binding import Param, _strip
+from nubes.core.binding import _EMPTY, Param, _strip
 from nubes.core.encoding import FORMATS
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class _Schemas:
         return schema
 
     def _of(self, tp: Any) -> dict[str, Any]:
-        if tp is Any or tp is inspect.Parameter.empty or tp is None:
+        if tp is Any or tp is inspect.Parameter.empty or tp is None or tp is _EMPTY:
             return {}
         if tp in _SCALARS:
             return dict(_SCALARS[tp])
@@ -125,7 +125,9 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
             body = p
             continue
         schema = schemas.of(p.annotation)
-        if p.default is not inspect.Parameter.empty and p.default is not None and not p.many:
+        if p.nullable:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        if p.default is not _EMPTY and p.default is not None and not p.many:
             try:
                 schema["default"] = p.default.value if isinstance(p.default, enum.Enum) else p.default
             except TypeError:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from email.utils import format_datetime
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote
 
@@ -60,6 +58,8 @@ class Response:
 
     @property
     def reason(self) -> str:
+        from http import HTTPStatus
+
         try:
             return HTTPStatus(self.status).phrase
         except ValueError:
@@ -83,6 +83,8 @@ class Response:
         if max_age is not None:
             parts.append(f"Max-Age={int(max_age)}")
         if expires is not None:
+            from email.utils import format_datetime
+
             when = expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)
             parts.append(f"Expires={format_datetime(when.astimezone(timezone.utc), usegmt=True)}")
         if path:
