@@ -1,0 +1,947 @@
+"""The bridge from object storage to analytics: DuckDB and Polars reading any backend by range reads.
+
+A :class:`Bridge` wraps one or more :class:`~nubes.storage.base.ObjectStore` under aliases and
+registers an fsspec filesystem (protocol ``nubes``) on a DuckDB connection, so that
+``read_parquet('nubes://ALIAS/KEY')``, ``read_csv``, ``read_json`` and globs (``*``, ``**``, hive
+``year=2024/`` folders) work on every backend. DuckDB asks only for the byte ranges it needs: for
+Parquet the footer plus the column chunks of the projected columns in the row groups its
+statistics do not prune, so a one-column query on a wide file reads a fraction of it.
+
+Polars gets results through the Arrow C stream interface (no pyarrow): :meth:`Bridge.scan` returns a
+``LazyFrame`` whose projection, row limit and (translatable) filters are pushed into DuckDB, which
+does the range reads. ``polars.scan_parquet`` on a file-like object was measured to read the whole
+object, so it is not used.
+
+Writes (:meth:`Bridge.write`) serialize to a temporary file first and then make one streaming
+``store.put``: a failing serialization writes nothing and readers see the old object or the new one.
+
+Every storage request the bridge makes is counted in :attr:`Bridge.stats`; :meth:`Bridge.measure`
+gives the requests and bytes of a block of work (used by metering).
+
+duckdb, polars and fsspec are imported only when this module is imported; ``import nubes.storage``
+does not import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import itertools
+import json
+import operator
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import duckdb
+import polars as pl
+from fsspec import AbstractFileSystem
+
+from nubes.core.errors import ConfigError, NotFound, PreconditionFailed, StorageError
+from nubes.storage.base import IOStats, ObjectInfo, ObjectStore, check_key
+
+PROTOCOL = "nubes"
+Format = Literal["parquet", "csv", "ndjson"]
+
+_EXTENSIONS: dict[str, Format] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".json": "ndjson",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+}
+_COMPRESSION = (".gz", ".zst", ".zstd")
+_CONTENT_TYPES: dict[str, str] = {
+    "parquet": "application/vnd.apache.parquet",
+    "csv": "text/csv",
+    "ndjson": "application/x-ndjson",
+}
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]+$")
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+_NO_FILES = re.compile(r'No files found that match the pattern "([^"]+)"')
+
+
+def infer_format(key: str) -> Format:
+    """The format of ``key`` from its extension (``.parquet``/``.pq``, ``.csv``/``.tsv``,
+    ``.json``/``.ndjson``/``.jsonl``, each optionally followed by ``.gz``/``.zst``); else ConfigError."""
+    name = key.rsplit("/", 1)[-1].lower()
+    for suffix in _COMPRESSION:
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    ext = os.path.splitext(name)[1]
+    fmt = _EXTENSIONS.get(ext)
+    if fmt is None:
+        raise ConfigError(
+            f"cannot tell the format of {key!r} from its extension; pass format='parquet', 'csv' or 'ndjson'"
+        )
+    return fmt
+
+
+def _check_format(fmt: str) -> Format:
+    if fmt not in ("parquet", "csv", "ndjson"):
+        raise ConfigError(f"unknown format {fmt!r}; use 'parquet', 'csv' or 'ndjson'")
+    return fmt  # type: ignore[return-value]
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_sql_literal(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_sql_literal(str(k))}: {_sql_literal(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot pass {type(value).__name__} {value!r} as a DuckDB reader option")
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- measurement --------------------------------------------------------------------------------
+@dataclass
+class Measurement:
+    """Storage requests and bytes caused through one bridge during a ``measure()`` block.
+
+    Live while the block runs, frozen when it ends. ``bytes_read`` is what was fetched from
+    storage (range-cache hits are not fetched and appear only in ``cache_hits``/``bytes_cached``).
+    """
+
+    ops: dict[str, int] = field(default_factory=dict)
+    bytes_read: int = 0
+    bytes_written: int = 0
+    cache_hits: int = 0
+    bytes_cached: int = 0
+    seconds: float = 0.0
+
+    @property
+    def requests(self) -> int:
+        """Total storage requests (GET, HEAD, LIST, PUT, ...)."""
+        return sum(self.ops.values())
+
+
+class _Meter:
+    def __init__(self, stats: IOStats, cache: _RangeCache) -> None:
+        self._stats = stats
+        self._cache = cache
+        self._start = stats.snapshot()
+        self._cache_start = cache.counters()
+        self._t0 = time.perf_counter()
+        self._frozen: Measurement | None = None
+
+    def current(self) -> Measurement:
+        if self._frozen is not None:
+            return self._frozen
+        now = self._stats.snapshot()
+        hits, cached = self._cache.counters()
+        ops = {k: v - self._start["ops"].get(k, 0) for k, v in now["ops"].items()}
+        return Measurement(
+            ops={k: v for k, v in ops.items() if v},
+            bytes_read=now["bytes_read"] - self._start["bytes_read"],
+            bytes_written=now["bytes_written"] - self._start["bytes_written"],
+            cache_hits=hits - self._cache_start[0],
+            bytes_cached=cached - self._cache_start[1],
+            seconds=time.perf_counter() - self._t0,
+        )
+
+    def freeze(self) -> None:
+        self._frozen = self.current()
+
+
+class MeasurementHandle:
+    """What ``with bridge.measure() as m`` yields: attributes of :class:`Measurement`, live until the block ends."""
+
+    def __init__(self, meter: _Meter) -> None:
+        self._meter = meter
+
+    def result(self) -> Measurement:
+        return self._meter.current()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._meter.current(), name)
+
+    def __repr__(self) -> str:
+        return f"<MeasurementHandle {self._meter.current()!r}>"
+
+
+# -- caches -------------------------------------------------------------------------------------
+class _RangeCache:
+    """A bounded LRU of fetched byte ranges keyed by (alias, key, etag), so that a range DuckDB reads
+    twice in one query (at bind and at execution: a Parquet footer, a CSV/JSON sample) is fetched once."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str, int, int], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._bytes = 0
+
+    def get(self, obj: tuple[str, str, str], start: int, end: int) -> bytes | None:
+        with self._lock:
+            for (a, k, e, s, t), data in reversed(self._entries.items()):
+                if (a, k, e) == obj and s <= start and end <= t:
+                    self._entries.move_to_end((a, k, e, s, t))
+                    self._hits += 1
+                    self._bytes += end - start
+                    return data[start - s : end - s]
+        return None
+
+    def put(self, obj: tuple[str, str, str], start: int, data: bytes) -> None:
+        if not self.capacity or len(data) > self.capacity // 2:
+            return
+        with self._lock:
+            entry = (*obj, start, start + len(data))
+            if entry in self._entries:
+                return
+            self._entries[entry] = data
+            self._size += len(data)
+            while self._size > self.capacity:
+                _, old = self._entries.popitem(last=False)
+                self._size -= len(old)
+
+    def forget(self, alias: str, key: str) -> None:
+        with self._lock:
+            for entry in [e for e in self._entries if e[0] == alias and e[1] == key]:
+                self._size -= len(self._entries.pop(entry))
+
+    def counters(self) -> tuple[int, int]:
+        with self._lock:
+            return self._hits, self._bytes
+
+
+class _InfoCache:
+    """ObjectInfo by (alias, key) for ``ttl`` seconds, so one query's repeated size/mtime questions cost one HEAD."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._items: dict[tuple[str, str], tuple[float, ObjectInfo]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, alias: str, key: str) -> ObjectInfo | None:
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            item = self._items.get((alias, key))
+            if item is None or time.monotonic() - item[0] > self.ttl:
+                return None
+            return item[1]
+
+    def put(self, alias: str, info: ObjectInfo) -> None:
+        if self.ttl > 0:
+            with self._lock:
+                if len(self._items) > 100_000:
+                    self._items.clear()
+                self._items[(alias, info.key)] = (time.monotonic(), info)
+
+    def forget(self, alias: str, key: str) -> None:
+        with self._lock:
+            self._items.pop((alias, key), None)
+
+
+# -- the filesystem DuckDB sees -----------------------------------------------------------------
+class _Core:
+    """State shared by a bridge and its filesystem: stores, counters, caches and recent storage errors."""
+
+    def __init__(self, stores: dict[str, ObjectStore], metadata_ttl: float, cache_bytes: int) -> None:
+        self.stores = stores
+        self.stats = IOStats()
+        self.infos = _InfoCache(metadata_ttl)
+        self.ranges = _RangeCache(cache_bytes)
+        self._errors: list[tuple[int, StorageError]] = []
+        self._seq = itertools.count(1)
+        self._last = 0
+        self._lock = threading.Lock()
+
+    # errors raised inside DuckDB callbacks, so the boundary can re-raise the nubes error
+    def note(self, exc: StorageError) -> None:
+        with self._lock:
+            self._last = next(self._seq)
+            self._errors.append((self._last, exc))
+            del self._errors[:-32]
+
+    def mark(self) -> int:
+        with self._lock:
+            return self._last
+
+    def errors_since(self, mark: int) -> list[StorageError]:
+        with self._lock:
+            return [e for n, e in self._errors if n > mark]
+
+    # counted store calls
+    def head(self, alias: str, key: str) -> ObjectInfo:
+        info = self.infos.get(alias, key)
+        if info is not None:
+            return info
+        store = self.stores[alias]
+        try:
+            info = store.head(key)
+        finally:
+            self.stats.record("head")
+        self.infos.put(alias, info)
+        return info
+
+    def list(self, alias: str, prefix: str) -> list[ObjectInfo]:
+        self.stats.record("list")
+        items = list(self.stores[alias].list(prefix))
+        for info in items:
+            self.infos.put(alias, info)
+        return items
+
+    def get_range(self, alias: str, info: ObjectInfo, start: int, end: int) -> bytes:
+        obj = (alias, info.key, info.etag)
+        data = self.ranges.get(obj, start, end)
+        if data is not None:
+            return data
+        data = self.stores[alias].get_range(info.key, start, end)
+        self.stats.record("get", read=len(data))
+        if len(data) != end - start:  # the object shrank since its HEAD: its versions would be mixed
+            store = self.stores[alias]
+            self.forget(alias, info.key)
+            raise PreconditionFailed(
+                f"object changed while being read (was etag {info.etag}, {info.size} bytes); run the query again",
+                uri=store.uri,
+                key=info.key,
+            )
+        self.ranges.put(obj, start, data)
+        return data
+
+    def forget(self, alias: str, key: str) -> None:
+        self.infos.forget(alias, key)
+        self.ranges.forget(alias, key)
+
+
+class _ObjectFile(io.RawIOBase):
+    """A read-only seekable file over one object version: every ``read(n)`` is one exact range request
+    (no read-ahead: DuckDB already asks for whole column chunks / large CSV buffers)."""
+
+    def __init__(self, core: _Core, alias: str, info: ObjectInfo) -> None:
+        super().__init__()
+        self._core = core
+        self._alias = alias
+        self._info = info
+        self._pos = 0
+        self.name = f"{PROTOCOL}://{alias}/{info.key}"
+
+    @property
+    def size(self) -> int:
+        return self._info.size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._info.size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._pos = base + offset
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._info.size if size is None or size < 0 else min(self._info.size, self._pos + size)
+        if end <= self._pos:
+            return b""
+        try:
+            data = self._core.get_range(self._alias, self._info, self._pos, end)
+        except StorageError as exc:
+            self._core.note(exc)
+            raise
+        self._pos += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class NubesFileSystem(AbstractFileSystem):
+    """fsspec filesystem over object stores: ``nubes://ALIAS/KEY`` is ``KEY`` in the store named ``ALIAS``.
+
+    Read-only (writes go through :meth:`Bridge.write`, which is atomic). Folders are implied by ``/``
+    in keys. ``ls``/``find``/``glob`` make one ``store.list`` call per listed prefix; ``info``,
+    ``size`` and ``modified`` one HEAD, cached for the bridge's ``metadata_ttl``. Missing objects
+    raise :class:`~nubes.errors.NotFound` (a ``FileNotFoundError``).
+    """
+
+    protocol = PROTOCOL
+    root_marker = ""
+    cachable = False
+    async_impl = False
+
+    def __init__(self, core: _Core, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._core = core
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
+        if isinstance(path, (list, tuple)):
+            return [cls._strip_protocol(p) for p in path]  # type: ignore[return-value]
+        path = str(path)
+        if path.startswith(PROTOCOL + "://"):
+            path = path[len(PROTOCOL) + 3 :]
+        return path.strip("/")
+
+    def _split(self, path: str) -> tuple[str, str]:
+        path = self._strip_protocol(path)
+        alias, _, key = path.partition("/")
+        if alias not in self._core.stores:
+            known = ", ".join(f"{PROTOCOL}://{a}/" for a in sorted(self._core.stores))
+            raise ConfigError(f"no store named {alias!r} in this bridge (known: {known}): {PROTOCOL}://{path}")
+        return alias, key
+
+    def _file_entry(self, alias: str, info: ObjectInfo) -> dict[str, Any]:
+        return {
+            "name": f"{alias}/{info.key}",
+            "size": info.size,
+            "type": "file",
+            "etag": info.etag,
+            "mtime": info.last_modified,
+        }
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except StorageError as exc:
+            self._core.note(exc)
+            raise
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return self._info(path)
+        except NotFound:
+            raise  # a probe (isfile, exists, glob); DuckDB reports a real miss itself, translated at the boundary
+        except StorageError as exc:
+            self._core.note(exc)
+            raise
+
+    def _info(self, path: str) -> dict[str, Any]:
+        alias, key = self._split(path)
+        if not key:
+            return {"name": alias, "size": 0, "type": "directory"}
+        try:
+            return self._file_entry(alias, self._core.head(alias, key))
+        except NotFound as missing:
+            if self._core.list(alias, key + "/"):
+                return {"name": f"{alias}/{key}", "size": 0, "type": "directory"}
+            raise missing from None
+
+    def exists(self, path: str, **kwargs: Any) -> bool:
+        """True if ``path`` is an object or a non-empty folder; a miss is not noted as an error."""
+        try:
+            self._info(path)
+        except NotFound:
+            return False
+        except StorageError as exc:
+            self._core.note(exc)
+            raise
+        return True
+
+    def size(self, path: str) -> int:
+        return int(self.info(path)["size"])
+
+    def modified(self, path: str) -> Any:
+        info = self.info(path)
+        if info["type"] != "file":
+            raise IsADirectoryError(path)
+        return info["mtime"]
+
+    def ukey(self, path: str) -> str:
+        return str(self.info(path).get("etag", ""))
+
+    def _entries(self, alias: str, key: str) -> list[ObjectInfo]:
+        prefix = key + "/" if key else ""
+        return [i for i in self._guard(self._core.list, alias, prefix) if i.key.startswith(prefix)]
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        alias, key = self._split(path)
+        prefix = key + "/" if key else ""
+        out: list[dict[str, Any]] = []
+        dirs: set[str] = set()
+        for info in self._entries(alias, key):
+            rest = info.key[len(prefix) :]
+            if "/" in rest:
+                d = prefix + rest.split("/", 1)[0]
+                if d not in dirs:
+                    dirs.add(d)
+                    out.append({"name": f"{alias}/{d}", "size": 0, "type": "directory"})
+            else:
+                out.append(self._file_entry(alias, info))
+        if not out:
+            if not key:
+                return []
+            out = [self.info(path)]  # a file, or NotFound
+            if out[0]["type"] != "file":
+                out = []
+        return out if detail else [o["name"] for o in out]
+
+    def find(
+        self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any
+    ) -> Any:
+        alias, key = self._split(path)
+        prefix = key + "/" if key else ""
+        found: dict[str, dict[str, Any]] = {}
+        for info in self._entries(alias, key):
+            parts = info.key[len(prefix) :].split("/")
+            if maxdepth is not None and len(parts) > maxdepth:
+                if withdirs:
+                    for depth in range(1, maxdepth + 1):
+                        d = prefix + "/".join(parts[:depth])
+                        found.setdefault(f"{alias}/{d}", {"name": f"{alias}/{d}", "size": 0, "type": "directory"})
+                continue
+            if withdirs:
+                for depth in range(1, len(parts)):
+                    d = prefix + "/".join(parts[:depth])
+                    found.setdefault(f"{alias}/{d}", {"name": f"{alias}/{d}", "size": 0, "type": "directory"})
+            entry = self._file_entry(alias, info)
+            found[entry["name"]] = entry
+        if not found and key:
+            try:
+                entry = self.info(path)
+            except FileNotFoundError:
+                entry = None
+            if entry is not None and entry["type"] == "file":
+                found[entry["name"]] = entry
+        names = sorted(found)
+        return {n: found[n] for n in names} if detail else names
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode != "rb":
+            raise PermissionError(
+                f"{PROTOCOL}:// is read-only for DuckDB; write results with Bridge.write (atomic): {path}"
+            )
+        alias, key = self._split(path)
+        info = self._guard(self._core.head, alias, key)
+        return _ObjectFile(self._core, alias, info)
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:  # no fsspec read-ahead/text layers
+        if "b" not in mode:
+            return io.TextIOWrapper(io.BufferedReader(self._open(path, "rb")), encoding=kwargs.get("encoding"))
+        return self._open(path, mode)
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        f = self._open(path)
+        size = f.size
+        s = 0 if start is None else (start if start >= 0 else max(0, size + start))
+        e = size if end is None else (end if end >= 0 else max(0, size + end))
+        f.seek(s)
+        return f.read(max(0, e - s))
+
+    def _rm(self, path: str) -> None:
+        raise PermissionError(f"{PROTOCOL}:// is read-only for DuckDB: {path}")
+
+    def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        raise PermissionError(f"{PROTOCOL}:// is read-only for DuckDB: {path}")
+
+
+# -- the public bridge --------------------------------------------------------------------------
+class Bridge:
+    """DuckDB and Polars over object stores, with range reads, atomic writes and per-block metering.
+
+    ``stores`` is one store (alias ``"data"``) or a mapping ``alias -> store``; DuckDB sees the object
+    ``KEY`` of store ``ALIAS`` as ``nubes://ALIAS/KEY`` (see :meth:`path`). ``connection`` lets the
+    filesystem be registered on an existing DuckDB connection instead of a new in-memory one (its
+    database must not already have a ``nubes`` filesystem).
+
+    ``metadata_ttl`` (seconds) bounds how long a HEAD/LIST answer is reused; ``cache_bytes`` bounds the
+    range cache that keeps a byte range DuckDB reads twice (bind, then execution) from being fetched
+    twice. Both are keyed by the object's etag and dropped on :meth:`write`; an object replaced by
+    another writer is seen after at most ``metadata_ttl``. ``0`` disables either cache.
+
+    Thread safety: the bridge's counters and caches are thread-safe, but a DuckDB connection runs one
+    statement at a time: for concurrent queries use one bridge each (they may share stores).
+    """
+
+    def __init__(
+        self,
+        stores: ObjectStore | Mapping[str, ObjectStore],
+        *,
+        connection: duckdb.DuckDBPyConnection | None = None,
+        metadata_ttl: float = 2.0,
+        cache_bytes: int = 32 * 1024 * 1024,
+        spool_dir: str | None = None,
+    ) -> None:
+        if isinstance(stores, Mapping):
+            named = dict(stores)
+        else:
+            named = {"data": stores}
+        if not named:
+            raise ConfigError("a Bridge needs at least one store")
+        for alias, store in named.items():
+            if not isinstance(alias, str) or not _ALIAS.match(alias):
+                raise ConfigError(f"store alias {alias!r} must be letters, digits, '_' or '-'")
+            if not isinstance(store, ObjectStore):
+                raise ConfigError(f"store {alias!r} is a {type(store).__name__}, not an ObjectStore")
+        self._core = _Core(named, metadata_ttl, cache_bytes)
+        self.fs = NubesFileSystem(self._core)
+        self.spool_dir = spool_dir
+        self._own = connection is None
+        self._con = connection if connection is not None else _new_connection()
+        if self._con.filesystem_is_registered(PROTOCOL):
+            raise ConfigError(
+                f"this DuckDB database already has a {PROTOCOL}:// filesystem; use one Bridge per connection"
+            )
+        self._con.register_filesystem(self.fs)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def stores(self) -> dict[str, ObjectStore]:
+        """The stores by alias."""
+        return dict(self._core.stores)
+
+    @property
+    def stats(self) -> IOStats:
+        """Requests and bytes this bridge caused (reads by DuckDB/Polars and writes); ``store.stats`` also sees them."""
+        return self._core.stats
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection on which ``nubes://`` paths are readable.
+
+        Errors of statements run on it directly are DuckDB's own; wrap them in :meth:`translate_errors`
+        to get :mod:`nubes.errors` (``NotFound`` with the store URI and key).
+        """
+        return self._con
+
+    def close(self) -> None:
+        """Unregister the filesystem (and close the connection if the bridge opened it)."""
+        with contextlib.suppress(Exception):
+            self._con.unregister_filesystem(PROTOCOL)
+        if self._own:
+            self._con.close()
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _alias(self, store: str | None) -> str:
+        if store is None:
+            if len(self._core.stores) == 1:
+                return next(iter(self._core.stores))
+            raise ConfigError(f"this bridge has several stores ({', '.join(sorted(self._core.stores))}); pass store=")
+        if store not in self._core.stores:
+            raise ConfigError(f"no store named {store!r} in this bridge (known: {', '.join(sorted(self._core.stores))})")
+        return store
+
+    def path(self, key: str, *, store: str | None = None) -> str:
+        """The URL DuckDB reads ``key`` (or a glob such as ``year=*/*.parquet``) at: ``nubes://ALIAS/KEY``."""
+        if not isinstance(key, str) or not key or key.startswith("/"):
+            raise ConfigError(f"keys and globs are relative, non-empty strings, not {key!r}")
+        return f"{PROTOCOL}://{self._alias(store)}/{key}"
+
+    @contextlib.contextmanager
+    def translate_errors(self) -> Iterator[None]:
+        """Turn DuckDB errors caused by storage into :mod:`nubes.errors` at this boundary.
+
+        A glob or key that matches nothing becomes ``NotFound`` (``key`` is the key or glob); a storage
+        error raised inside a DuckDB callback (NotFound, AccessDenied, StorageUnavailable ...) is
+        re-raised as itself, chained to the DuckDB error. Other errors pass through unchanged.
+        """
+        mark = self._core.mark()
+        try:
+            yield
+        except duckdb.Error as exc:
+            translated = self._translate(exc, mark)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _translate(self, exc: BaseException, mark: int) -> StorageError | None:
+        noted = self._core.errors_since(mark)
+        if noted:
+            return noted[-1]
+        match = _NO_FILES.search(str(exc))
+        if match:
+            url = match.group(1)
+            rest = url[len(PROTOCOL) + 3 :] if url.startswith(PROTOCOL + "://") else None
+            if rest is not None:
+                alias, _, key = rest.partition("/")
+                store = self._core.stores.get(alias)
+                if store is not None:
+                    return NotFound("no object matches", uri=store.uri, key=key)
+        return None
+
+    # -- reading -------------------------------------------------------------------------------
+    def read_sql(
+        self,
+        source: str | Sequence[str],
+        *,
+        format: str | None = None,  # noqa: A002
+        store: str | None = None,
+        hive_partitioning: bool | None = None,
+        **options: Any,
+    ) -> str:
+        """The DuckDB table-function call reading ``source`` (a key, a glob or a list of them) — for use in SQL."""
+        sources = [source] if isinstance(source, str) else list(source)
+        if not sources:
+            raise ConfigError("nothing to read: pass a key, a glob or a list of them")
+        fmt = _check_format(format) if format is not None else infer_format(sources[0])
+        urls = [self.path(s, store=store) for s in sources]
+        function = {"parquet": "read_parquet", "csv": "read_csv", "ndjson": "read_json"}[fmt]
+        if fmt == "ndjson":
+            options.setdefault("format", "newline_delimited")
+        if hive_partitioning is not None:
+            options["hive_partitioning"] = hive_partitioning
+        target = _sql_literal(urls[0]) if len(urls) == 1 else _sql_literal(urls)
+        args = "".join(f", {name} = {_sql_literal(value)}" for name, value in options.items())
+        return f"{function}({target}{args})"
+
+    def read(
+        self,
+        source: str | Sequence[str],
+        *,
+        format: str | None = None,  # noqa: A002
+        store: str | None = None,
+        hive_partitioning: bool | None = None,
+        **options: Any,
+    ) -> duckdb.DuckDBPyRelation:
+        """A lazy DuckDB relation over ``source`` (key, glob or list), format from the extension unless given.
+
+        ``options`` are passed to ``read_parquet``/``read_csv``/``read_json``. Binding reads only metadata
+        (a Parquet footer, a CSV/JSON sample); a missing key or a glob matching nothing raises NotFound here.
+        """
+        call = self.read_sql(source, format=format, store=store, hive_partitioning=hive_partitioning, **options)
+        return self.sql(f"SELECT * FROM {call}")
+
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+        """Run or bind ``query`` on the bridge's connection, translating storage errors at bind time."""
+        with self.translate_errors():
+            return self._con.sql(query, params=params) if params is not None else self._con.sql(query)
+
+    def query(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run ``query`` to the end and return a Polars DataFrame (Arrow C stream, no pyarrow)."""
+        with self.translate_errors():
+            relation = self._con.sql(query, params=params) if params is not None else self._con.sql(query)
+            return pl.DataFrame(relation)
+
+    def scan(
+        self,
+        source: str | Sequence[str],
+        *,
+        format: str | None = None,  # noqa: A002
+        store: str | None = None,
+        hive_partitioning: bool | None = None,
+        **options: Any,
+    ) -> pl.LazyFrame:
+        """A Polars LazyFrame over ``source`` read by DuckDB.
+
+        Polars' projection, ``head``/``limit`` and filters it can express in SQL are pushed into DuckDB,
+        so only the needed column chunks and row groups are fetched; other filters are applied by Polars
+        afterwards. Each collect runs one DuckDB query and materializes its (already projected and
+        filtered) result before yielding batches. The schema is read now: a missing source raises NotFound.
+        """
+        call = self.read_sql(source, format=format, store=store, hive_partitioning=hive_partitioning, **options)
+        base = self.sql(f"SELECT * FROM {call}")
+        with self.translate_errors():
+            schema = pl.DataFrame(base.limit(0)).schema
+            engine_types = dict(zip(base.columns, map(str, base.types), strict=True))
+        return _scan_source(self, call, schema, engine_types)
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(
+        self,
+        key: str,
+        data: duckdb.DuckDBPyRelation | pl.DataFrame | pl.LazyFrame | str,
+        *,
+        format: str | None = None,  # noqa: A002
+        store: str | None = None,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        **options: Any,
+    ) -> ObjectInfo:
+        """Serialize ``data`` and store it at ``key`` atomically; return the new object's info.
+
+        ``data`` is a DuckDB relation, a Polars DataFrame/LazyFrame (sunk streaming) or a SQL query run
+        on the bridge's connection. It is written to a temporary file in ``spool_dir`` first (never held
+        whole in memory by the bridge), then sent with one streaming ``store.put``: if serialization fails
+        nothing is written, and readers see the old object or the new one. ``format`` defaults to the
+        key's extension. ``options`` go to the writer (DuckDB ``COPY`` options or Polars ``write_*``).
+        """
+        alias = self._alias(store)
+        target = self._core.stores[alias]
+        check_key(key, uri=target.uri)
+        fmt = _check_format(format) if format is not None else infer_format(key)
+        suffix = {"parquet": ".parquet", "csv": ".csv", "ndjson": ".ndjson"}[fmt]
+        with tempfile.TemporaryDirectory(prefix="nubes-write-", dir=self.spool_dir) as tmp:
+            spool = os.path.join(tmp, "data" + suffix)
+            with self.translate_errors():
+                _serialize(self._con, data, spool, fmt, options)
+            if not os.path.exists(spool):
+                raise StorageError("serialization produced no file; nothing written", uri=target.uri, key=key)
+            with open(spool, "rb") as f:
+                try:
+                    info = target.put(
+                        key, f, content_type=_CONTENT_TYPES[fmt], if_none_match=if_none_match, if_match=if_match
+                    )
+                finally:
+                    self._core.forget(alias, key)
+        self._core.stats.record("put", written=info.size)
+        return info
+
+    # -- metering ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[MeasurementHandle]:
+        """Count the storage requests and bytes this bridge causes inside the block.
+
+        Counts every request made through this bridge from any thread (DuckDB reads on its own threads)
+        while the block runs, including other queries running at the same time on the same bridge, and
+        nothing done through other bridges or directly on the stores. For exact per-query figures run
+        one query at a time per bridge. Range-cache hits are not counted as bytes read.
+        """
+        meter = _Meter(self._core.stats, self._core.ranges)
+        handle = MeasurementHandle(meter)
+        try:
+            yield handle
+        finally:
+            meter.freeze()
+
+
+def connect(
+    stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any
+) -> duckdb.DuckDBPyConnection:
+    """A new DuckDB connection on which ``nubes://ALIAS/KEY`` reads the given stores (see :class:`Bridge`)."""
+    return Bridge(stores, **kwargs).duckdb()
+
+
+def _new_connection() -> duckdb.DuckDBPyConnection:
+    # Extensions are never downloaded; parquet and json are built in. DuckDB's external file cache
+    # is keyed by path and mtime (second resolution), which could mix two versions of an object.
+    return duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "enable_external_file_cache": False,
+        }
+    )
+
+
+def _serialize(
+    con: duckdb.DuckDBPyConnection,
+    data: duckdb.DuckDBPyRelation | pl.DataFrame | pl.LazyFrame | str,
+    path: str,
+    fmt: Format,
+    options: dict[str, Any],
+) -> None:
+    if isinstance(data, str):
+        data = con.sql(data)
+    if isinstance(data, pl.LazyFrame):
+        sink = {"parquet": data.sink_parquet, "csv": data.sink_csv, "ndjson": data.sink_ndjson}[fmt]
+        sink(path, **options)
+    elif isinstance(data, pl.DataFrame):
+        writer = {"parquet": data.write_parquet, "csv": data.write_csv, "ndjson": data.write_ndjson}[fmt]
+        writer(path, **options)
+    elif isinstance(data, duckdb.DuckDBPyRelation):
+        copy = {"parquet": "parquet", "csv": "csv", "ndjson": "json"}[fmt]
+        args = ", ".join([f"FORMAT {copy}"] + [f"{name} {_sql_literal(value)}" for name, value in options.items()])
+        view = f"__nubes_write_{threading.get_ident()}_{time.monotonic_ns()}"
+        data.query(view, f"COPY (SELECT * FROM {_ident(view)}) TO {_sql_literal(path)} ({args})")
+    else:
+        raise ConfigError(
+            f"cannot write a {type(data).__name__}; pass a DuckDB relation, a Polars DataFrame/LazyFrame or SQL"
+        )
+
+
+# -- the Polars IO source -----------------------------------------------------------------------
+try:  # DuckDB's own Polars-expression-to-SQL translation; without it filters run in Polars
+    from duckdb.polars_io import (  # type: ignore[attr-defined]
+        _conjuncts,
+        _expression_from_tree,
+        _stands_for,
+        _strip_dynamic_predicates,
+        _tree_to_sql_expression,
+    )
+
+    _PUSHDOWN = True
+except ImportError:  # pragma: no cover - depends on the DuckDB version
+    _PUSHDOWN = False
+
+
+def _scan_source(bridge: Bridge, call: str, schema: pl.Schema, engine_types: dict[str, str]) -> pl.LazyFrame:
+    from polars.io.plugins import register_io_source
+
+    comparable = (
+        {name: dtype for name, dtype in schema.items() if _stands_for(dtype, engine_types.get(name, ""))}
+        if _PUSHDOWN
+        else {}
+    )
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        columns = ", ".join(_ident(c) for c in with_columns) if with_columns is not None else "*"
+        where: str | None = None
+        fallback: pl.Expr | None = None
+        if predicate is not None:
+            fallback = predicate
+            if _PUSHDOWN:
+                tree = json.loads(predicate.meta.serialize(format="json"))
+                real, had_dynamic = _strip_dynamic_predicates(tree)
+                fallback = None
+                if real is not None:
+                    conjuncts = _conjuncts(real)
+                    pushed = [e for e in (_tree_to_sql_expression(c, comparable) for c in conjuncts) if e is not None]
+                    if pushed:
+                        where = str(functools.reduce(operator.and_, pushed))
+                    if len(pushed) < len(conjuncts):
+                        fallback = _expression_from_tree(real) if had_dynamic else predicate
+        # Columns the fallback filter needs but the projection dropped are read too, then dropped again.
+        needed = list(with_columns) if with_columns is not None else None
+        if fallback is not None and needed is not None:
+            extra = [c for c in fallback.meta.root_names() if c not in needed]
+            if extra:
+                columns = ", ".join(_ident(c) for c in [*needed, *extra])
+        sql = f"SELECT {columns} FROM {call}"
+        if where is not None:
+            sql += f" WHERE {where}"
+        if n_rows is not None and fallback is None:
+            sql += f" LIMIT {int(n_rows)}"
+        frame = bridge.query(sql)
+        if fallback is not None:
+            frame = frame.filter(fallback)
+            if n_rows is not None:
+                frame = frame.head(n_rows)
+            if needed is not None:
+                frame = frame.select(needed)
+        step = batch_size or 100_000
+        if frame.height == 0:
+            yield frame
+            return
+        for offset in range(0, frame.height, step):
+            yield frame.slice(offset, step)
+
+    return register_io_source(source, schema=schema, explain_name="nubes")
+
+
+__all__ = [
+    "PROTOCOL",
+    "Bridge",
+    "Measurement",
+    "MeasurementHandle",
+    "NubesFileSystem",
+    "connect",
+    "infer_format",
+]
