@@ -250,11 +250,29 @@ class BaseStore:
             raise InvalidKey("list prefixes are relative strings", uri=self.uri, key=repr(prefix))
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         self.stats.record("list")
-        items = self._call(prefix or None, lambda: iter(self._list(full)))
+        items: Iterator[ObjectInfo] | None = None
+        last: str | None = None
+
+        def step() -> ObjectInfo | None:
+            # A listing that fails mid-way is restarted and resumes after the last key yielded
+            # (listings are sorted); retrying ``next`` on a dead generator would end it silently.
+            nonlocal items
+            try:
+                if items is None:
+                    items = iter(self._list(full))
+                while True:
+                    info = next(items, None)
+                    if info is None or last is None or info.key > last:
+                        return info
+            except BaseException:
+                items = None
+                raise
+
         while True:
-            info = self._call(prefix or None, lambda: next(items, None))
+            info = self._call(prefix or None, step)
             if info is None:
                 return
+            last = info.key
             yield self._relative(info)
 
     def delete(self, key: str) -> None:

@@ -1,0 +1,75 @@
+"""The shared object-store contract against a real Azurite (the Azure Storage emulator) on loopback.
+
+Azurite comes from the repo's ``package.json`` (``npm ci`` in the repo root); without it these
+tests are skipped with that instruction. The store is configured only through the standard
+``AZURE_STORAGE_CONNECTION_STRING`` variable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+
+import pytest
+
+import nubes.storage
+from nubes.storage.base import ObjectStore
+from nubes.testing.servers.azurite import Azurite, find_azurite
+from nubes.testing.storage_contract import ObjectStoreContract
+
+CONTAINER = "nubes-contract"
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[Azurite]:
+    """One Azurite for the module, AZURE_STORAGE_CONNECTION_STRING pointing at it (restored after)."""
+    if find_azurite() is None:
+        pytest.skip("Azurite is not installed: run `npm ci` in the repo root (node_modules/.bin/azurite-blob)")
+    from azure.storage.blob import BlobServiceClient
+
+    with Azurite() as server, pytest.MonkeyPatch.context() as mp:
+        for name, value in server.env().items():
+            mp.setenv(name, value)
+        mp.delenv("AZURE_STORAGE_ACCOUNT", raising=False)
+        mp.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
+        BlobServiceClient.from_connection_string(server.connection_string).create_container(CONTAINER)
+        yield server
+
+
+class TestAzureContract(ObjectStoreContract):
+    @pytest.fixture
+    def store(self, azurite: Azurite) -> ObjectStore:
+        return nubes.storage.open(f"az://{CONTAINER}/t-{uuid.uuid4().hex[:12]}")
+
+    @pytest.fixture
+    def reopen(self, azurite: Azurite) -> Callable[[ObjectStore], ObjectStore]:
+        return lambda store: nubes.storage.open(store.uri)
+
+    @pytest.fixture
+    def outage(self, azurite: Azurite) -> Callable[[], AbstractContextManager[None]]:
+        return azurite.outage
+
+
+def test_missing_sdk_names_the_extra() -> None:
+    """Without azure-storage-blob, opening az:// raises BackendMissing naming nubes[azure]."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["azure.storage.blob"] = None
+        import nubes.storage
+        from nubes.errors import BackendMissing
+        try:
+            nubes.storage.open("az://some-container/prefix")
+        except BackendMissing as exc:
+            print("BackendMissing:", exc)
+        else:
+            print("no error")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.startswith("BackendMissing:"), out.stdout + out.stderr
+    assert "pip install 'nubes[azure]'" in out.stdout

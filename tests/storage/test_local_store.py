@@ -1,0 +1,334 @@
+"""file:// specifics beyond the shared contract: root confinement, atomicity, cross-process locking, URIs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import nubes.storage
+from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound
+from nubes.storage.local import INTERNAL, LocalStore
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def store(root: Path) -> LocalStore:
+    store = nubes.storage.open(f"file://{root}")
+    assert isinstance(store, LocalStore)
+    return store
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+# -- confinement -------------------------------------------------------------------------------
+@pytest.mark.parametrize("key", ["../escape", "a/../../escape", "/etc/passwd", "a\x00b", "..", "a/./b"])
+def test_path_escapes_refused(store: LocalStore, root: Path, key: str) -> None:
+    with pytest.raises(InvalidKey):
+        store.put(key, b"x")
+    with pytest.raises(InvalidKey):
+        store.get(key)
+    assert not root.exists()
+    assert not (root.parent / "escape").exists()
+
+
+def test_symlink_to_a_file_outside_is_refused(store: LocalStore, root: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"do not read me")
+    store.put("inside.txt", b"fine")
+    (root / "link.txt").symlink_to(secret)
+    for read in (store.get, store.head, store.open, store.exists, lambda k: store.get_range(k, 0, 2)):
+        with pytest.raises(InvalidKey) as caught:
+            read("link.txt")
+        assert "outside" in str(caught.value)
+    with pytest.raises(InvalidKey):
+        store.put("link.txt", b"overwrite")
+    assert secret.read_bytes() == b"do not read me"
+    assert [i.key for i in store.list()] == ["inside.txt"]
+
+
+def test_symlinked_folder_outside_is_refused(store: LocalStore, root: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s")
+    store.put("x", b"x")
+    (root / "dir").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(InvalidKey):
+        store.get("dir/secret")
+    with pytest.raises(InvalidKey):
+        store.put("dir/new", b"n")
+    assert not (outside / "new").exists()
+    assert [i.key for i in store.list()] == ["x"]
+    assert [i.key for i in store.list("dir/")] == []
+
+
+def test_symlink_inside_the_root_is_followed(store: LocalStore, root: Path) -> None:
+    store.put("real.txt", b"content")
+    (root / "alias.txt").symlink_to(root / "real.txt")
+    assert store.get("alias.txt") == b"content"
+    assert [i.key for i in store.list()] == ["alias.txt", "real.txt"]
+
+
+def test_internal_folder_is_reserved_and_hidden(store: LocalStore, root: Path) -> None:
+    store.put("a.txt", b"a", content_type="text/x-custom")
+    assert (root / INTERNAL).is_dir()
+    with pytest.raises(InvalidKey):
+        store.put(f"{INTERNAL}/meta/x", b"x")
+    with pytest.raises(InvalidKey):
+        store.get(f"deep/{INTERNAL}/x")
+    assert [i.key for i in store.list()] == ["a.txt"]
+    assert [i.key for i in store.list(".nubes")] == []
+
+
+def test_names_no_key_can_address_are_not_listed(store: LocalStore, root: Path) -> None:
+    store.put("ok", b"1")
+    (root / "bad\nname").write_bytes(b"2")
+    (root / "back\\slash").write_bytes(b"3")
+    assert [i.key for i in store.list()] == ["ok"]
+
+
+# -- layout and errors -------------------------------------------------------------------------
+def test_root_created_on_first_write_only(root: Path) -> None:
+    store = nubes.storage.open(f"file://{root}")
+    assert not store.exists("k")
+    assert list(store.list()) == []
+    store.delete("k")
+    assert not root.exists()
+    store.put("a/b/c.txt", b"abc")
+    assert (root / "a" / "b" / "c.txt").read_bytes() == b"abc"
+
+
+def test_delete_prunes_empty_folders_but_not_the_root(store: LocalStore, root: Path) -> None:
+    store.put("a/b/c/d.txt", b"d")
+    store.put("a/keep.txt", b"k")
+    store.delete("a/b/c/d.txt")
+    assert not (root / "a" / "b").exists()
+    assert (root / "a" / "keep.txt").exists()
+    store.delete("a/keep.txt")
+    assert root.is_dir() and not (root / "a").exists()
+
+
+def test_key_that_is_a_folder_of_other_keys(store: LocalStore) -> None:
+    store.put("a/b", b"ab")
+    with pytest.raises(InvalidKey) as caught:
+        store.put("a", b"a")
+    assert "folder" in str(caught.value)
+    with pytest.raises(InvalidKey) as caught:
+        store.put("a/b/c", b"abc")
+    assert "'a/b'" in str(caught.value)
+    with pytest.raises(NotFound):
+        store.get("a")
+    with pytest.raises(NotFound):
+        store.get("a/b/c")
+    assert not store.exists("a")
+    store.delete("a")  # not an object: nothing to delete
+    assert store.get("a/b") == b"ab"
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
+def test_permission_error_is_access_denied(store: LocalStore, root: Path) -> None:
+    store.put("locked", b"x")
+    (root / "locked").chmod(0)
+    try:
+        with pytest.raises(AccessDenied):
+            store.get("locked")
+    finally:
+        (root / "locked").chmod(0o644)
+
+
+def test_content_type_and_etag_persist_across_handles(store: LocalStore, root: Path) -> None:
+    info = store.put("t/report", b"hello", content_type="text/x-report")
+    other = nubes.storage.open(f"file://{root}")
+    head = other.head("t/report")
+    assert head.content_type == "text/x-report"
+    assert head.etag == info.etag == hashlib.md5(b"hello").hexdigest()
+    assert store.put("t/same", b"hello").etag == info.etag
+
+
+def test_content_type_guessed_when_not_given(store: LocalStore) -> None:
+    store.put("x/table.csv", b"a,b\n")
+    assert store.head("x/table.csv").content_type == "text/csv"
+
+
+def test_file_changed_behind_nubes_back_gets_a_new_etag(store: LocalStore, root: Path) -> None:
+    first = store.put("edit.txt", b"version one", content_type="text/plain")
+    (root / "edit.txt").write_bytes(b"edited by hand!")
+    head = store.head("edit.txt")
+    assert head.etag != first.etag
+    assert head.etag == hashlib.md5(b"edited by hand!").hexdigest()
+    store.put("edit.txt", b"v3", if_match=head.etag)
+    assert store.get("edit.txt") == b"v3"
+
+
+def test_files_written_by_others_are_objects(store: LocalStore, root: Path) -> None:
+    root.mkdir()
+    (root / "dropped.parquet").write_bytes(b"PAR1")
+    assert [i.key for i in store.list()] == ["dropped.parquet"]
+    assert store.head("dropped.parquet").etag == hashlib.md5(b"PAR1").hexdigest()
+
+
+# -- atomicity ---------------------------------------------------------------------------------
+def test_readers_never_see_a_partial_object(store: LocalStore) -> None:
+    size = 4 * 1024 * 1024
+    versions = [bytes([v]) * size for v in range(3)]
+    store.put("big", versions[0])
+    stop = threading.Event()
+    seen: list[bytes] = []
+    bad: list[str] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            data = store.get("big")
+            if data not in versions:
+                bad.append(f"{len(data)} bytes starting {data[:1]!r}")
+            seen.append(data[:1])
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(30):
+            store.put("big", versions[i % 3])
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert not bad, bad[:3]
+    assert seen
+
+
+class _Exploding:
+    """A file-like that yields some data, then fails."""
+
+    def __init__(self, chunks: int) -> None:
+        self.chunks = chunks
+
+    def read(self, n: int = -1) -> bytes:
+        if self.chunks == 0:
+            raise RuntimeError("the source broke mid-read")
+        self.chunks -= 1
+        return b"x" * 65536
+
+
+def test_failed_write_leaves_nothing_behind(store: LocalStore, root: Path) -> None:
+    store.put("keep", b"old content")
+    with pytest.raises(RuntimeError, match="mid-read"):
+        store.put("new", _Exploding(5))
+    with pytest.raises(RuntimeError, match="mid-read"):
+        store.put("keep", _Exploding(3))
+    assert store.get("keep") == b"old content"
+    assert not store.exists("new")
+    assert [i.key for i in store.list()] == ["keep"]
+    assert [f for f in _files(root) if not f.startswith(INTERNAL)] == ["keep"]
+    assert list((root / INTERNAL / "tmp").iterdir()) == []
+
+
+# -- across processes --------------------------------------------------------------------------
+_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    import nubes.storage
+    from nubes.errors import PreconditionFailed
+
+    uri, key, mode, go, me = sys.argv[1:6]
+    store = nubes.storage.open(uri)
+    etag = store.head(key).etag if mode == "if_match" else None
+    open(go + "." + me, "w").close()  # ready
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    try:
+        if mode == "if_match":
+            store.put(key, f"process {me}".encode(), if_match=etag)
+        else:
+            store.put(key, f"process {me}".encode(), if_none_match=True)
+    except PreconditionFailed:
+        print("lost")
+    else:
+        print("won")
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["if_none_match", "if_match"])
+def test_conditional_writes_across_processes(store: LocalStore, root: Path, tmp_path: Path, mode: str) -> None:
+    n = 6
+    if mode == "if_match":
+        store.put("contested", b"base")
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CHILD, store.uri, "contested", mode, str(go), str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(n)
+    ]
+    deadline = time.monotonic() + 60
+    while not all(Path(f"{go}.{i}").exists() for i in range(n)):
+        assert time.monotonic() < deadline, "children did not start"
+        assert all(c.poll() is None for c in children), [c.communicate() for c in children]
+        time.sleep(0.01)
+    go.touch()
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err
+        results.append(out.strip())
+    assert sorted(results) == ["lost"] * (n - 1) + ["won"]
+    winner = results.index("won")
+    assert store.get("contested") == f"process {winner}".encode()
+
+
+# -- URIs --------------------------------------------------------------------------------------
+def test_relative_uri_resolves_against_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = nubes.storage.open("file://relative/data")
+    store.put("k.txt", b"k")
+    assert (tmp_path / "relative" / "data" / "k.txt").read_bytes() == b"k"
+    assert store.uri == f"file://{tmp_path}/relative/data"
+    assert store.url("k.txt") == f"file://{tmp_path}/relative/data/k.txt"
+    dot = nubes.storage.open("file://.nubes")
+    dot.put("x", b"x")
+    assert (tmp_path / ".nubes" / "x").exists()
+    monkeypatch.chdir(tmp_path / "relative")
+    assert store.get("k.txt") == b"k"  # resolved once, when opened
+
+
+def test_absolute_uri(tmp_path: Path) -> None:
+    store = nubes.storage.open(f"file://{tmp_path}/abs")
+    assert store.uri == f"file://{tmp_path}/abs"
+    assert store.url("a/b.txt") == f"file://{tmp_path}/abs/a/b.txt"
+    assert nubes.storage.open(store.url("a/b.txt").rsplit("/", 1)[0]).uri == f"file://{tmp_path}/abs/a"
+
+
+def test_file_uri_options() -> None:
+    with pytest.raises(ConfigError):
+        nubes.storage.open("file://")
+    with pytest.raises(ConfigError, match="fsync"):
+        nubes.storage.open("file://x", compression="zstd")
+    assert nubes.storage.open("file://x", fsync=False).fsync is False  # type: ignore[attr-defined]
+
+
+def test_unknown_scheme_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError) as caught:
+        nubes.storage.open("ftp://example/data")
+    message = str(caught.value)
+    assert "ftp://" in message
+    for scheme in ("file://", "mem://", "s3://"):
+        assert scheme in message
+    with pytest.raises(ConfigError, match="file://"):
+        nubes.storage.open("just/a/path")
