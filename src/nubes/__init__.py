@@ -15,9 +15,23 @@ from nubes import errors
 from nubes.core.app import App
 from nubes.core.context import Context
 from nubes.core.errors import HTTPError, NubesError
+from nubes.core.events import Message, ObjectCreated, Platform, Scheduled
 from nubes.core.request import Request
 from nubes.core.response import Response
 
 __version__ = "0.1.0"
 
-__all__ = ["App", "Context", "HTTPError", "NubesError", "Request", "Response", "errors", "__version__"]
+__all__ = [
+    "App",
+    "Context",
+    "HTTPError",
+    "Message",
+    "NubesError",
+    "ObjectCreated",
+    "Platform",
+    "Request",
+    "Response",
+    "Scheduled",
+    "errors",
+    "__version__",
+]

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
-from nubes.core.errors import ConfigError, HTTPError, StorageError
+from nubes.core.errors import ConfigError, HTTPError, NoHandler, StorageError
+from nubes.core.events import LOCAL, Event, EventRoute, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -52,6 +53,7 @@ class App:
         self.version = version
         self.description = description
         self.router = Router()
+        self.event_routes: list[EventRoute] = []
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
         self._lock = threading.Lock()
@@ -96,6 +98,46 @@ class App:
 
     def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
         return self.route(path, ["DELETE"], **kw)
+
+    # -- event handlers --------------------------------------------------------------------
+    def on_object_created(self, prefix: str = "", *, store: str | None = None, **options: Any) -> Callable[[F], F]:
+        """Call the decorated ``handler(ctx, event: ObjectCreated)`` when an object whose key starts
+        with ``prefix`` is created (in ``store``, a URI such as ``s3://bucket``; any store if None)."""
+        return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, options=options))
+
+    def on_message(self, queue: str | None = None, **options: Any) -> Callable[[F], F]:
+        """Call the decorated ``handler(ctx, message: Message)`` for each message of ``queue`` (any queue if None)."""
+        return self._on(EventRoute("message", _nothing, "", queue=queue, options=options))
+
+    def on_schedule(self, name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
+        """Call the decorated ``handler(ctx, event: Scheduled)`` when the schedule ``name`` fires.
+
+        ``cron`` (six-field NCRONTAB ``sec min hour day month weekday``) says when, for deployment
+        and for providers whose timers are declared with the function (Azure).
+        """
+        if not name:
+            raise ConfigError("on_schedule needs the schedule's name (the EventBridge rule / Scheduler job / timer)")
+        return self._on(EventRoute("schedule", _nothing, "", schedule=name, cron=cron, options=options))
+
+    def _on(self, route: EventRoute) -> Callable[[F], F]:
+        def decorator(fn: F) -> F:
+            import inspect
+
+            where = f"{route.kind} handler {getattr(fn, '__qualname__', fn)}"
+            try:
+                positional = [
+                    p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                ]
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{where}: cannot read its signature: {exc}") from None
+            if len(positional) < 2:
+                raise ConfigError(f"{where}: an event handler takes (ctx, event), e.g. def handler(ctx, event): ...")
+            route.handler = fn
+            route.name = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}"
+            self.event_routes.append(route)
+            return fn
+
+        return decorator
 
     def _internal(self, path: str, methods: list[str], fn: Callable[..., Any], **kw: Any) -> None:
         self._add(path, methods, fn, internal=True, **kw)
@@ -163,8 +205,19 @@ class App:
         return self._storage
 
     # -- dispatch --------------------------------------------------------------------------
-    def handle(self, request: Request, *, request_id: str | None = None, deadline: float | None = None) -> Response:
-        """Answer one request. Never raises: every failure becomes a problem+json response."""
+    def handle(
+        self,
+        request: Request,
+        *,
+        request_id: str | None = None,
+        deadline: float | None = None,
+        platform: Platform = LOCAL,
+    ) -> Response:
+        """Answer one request. Never raises: every failure becomes a problem+json response.
+
+        ``deadline`` is the monotonic time by which the provider stops the invocation;
+        ``platform`` says where it runs (adapters pass both).
+        """
         started = time.perf_counter()
         rid = request_id or os.urandom(16).hex()
         route: Route | None = None
@@ -172,7 +225,7 @@ class App:
         try:
             try:
                 route, values = self.router.match(request.method, request.raw_path)
-                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path)
+                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform)
                 kwargs = bind(route.params, request, values)
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
@@ -209,6 +262,52 @@ class App:
         )
         return response
 
+    def handle_event(
+        self,
+        event: Event,
+        *,
+        request_id: str | None = None,
+        deadline: float | None = None,
+        platform: Platform = LOCAL,
+    ) -> list[Any]:
+        """Call every handler registered for ``event`` as ``handler(ctx, event)``; return their results.
+
+        Raises :class:`~nubes.errors.NoHandler` if none matches, and lets a handler's exception
+        propagate (after logging it) so the adapter can report the failure the provider's way
+        (e.g. the message in SQS ``batchItemFailures``). One JSON log line per call.
+        """
+        started = time.perf_counter()
+        rid = request_id or os.urandom(16).hex()
+        log = self.log.bind(request_id=rid)
+        routes = [r for r in self.event_routes if r.matches(event)]
+        if not routes:
+            log.warning("no handler", event=type(event).__name__, detail=_describe(event))
+            raise NoHandler(f"no handler in app {self.name!r} for {_describe(event)}; registered: "
+                            + (", ".join(r.describe() for r in self.event_routes) or "none"))
+        results = []
+        outcome = "ok"
+        try:
+            for route in routes:
+                ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform)
+                result = route.handler(ctx, event)
+                if hasattr(result, "__await__"):
+                    result = _run(result)
+                results.append(result)
+        except Exception:
+            outcome = "error"
+            log.exception("event handler failed", event=type(event).__name__, detail=_describe(event))
+            raise
+        finally:
+            log.info(
+                "invocation",
+                event=type(event).__name__,
+                detail=_describe(event),
+                handlers=[r.name for r in routes],
+                outcome=outcome,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        return results
+
     def openapi(self) -> dict[str, Any]:
         """This app's routes as an OpenAPI 3.1 document."""
         from nubes.core.openapi import document
@@ -217,6 +316,20 @@ class App:
 
     def __repr__(self) -> str:
         return f"<nubes.App {self.name!r} routes={len(self.routes)}>"
+
+
+def _nothing(ctx: Context, event: Event) -> None:  # placeholder until the decorator binds the handler
+    return None
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, ObjectCreated):
+        return f"object created {event.url}"
+    if isinstance(event, Message):
+        return f"message {event.id} on queue {event.queue or '?'}"
+    if isinstance(event, Scheduled):
+        return f"schedule {event.name!r} at {event.time.isoformat()}"
+    return repr(event)
 
 
 def problem_response(exc: HTTPError, request: Request, request_id: str) -> Response:

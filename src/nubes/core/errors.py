@@ -6,6 +6,8 @@ boundary where they arise, so callers only ever catch what is drawn here::
     NubesError                      base of everything below
     ├── ConfigError                 an app, route, option or CLI argument is declared wrongly
     ├── BackendMissing              a backend's SDK is not installed (names the extra to install)
+    ├── NoHandler                   an event arrived that no event handler of the app matches
+    ├── UnknownEvent                an adapter got a payload it does not recognise
     ├── HTTPError                   an HTTP answer: status + detail, sent as application/problem+json
     │   └── ValidationError         422: request parameters or body that do not bind, each named
     └── StorageError                an object-store operation failed (carries ``uri`` and ``key``)
@@ -34,6 +36,14 @@ class ConfigError(NubesError):
 
 class BackendMissing(NubesError, ImportError):
     """The SDK a backend needs is not installed; the message names the extra to install."""
+
+
+class NoHandler(NubesError):
+    """An event arrived that no ``on_object_created`` / ``on_message`` / ``on_schedule`` handler matches."""
+
+
+class UnknownEvent(NubesError, ValueError):
+    """An adapter was invoked with a payload it does not recognise; the message says what it expected."""
 
 
 class HTTPError(NubesError):
@@ -140,10 +150,12 @@ __all__ = [
     "ConfigError",
     "HTTPError",
     "InvalidKey",
+    "NoHandler",
     "NotFound",
     "NubesError",
     "PreconditionFailed",
     "StorageError",
     "StorageUnavailable",
+    "UnknownEvent",
     "ValidationError",
 ]
