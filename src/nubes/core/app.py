@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,7 +34,10 @@ class App:
 
     ``storage`` is the URI of the app's home store, where it keeps its own state (default:
     ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` under the working directory).
-    ``openapi=False`` removes ``GET /_nubes/openapi.json``.
+    ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``catalog`` is a ``catalog.yaml`` path
+    (default: ``catalog.yaml`` beside the module that creates the app, if it exists).
+    ``sql_endpoint=True`` adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
+    ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
     """
 
     def __init__(
@@ -45,6 +49,9 @@ class App:
         title: str | None = None,
         version: str = "0.1.0",
         description: str | None = None,
+        catalog: str | os.PathLike[str] | None = None,
+        sql_endpoint: bool = False,
+        max_rows: int = 100_000,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("App needs a name, e.g. nubes.App('sales')")
@@ -54,12 +61,33 @@ class App:
         self.description = description
         self.router = Router()
         self.event_routes: list[EventRoute] = []
+        self.max_rows = max_rows
+        self.sql_endpoint = sql_endpoint
+        from pathlib import Path
+
+        if catalog is None:
+            caller = sys._getframe(1).f_globals.get("__file__")
+            yaml_path = Path(caller).resolve().parent / "catalog.yaml" if caller else None
+        else:
+            yaml_path = Path(catalog)
+        from nubes.core.catalog import Catalog
+
+        self.catalog = Catalog(yaml_path)
+        self._stores: dict[str, ObjectStore] = {}
+        from nubes.core.analytics import CheckCache
+
+        self.check_cache = CheckCache()
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
         self._lock = threading.Lock()
         self.log = BoundLog(logger(), app=name)
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
+        self._internal("/_nubes/catalog", ["GET"], _catalog_route, summary="The data catalog")
+        if sql_endpoint:
+            from nubes.core.sql_endpoint import sql_route
+
+            self._internal("/_nubes/sql", ["POST"], sql_route, summary="Read-only SQL over the catalog")
 
     # -- registration ----------------------------------------------------------------------
     def route(
@@ -204,6 +232,45 @@ class App:
                     self._storage = open_store(self.storage_uri)
         return self._storage
 
+    def open_store(self, uri: str) -> ObjectStore:
+        """The store at ``uri``, opened once per warm instance and shared by its invocations."""
+        store = self._stores.get(uri)
+        if store is None:
+            with self._lock:
+                store = self._stores.get(uri)
+                if store is None:
+                    if uri.rstrip("/") == self.storage_uri.rstrip("/"):
+                        store = self.storage
+                    else:
+                        from nubes.storage import open as open_store
+
+                        store = open_store(uri)
+                    self._stores[uri] = store
+        return store
+
+    # -- catalog ---------------------------------------------------------------------------
+    def dataset(
+        self,
+        name: str,
+        uri: str,
+        *,
+        format: str | None = None,  # noqa: A002
+        schema: dict[str, str] | None = None,
+        description: str = "",
+        owner: str = "",
+        tags: Iterable[str] = (),
+        checks: Iterable[Any] = (),
+        partitioning: str | None = None,
+    ) -> Any:
+        """Declare a dataset: visible to ``ctx.sql`` as a view named ``name``, to ``ctx.table(name)``,
+        listed by ``nubes catalog`` and ``GET /_nubes/catalog``; ``checks`` guard its readers."""
+        from nubes.core.catalog import make_dataset
+
+        return self.catalog.add(
+            make_dataset(name, uri, format=format, schema=schema, description=description, owner=owner,
+                         tags=tags, checks=checks, partitioning=partitioning)
+        )
+
     # -- dispatch --------------------------------------------------------------------------
     def handle(
         self,
@@ -221,17 +288,20 @@ class App:
         started = time.perf_counter()
         rid = request_id or os.urandom(16).hex()
         route: Route | None = None
+        ctx: Context | None = None
         log = self.log.bind(request_id=rid)
         try:
             try:
                 route, values = self.router.match(request.method, request.raw_path)
-                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform)
+                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform,
+                              options=route.options)
                 kwargs = bind(route.params, request, values)
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
                     result = _run(result)
                 query_format = not any(p.name == "format" and p.source == "query" for p in route.params)
-                response = encoding.encode(result, request, query_format=query_format)
+                max_rows = route.options.get("max_rows", self.max_rows)
+                response = encoding.encode(result, request, query_format=query_format, max_rows=max_rows)
             except _Options as opt:
                 response = Response(b"", 204, {"allow": opt.allow})
             except HTTPError as exc:
@@ -248,6 +318,9 @@ class App:
                 request,
                 rid,
             )
+        finally:
+            if ctx is not None:
+                self._finish(ctx, log)
         response.headers["x-nubes-request-id"] = rid
         if request.method == "HEAD":
             response.headers.setdefault("content-length", str(len(response.body)))
@@ -261,6 +334,22 @@ class App:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         return response
+
+    def _finish(self, ctx: Context, log: BoundLog) -> None:
+        """End an invocation's analytics session and record its lineage (never fails the invocation)."""
+        session = ctx._session
+        if session is None:
+            return
+        try:
+            entry = session.lineage()
+            if entry is not None:
+                from nubes.core import lineage
+
+                lineage.record(self.storage, {"request_id": ctx.request_id, "app": self.name, "route": ctx.route, **entry})
+        except Exception:
+            log.exception("could not record lineage", route=ctx.route)
+        finally:
+            session.close()
 
     def handle_event(
         self,
@@ -288,10 +377,14 @@ class App:
         outcome = "ok"
         try:
             for route in routes:
-                ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform)
-                result = route.handler(ctx, event)
-                if hasattr(result, "__await__"):
-                    result = _run(result)
+                ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform,
+                              options=route.options)
+                try:
+                    result = route.handler(ctx, event)
+                    if hasattr(result, "__await__"):
+                        result = _run(result)
+                finally:
+                    self._finish(ctx, log)
                 results.append(result)
         except Exception:
             outcome = "error"
@@ -357,3 +450,9 @@ async def _await(awaitable: Any) -> Any:
 
 def _openapi_route(ctx: Context) -> dict[str, Any]:
     return ctx.app.openapi()
+
+
+def _catalog_route(ctx: Context) -> dict[str, Any]:
+    from nubes.core.catalog_report import describe_catalog
+
+    return {"app": ctx.app.name, "datasets": describe_catalog(ctx.app)}

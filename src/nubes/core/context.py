@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nubes.core.events import LOCAL, Event, Platform
@@ -10,7 +11,12 @@ from nubes.core.logs import BoundLog
 from nubes.core.request import Request
 
 if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+
+    from nubes.core.analytics import Session
     from nubes.core.app import App
+    from nubes.core.catalog import Dataset
     from nubes.storage.base import ObjectStore
 
 
@@ -26,7 +32,10 @@ class Context:
     and ``state`` (a dict for the handler's own use during this invocation).
     """
 
-    __slots__ = ("request", "event", "platform", "app", "request_id", "log", "started", "deadline", "state", "route")
+    __slots__ = (
+        "request", "event", "platform", "app", "request_id", "log", "started", "deadline", "state", "route", "options",
+        "_session",
+    )
 
     def __init__(
         self,
@@ -39,6 +48,7 @@ class Context:
         route: str | None = None,
         event: Event | None = None,
         platform: Platform = LOCAL,
+        options: dict[str, Any] | None = None,
     ) -> None:
         self.request = request
         self.event = event
@@ -50,11 +60,54 @@ class Context:
         self.deadline = deadline
         self.state: dict[str, Any] = {}
         self.route = route
+        self.options = options or {}
+        self._session: Session | None = None
 
     @property
     def storage(self) -> ObjectStore:
         """The app's home store (``App(storage=...)``, ``NUBES_STORAGE``, else ``file://.nubes``)."""
         return self.app.storage
+
+    # -- analytics ------------------------------------------------------------------------
+    @property
+    def session(self) -> Session:
+        """This invocation's analytics session (opened on first use, closed when the invocation ends)."""
+        if self._session is None:
+            from nubes.core.analytics import Session
+
+            self._session = Session(self.app, enforce_checks=self.options.get("checks", True))
+        return self._session
+
+    def sql(self, query: str, /, **params: Any) -> duckdb.DuckDBPyRelation:
+        """Run DuckDB SQL with every catalog dataset visible as a view by its name.
+
+        Keyword arguments are bound as prepared-statement parameters (``$name`` in the query), never
+        formatted into the SQL text. Returns a lazy DuckDB relation (return it to answer with it).
+        A dataset whose ``error`` checks fail makes this a 409 unless the route says ``checks=False``.
+        """
+        return self.session.sql(query, params or None)
+
+    def table(self, name: str) -> pl.LazyFrame:
+        """Catalog dataset ``name`` as a Polars LazyFrame (projection and filters pushed into the reads)."""
+        return self.session.table(name)
+
+    def write(
+        self,
+        target: str,
+        frame: Any,
+        *,
+        format: str = "parquet",  # noqa: A002
+        partition_by: Sequence[str] | str | None = None,
+        mode: str = "overwrite",
+    ) -> Dataset:
+        """Write ``frame`` (Polars, DuckDB relation, Arrow table or SQL text) to a catalog dataset or a URI.
+
+        Atomic: readers see the previous version or the new one, never a mix. A single-object URI is
+        replaced whole; a prefix dataset (URI ending with ``/``) gets a new version of files under it
+        and a manifest swap (``mode="append"`` adds files, ``partition_by`` writes hive folders).
+        The dataset is registered in the catalog if it was not there.
+        """
+        return self.session.write(target, frame, format=format, partition_by=partition_by, mode=mode)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline, or None when there is none."""

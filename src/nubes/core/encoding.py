@@ -213,8 +213,33 @@ def negotiate(request: Request, *, query_format: bool) -> str:
     return max(choices)[2]
 
 
-def encode(result: Any, request: Request, *, query_format: bool = True) -> Response:
-    """The response for a handler's return value (see module docstring)."""
+def limit_rows(value: Any, max_rows: int) -> Any:
+    """``value`` as a Polars DataFrame of at most ``max_rows`` rows; 413 if the table has more.
+
+    Lazy tables (DuckDB relations, LazyFrames) are cut at ``max_rows + 1`` before they run to the
+    end, so an oversized result is refused without being materialised.
+    """
+    import polars as pl
+
+    if isinstance(value, pl.LazyFrame):
+        df = value.head(max_rows + 1).collect()
+    elif type(value).__name__ == "DuckDBPyRelation":
+        df = pl.DataFrame(value.limit(max_rows + 1))
+    else:
+        df = to_polars(value)
+    if df.height > max_rows:
+        raise HTTPError(
+            413,
+            f"the result has more than {max_rows:,} rows, this route's limit; narrow the query "
+            "(filters, aggregation, a limit parameter) or raise the route's max_rows",
+            title="Result Too Large",
+            max_rows=max_rows,
+        )
+    return df
+
+
+def encode(result: Any, request: Request, *, query_format: bool = True, max_rows: int | None = None) -> Response:
+    """The response for a handler's return value (see module docstring); tables over ``max_rows`` are 413."""
     if isinstance(result, Response):
         return result
     if result is None:
@@ -222,5 +247,6 @@ def encode(result: Any, request: Request, *, query_format: bool = True) -> Respo
     if isinstance(result, bytes | bytearray | memoryview):
         return Response(bytes(result), 200, None, "application/octet-stream")
     if is_table(result):
-        return encode_table(result, negotiate(request, query_format=query_format))
+        fmt = negotiate(request, query_format=query_format)
+        return encode_table(limit_rows(result, max_rows) if max_rows is not None else result, fmt)
     return Response(dumps(result), 200, None, "application/json")

@@ -265,6 +265,13 @@ class _Core:
         self._seq = itertools.count(1)
         self._last = 0
         self._lock = threading.Lock()
+        self.touched: dict[tuple[str, str], dict[str, Any]] = {}  # (alias, key) -> etag, size, bytes read
+
+    def touch(self, alias: str, info: ObjectInfo, read: int = 0) -> None:
+        with self._lock:
+            entry = self.touched.setdefault((alias, info.key), {"etag": info.etag, "size": info.size, "bytes_read": 0})
+            entry["etag"] = info.etag
+            entry["bytes_read"] += read
 
     # errors raised inside DuckDB callbacks, so the boundary can re-raise the nubes error
     def note(self, exc: StorageError) -> None:
@@ -305,9 +312,11 @@ class _Core:
         obj = (alias, info.key, info.etag)
         data = self.ranges.get(obj, start, end)
         if data is not None:
+            self.touch(alias, info)
             return data
         data = self.stores[alias].get_range(info.key, start, end)
         self.stats.record("get", read=len(data))
+        self.touch(alias, info, len(data))
         if len(data) != end - start:  # the object shrank since its HEAD: its versions would be mixed
             store = self.stores[alias]
             self.forget(alias, info.key)
@@ -616,6 +625,23 @@ class Bridge:
     def stats(self) -> IOStats:
         """Requests and bytes this bridge caused (reads by DuckDB/Polars and writes); ``store.stats`` also sees them."""
         return self._core.stats
+
+    def attach(self, alias: str, store: ObjectStore) -> None:
+        """Make ``store`` readable as ``nubes://ALIAS/...`` on this bridge from now on."""
+        if not isinstance(alias, str) or not _ALIAS.match(alias):
+            raise ConfigError(f"store alias {alias!r} must be letters, digits, '_' or '-'")
+        if alias in self._core.stores and self._core.stores[alias] is not store:
+            raise ConfigError(f"this bridge already has a store named {alias!r}")
+        self._core.stores[alias] = store
+
+    def objects_read(self) -> list[dict[str, Any]]:
+        """Every object whose bytes this bridge read: store URI, key, etag, size and bytes fetched (lineage)."""
+        with self._core._lock:
+            items = sorted(self._core.touched.items())
+        return [
+            {"store": self._core.stores[alias].uri, "key": key, **entry}
+            for (alias, key), entry in items
+        ]
 
     def duckdb(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection on which ``nubes://`` paths are readable.
