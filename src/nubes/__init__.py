@@ -15,11 +15,21 @@ from nubes import errors
 from nubes.core.app import App
 from nubes.core.context import Context
 from nubes.core.errors import HTTPError, NubesError
-from nubes.core.events import Message, ObjectCreated, Platform, Scheduled
 from nubes.core.request import Request
 from nubes.core.response import Response
 
 __version__ = "0.1.0"
+
+_LAZY = {"Message", "ObjectCreated", "Platform", "Scheduled"}
+
+
+def __getattr__(name: str) -> object:
+    """The event types load on first use, keeping ``import nubes`` fast."""
+    if name in _LAZY:
+        from nubes.core import events
+
+        return getattr(events, name)
+    raise AttributeError(f"module 'nubes' has no attribute {name!r}")
 
 __all__ = [
     "App",

@@ -13,13 +13,13 @@ from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
 from nubes.core.errors import ConfigError, HTTPError, NoHandler, StorageError
-from nubes.core.events import LOCAL, Event, EventRoute, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
 
 if TYPE_CHECKING:
+    from nubes.core.events import Event, EventRoute, Platform
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,10 +131,14 @@ class App:
     def on_object_created(self, prefix: str = "", *, store: str | None = None, **options: Any) -> Callable[[F], F]:
         """Call the decorated ``handler(ctx, event: ObjectCreated)`` when an object whose key starts
         with ``prefix`` is created (in ``store``, a URI such as ``s3://bucket``; any store if None)."""
+        from nubes.core.events import EventRoute
+
         return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, options=options))
 
     def on_message(self, queue: str | None = None, **options: Any) -> Callable[[F], F]:
         """Call the decorated ``handler(ctx, message: Message)`` for each message of ``queue`` (any queue if None)."""
+        from nubes.core.events import EventRoute
+
         return self._on(EventRoute("message", _nothing, "", queue=queue, options=options))
 
     def on_schedule(self, name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -145,6 +149,8 @@ class App:
         """
         if not name:
             raise ConfigError("on_schedule needs the schedule's name (the EventBridge rule / Scheduler job / timer)")
+        from nubes.core.events import EventRoute
+
         return self._on(EventRoute("schedule", _nothing, "", schedule=name, cron=cron, options=options))
 
     def _on(self, route: EventRoute) -> Callable[[F], F]:
@@ -278,7 +284,7 @@ class App:
         *,
         request_id: str | None = None,
         deadline: float | None = None,
-        platform: Platform = LOCAL,
+        platform: Platform | None = None,
     ) -> Response:
         """Answer one request. Never raises: every failure becomes a problem+json response.
 
@@ -357,7 +363,7 @@ class App:
         *,
         request_id: str | None = None,
         deadline: float | None = None,
-        platform: Platform = LOCAL,
+        platform: Platform | None = None,
     ) -> list[Any]:
         """Call every handler registered for ``event`` as ``handler(ctx, event)``; return their results.
 
@@ -416,6 +422,8 @@ def _nothing(ctx: Context, event: Event) -> None:  # placeholder until the decor
 
 
 def _describe(event: Event) -> str:
+    from nubes.core.events import Message, ObjectCreated, Scheduled
+
     if isinstance(event, ObjectCreated):
         return f"object created {event.url}"
     if isinstance(event, Message):

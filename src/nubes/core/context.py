@@ -6,7 +6,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.events import LOCAL, Event, Platform
 from nubes.core.logs import BoundLog
 from nubes.core.request import Request
 
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from nubes.core.analytics import Session
     from nubes.core.app import App
     from nubes.core.catalog import Dataset
+    from nubes.core.events import Event, Platform
     from nubes.storage.base import ObjectStore
 
 
@@ -47,11 +47,13 @@ class Context:
         deadline: float | None = None,
         route: str | None = None,
         event: Event | None = None,
-        platform: Platform = LOCAL,
+        platform: Platform | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
         self.request = request
         self.event = event
+        if platform is None:
+            from nubes.core.events import LOCAL as platform
         self.platform = platform
         self.app = app
         self.request_id = request_id
