@@ -29,14 +29,8 @@ def azurite() -> Iterator[Azurite]:
     """One Azurite for the module, AZURE_STORAGE_CONNECTION_STRING pointing at it (restored after)."""
     if find_azurite() is None:
         pytest.skip("Azurite is not installed: run `npm ci` in the repo root (node_modules/.bin/azurite-blob)")
-    from azure.storage.blob import BlobServiceClient
-
-    with Azurite() as server, pytest.MonkeyPatch.context() as mp:
-        for name, value in server.env().items():
-            mp.setenv(name, value)
-        mp.delenv("AZURE_STORAGE_ACCOUNT", raising=False)
-        mp.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
-        BlobServiceClient.from_connection_string(server.connection_string).create_container(CONTAINER)
+    with Azurite() as server, server.environment():
+        server.create_container(CONTAINER)
         yield server
 
 
@@ -46,7 +40,7 @@ class TestAzureContract(ObjectStoreContract):
         return nubes.storage.open(f"az://{CONTAINER}/t-{uuid.uuid4().hex[:12]}")
 
     @pytest.fixture
-    def reopen(self, azurite: Azurite) -> Callable[[ObjectStore], ObjectStore]:
+    def reopen(self) -> Callable[[ObjectStore], ObjectStore]:
         return lambda store: nubes.storage.open(store.uri)
 
     @pytest.fixture

@@ -23,7 +23,3 @@ class TestLocalStore(ObjectStoreContract):
     @pytest.fixture
     def reopen(self) -> Callable[[ObjectStore], ObjectStore]:
         return lambda store: nubes.storage.open(store.uri)
-
-    @pytest.fixture
-    def outage(self) -> None:
-        return None

@@ -8,7 +8,7 @@ preconditions all the same; ``test_gcs_store.py`` checks them on the wire.
 
 The store is configured only through the SDK's standard variables (STORAGE_EMULATOR_HOST, which
 makes the SDK use anonymous credentials, and GOOGLE_CLOUD_PROJECT), set for this module and
-restored afterwards.
+restored afterwards (``GCSEmulator.environment``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 
 import pytest
 
@@ -29,19 +29,13 @@ from nubes.testing.storage_contract import ObjectStoreContract
 
 BUCKET = "nubes-contract"
 
-# Variables that would point the SDK elsewhere than the emulator if inherited from the shell.
-_AMBIENT = ("API_ENDPOINT_OVERRIDE", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_UNIVERSE_DOMAIN", "GCLOUD_PROJECT")
-
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator]:
     """A GCS emulator for this module, with the standard variables pointing at it (restored after)."""
-    with GCSEmulator(data_dir=tmp_path_factory.mktemp("gcs")) as server, pytest.MonkeyPatch.context() as mp:
-        for name in _AMBIENT:
-            mp.delenv(name, raising=False)
-        for name, value in server.env().items():
-            mp.setenv(name, value)
-        mp.setenv("GOOGLE_CLOUD_PROJECT", "nubes-test")
+    with GCSEmulator(data_dir=tmp_path_factory.mktemp("gcs")) as server, server.environment(
+        GOOGLE_CLOUD_PROJECT="nubes-test"
+    ):
         server.create_bucket(BUCKET)
         yield server
 
@@ -72,18 +66,8 @@ class TestGCSContract(ObjectStoreContract):
 
     @pytest.fixture
     def outage(self, emulator: GCSEmulator) -> Callable[[], AbstractContextManager[None]]:
-        """Inside ``with outage():`` the emulator is stopped; it restarts on the same port and data after."""
-
-        @contextmanager
-        def down() -> Iterator[None]:
-            emulator.stop()
-            try:
-                yield
-            finally:
-                emulator.start()
-                emulator.create_bucket(BUCKET)  # a no-op on disk; needed if the emulator ran in memory
-
-        return down
+        """Inside ``with outage():`` the emulator is stopped; it restarts on the same port and data_dir after."""
+        return emulator.outage
 
     @_NO_PRECONDITIONS
     def test_if_none_match(self, store: ObjectStore) -> None:

@@ -26,10 +26,6 @@ class TestMemoryStore(ObjectStoreContract):
     def reopen(self) -> Callable[[ObjectStore], ObjectStore]:
         return lambda store: nubes.storage.open(store.uri)
 
-    @pytest.fixture
-    def outage(self) -> None:
-        return None
-
 
 def test_prefixes_partition_one_bucket() -> None:
     name = f"prefixes-{uuid.uuid4().hex}"

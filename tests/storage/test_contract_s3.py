@@ -1,7 +1,7 @@
 """The shared ObjectStore contract against S3, served by a local moto_server on 127.0.0.1.
 
 The store is configured only through the standard AWS variables (AWS_ENDPOINT_URL, dummy keys,
-AWS_DEFAULT_REGION), set for this module and restored afterwards.
+AWS_DEFAULT_REGION), set for this module and restored afterwards (``MotoServer.environment``).
 """
 
 from __future__ import annotations
@@ -22,18 +22,11 @@ from nubes.testing.storage_contract import ObjectStoreContract
 
 BUCKET = "nubes-contract"
 
-# Variables that would point boto3 elsewhere than the test server if inherited from the shell.
-_AMBIENT = ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_MAX_ATTEMPTS")
-
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
     """A moto_server for this module, with the standard AWS variables pointing at it (restored after)."""
-    with MotoServer() as server, pytest.MonkeyPatch.context() as mp:
-        for name in _AMBIENT:
-            mp.delenv(name, raising=False)
-        for name, value in server.env().items():
-            mp.setenv(name, value)
+    with MotoServer() as server, server.environment():
         server.create_bucket(BUCKET)
         yield server
 

@@ -2,8 +2,8 @@
 
 ::
 
-    with Azurite() as azurite:
-        os.environ.update(azurite.env())     # or monkeypatch.setenv for each item
+    with Azurite() as azurite, azurite.environment():
+        azurite.create_container("container")
         store = nubes.storage.open("az://container/prefix")
 
 Azurite is the npm package pinned in the repo's ``package.json``; install it with ``npm ci`` in the
@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import IO
 
-from nubes.testing.servers import free_port, port_open, wait_until
+from nubes.testing.servers.process import ServerProcess
 
 DEV_ACCOUNT = "devstoreaccount1"
 # The well-known, public key of Azurite's development account (not a secret).
@@ -62,25 +55,17 @@ def azurite_executable() -> Path:
     return found
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Last-resort cleanup: SIGKILL the process group started for ``proc`` (its own session)."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        proc.wait()
+class Azurite(ServerProcess):
+    """One ``azurite-blob`` process on ``127.0.0.1:port`` storing its data in ``location``, managed as
+    :class:`ServerProcess` describes.
 
-
-class Azurite:
-    """One ``azurite-blob`` process on ``127.0.0.1:port`` storing its data in ``location``.
-
-    ``start()`` returns once the blob endpoint answers HTTP; ``stop()`` sends SIGTERM to the process
-    group it started (Azurite then flushes its metadata to disk and exits), kills it after
-    ``timeout`` and waits, so nothing is orphaned. Port and location are chosen once: ``restart()``
-    and :meth:`outage` bring the same data back on the same endpoint. A ``location`` created here
-    (the default) is deleted by ``close()`` / leaving the ``with`` block.
+    Ready once the blob endpoint answers HTTP. On SIGTERM Azurite flushes its metadata to disk, so
+    :meth:`restart` and :meth:`outage` bring the same data back on the same endpoint. A ``location``
+    created here (the default) is deleted by :meth:`close` / leaving the ``with`` block.
     """
+
+    name = "Azurite"
+    ambient = ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_URL")
 
     def __init__(
         self,
@@ -89,14 +74,9 @@ class Azurite:
         location: str | os.PathLike[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
+        super().__init__(port, log_path=log_path)
         self._own_location = location is None
         self.location = Path(location) if location is not None else Path(tempfile.mkdtemp(prefix="nubes-azurite-"))
-        self.log_path = Path(log_path) if log_path is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
-        self._finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
 
     @property
     def endpoint(self) -> str:
@@ -110,105 +90,44 @@ class Azurite:
             f"BlobEndpoint={self.endpoint};"
         )
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def command(self) -> list[str]:
+        """The ``azurite-blob`` command line; creates ``location`` if it is missing."""
+        executable = azurite_executable()
+        self.location.mkdir(parents=True, exist_ok=True)
+        return [
+            str(executable),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--location",
+            str(self.location),
+            "--blobHost",
+            self.host,
+            "--blobPort",
+            str(self.port),
+        ]
 
     def env(self) -> dict[str, str]:
         """The standard Azure SDK variable that points azure-storage-blob (and the az CLI) here."""
         return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
 
-    def start(self, *, timeout: float = 30.0) -> Azurite:
-        """Start the server (no-op if running) and wait until it answers; raise TimeoutError if not."""
-        if self.running:
-            return self
-        if port_open(self.port, self.host):
-            raise RuntimeError(f"port {self.port} on {self.host} is already in use; cannot start Azurite")
-        executable = azurite_executable()
-        self.location.mkdir(parents=True, exist_ok=True)
-        if self.log_path is not None:
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        out: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
-            [
-                str(executable),
-                "--silent",
-                "--skipApiVersionCheck",
-                "--disableTelemetry",
-                "--location",
-                str(self.location),
-                "--blobHost",
-                self.host,
-                "--blobPort",
-                str(self.port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT if self._log is not None else subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() signals exactly that group
-        )
-        self._finalizer = weakref.finalize(self, _kill_group, self._proc)
-        try:
-            wait_until(self._ready, timeout=timeout, what=f"Azurite on {self.endpoint}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"azurite-blob exited with code {self._proc.returncode} before answering")
-        if not port_open(self.port, self.host):
-            return False
+    def _probe(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2):  # noqa: S310 - loopback
                 return True
         except urllib.error.HTTPError:
             return True  # any HTTP answer (an unsigned request gets 403) means it is serving
 
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """SIGTERM the process group this object started, wait (SIGKILL if it lingers), free the port."""
-        proc, self._proc = self._proc, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill_group(proc)
-        if proc is not None:
-            try:  # children of node, if any, die with the group
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if proc is not None:
-            wait_until(lambda: not port_open(self.port, self.host), timeout=timeout, what="Azurite port release")
+    def create_container(self, name: str) -> None:
+        """Create container ``name`` on this server (no-op if it exists). Imports azure-storage-blob."""
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
 
-    def restart(self, *, timeout: float = 30.0) -> Azurite:
-        """Stop and start again on the same port and location (data survives)."""
-        self.stop()
-        return self.start(timeout=timeout)
-
-    @contextmanager
-    def outage(self) -> Iterator[None]:
-        """Inside the block the server is down (connections refused); it is back, data intact, after."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
+        with BlobServiceClient.from_connection_string(self.connection_string) as service:
+            try:
+                service.create_container(name)
+            except ResourceExistsError:
+                pass
 
     def close(self) -> None:
         """Stop the server and delete its location if this object created it."""
@@ -216,16 +135,8 @@ class Azurite:
         if self._own_location:
             shutil.rmtree(self.location, ignore_errors=True)
 
-    def __enter__(self) -> Azurite:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
-        return f"<Azurite {self.endpoint} pid={self.pid} location={self.location}>"
+        return f"{super().__repr__()[:-1]} location={self.location}>"
 
 
 __all__ = ["DEV_ACCOUNT", "DEV_ACCOUNT_KEY", "Azurite", "azurite_executable", "find_azurite"]

@@ -2,7 +2,7 @@
 
 ``GCSEmulator`` runs the emulator's ``start --host 127.0.0.1 --port PORT --in-memory`` (or, given
 ``data_dir``, ``--data-dir DIR start ...``, which keeps buckets and objects across restarts) as a
-child process in its own process group, and stops it by that group (no orphans). It launches the
+:class:`~nubes.testing.servers.ServerProcess`: its own process group, stopped by that group (no orphans). It launches the
 emulator's own ``main`` with two performance changes that do not touch its API (see ``_LAUNCH``).
 Point the SDK at it with :meth:`GCSEmulator.env`: ``STORAGE_EMULATOR_HOST`` is the SDK's own
 variable; with it set, ``google.cloud.storage.Client()`` uses anonymous credentials and needs no
@@ -17,18 +17,14 @@ comes back in one page). In memory, a restart forgets every bucket and object.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-from nubes.testing.servers import free_port, port_open, wait_until
+from nubes.testing.servers.process import ServerProcess
 
 
 # The emulator's own entry point (what the ``gcp-storage-emulator`` script runs), with changes that
@@ -60,19 +56,21 @@ finally:
 """
 
 
-def _command() -> list[str]:
-    return [sys.executable, "-c", _LAUNCH]
-
-
-class GCSEmulator:
-    """One emulator process on ``127.0.0.1:port``; restartable on the same port.
+class GCSEmulator(ServerProcess):
+    """One emulator process on ``127.0.0.1:port``, managed as :class:`ServerProcess` describes.
 
     ``data_dir`` keeps state on disk across restarts (default: in memory, lost at every stop).
     ``log`` is a file path for the server's output (default: discarded). ``default_bucket`` is created
-    by the server itself at every start. Use as a context manager or call ``start()``/``stop()``.
+    by the server itself at every start. Ready once its port accepts connections.
     """
 
-    host = "127.0.0.1"
+    name = "gcp-storage-emulator"
+    ambient = (
+        "API_ENDPOINT_OVERRIDE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_UNIVERSE_DOMAIN",
+        "GCLOUD_PROJECT",
+    )
 
     def __init__(
         self,
@@ -83,85 +81,31 @@ class GCSEmulator:
         log: str | os.PathLike[str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        self.port = port or free_port()
+        super().__init__(port, log_path=log, startup_timeout=startup_timeout)
         self.default_bucket = default_bucket
         self.data_dir = Path(data_dir).resolve() if data_dir is not None else None
-        self.log = Path(log) if log is not None else None
-        self.startup_timeout = startup_timeout
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
-    def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def log(self) -> Path | None:
+        """The log file given as ``log`` (the same as ``log_path``)."""
+        return self.log_path
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def env(self) -> dict[str, str]:
-        """The SDK's standard variables pointing a client at this emulator."""
-        return {"STORAGE_EMULATOR_HOST": self.endpoint}
-
-    def start(self) -> GCSEmulator:
-        """Start the server and wait until it accepts connections; a no-op if already running."""
-        if self.running:
-            return self
-        if port_open(self.port, self.host):
-            raise RuntimeError(f"port {self.port} on {self.host} is already in use; cannot start the GCS emulator")
-        args = _command()
+    def command(self) -> list[str]:
+        args = [sys.executable, "-c", _LAUNCH]
         if self.data_dir is not None:
             args += ["--data-dir", str(self.data_dir), "start"]
         else:
             args += ["start", "--in-memory"]
         args += ["--host", self.host, "--port", str(self.port)]
-        if self.log is None:
+        if self.log_path is None:
             args.append("--quiet")
         if self.default_bucket:
             args += ["--default-bucket", self.default_bucket]
-        out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
-        try:
-            self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        finally:
-            if self.log is not None:
-                out.close()  # type: ignore[union-attr]
-        atexit.register(self.stop)
-        proc = self._proc
+        return args
 
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"gcp-storage-emulator exited with code {proc.returncode} while starting"
-                    + (f"; see {self.log}" if self.log else "")
-                )
-            return port_open(self.port, self.host)
-
-        try:
-            wait_until(ready, timeout=self.startup_timeout, what=f"GCS emulator on port {self.port}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop the server and every process it started (its whole process group), then reap it."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        atexit.unregister(self.stop)
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        _signal_group(proc.pid, signal.SIGKILL)  # children left in the group, if any
+    def env(self) -> dict[str, str]:
+        """The SDK's standard variables pointing a client at this emulator."""
+        return {"STORAGE_EMULATOR_HOST": self.endpoint}
 
     def create_bucket(self, name: str) -> None:
         """Create bucket ``name`` through the JSON API (no SDK needed); an existing bucket is fine.
@@ -181,25 +125,5 @@ class GCSEmulator:
             if exc.code != 409:
                 raise
 
-    def restart(self) -> GCSEmulator:
-        """Stop and start again on the same port (in memory: all buckets and objects are gone)."""
-        self.stop()
-        return self.start()
 
-    def __enter__(self) -> GCSEmulator:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<GCSEmulator {self.endpoint} pid={self.pid} {'running' if self.running else 'stopped'}>"
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+__all__ = ["GCSEmulator"]

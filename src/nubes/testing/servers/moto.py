@@ -2,8 +2,8 @@
 
 ::
 
-    with MotoServer() as moto:
-        os.environ.update(moto.env())        # or monkeypatch.setenv for each item
+    with MotoServer() as moto, moto.environment():
+        moto.create_bucket("bucket")
         store = nubes.storage.open("s3://bucket/prefix")
 
 moto keeps everything in memory: a stopped and restarted server has no buckets.
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
-from nubes.testing.servers import free_port, port_open, wait_until
+from nubes.testing.servers.process import ServerProcess
 
 DUMMY_ACCESS_KEY = "testing"
 DUMMY_SECRET_KEY = "testing"
@@ -40,34 +38,18 @@ def _moto_executable() -> str:
     return found
 
 
-class MotoServer:
-    """One ``moto_server`` process on ``127.0.0.1:port``.
+class MotoServer(ServerProcess):
+    """One ``moto_server`` process on ``127.0.0.1:port``, managed as :class:`ServerProcess` describes.
 
-    ``start()`` returns once the server answers ``GET /moto-api/``; ``stop()`` terminates exactly
-    the process it started (kill after ``timeout``) and waits for it, so nothing is orphaned.
-    The port is chosen once, so ``stop(); start()`` restarts on the same endpoint. Server output
-    goes to ``log_path`` if given, else it is discarded.
+    Ready once it answers ``GET /moto-api/``. moto is in-memory: :meth:`restart` loses all data;
+    :meth:`outage` can carry chosen objects over the restart.
     """
 
-    def __init__(self, port: int | None = None, *, log_path: str | os.PathLike[str] | None = None) -> None:
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        self.log_path = Path(log_path) if log_path is not None else None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+    name = "moto_server"
+    ambient = ("AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_MAX_ATTEMPTS")
 
-    @property
-    def endpoint(self) -> str:
-        """``http://127.0.0.1:PORT``, the value for ``AWS_ENDPOINT_URL``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def command(self) -> list[str]:
+        return [_moto_executable(), "-H", self.host, "-p", str(self.port)]
 
     def env(self) -> dict[str, str]:
         """The standard AWS SDK variables that point boto3 (and the AWS CLI) at this server."""
@@ -78,52 +60,9 @@ class MotoServer:
             "AWS_DEFAULT_REGION": DEFAULT_REGION,
         }
 
-    def start(self, *, timeout: float = 30.0) -> MotoServer:
-        """Start the server (no-op if running) and wait until it answers; raise TimeoutError if not."""
-        if self.running:
-            return self
-        if port_open(self.port, self.host):
-            raise RuntimeError(f"port {self.port} on {self.host} is already in use; cannot start moto_server")
-        if self.log_path is not None:
-            self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        out: IO[bytes] | int = self._log if self._log is not None else subprocess.DEVNULL
-        self._proc = subprocess.Popen(
-            [_moto_executable(), "-H", self.host, "-p", str(self.port)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT if self._log is not None else subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C in the test run does not hit it before stop()
-        )
-        try:
-            wait_until(self._ready, timeout=timeout, what=f"moto_server on {self.endpoint}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _ready(self) -> bool:
-        if self._proc is not None and self._proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with code {self._proc.returncode} before answering")
-        if not port_open(self.port, self.host):
-            return False
+    def _probe(self) -> bool:
         with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2) as resp:  # noqa: S310 - loopback
             return bool(resp.status == 200)
-
-    def stop(self, *, timeout: float = 10.0) -> None:
-        """Terminate the process this object started and wait for it (kill if it lingers)."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        if proc is not None:
-            wait_until(lambda: not port_open(self.port, self.host), timeout=timeout, what="moto_server port release")
 
     def client(self) -> Any:
         """A boto3 S3 client for this server, whatever the environment says. Imports boto3."""
@@ -169,11 +108,10 @@ class MotoServer:
                             saved[bucket].append((item["Key"], obj["Body"].read(), obj.get("ContentType")))
             finally:
                 client.close()
-        self.stop()
         try:
-            yield
+            with super().outage():
+                yield
         finally:
-            self.start()
             client = self.client()
             try:
                 for bucket, objects in saved.items():
@@ -183,28 +121,6 @@ class MotoServer:
                         client.put_object(Bucket=bucket, Key=key, Body=body, **extra)
             finally:
                 client.close()
-
-    def restart(self, *, timeout: float = 30.0) -> MotoServer:
-        """Stop and start again on the same port (all data is lost: moto is in-memory)."""
-        self.stop()
-        return self.start(timeout=timeout)
-
-    def __enter__(self) -> MotoServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    def __del__(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-    def __repr__(self) -> str:
-        return f"<MotoServer {self.endpoint} pid={self.pid}>"
 
 
 __all__ = ["MotoServer"]
