@@ -21,14 +21,19 @@ from nubes.core.response import Response
 __version__ = "0.1.0"
 
 _LAZY = {"Message", "ObjectCreated", "Platform", "Scheduled"}
+_SUBMODULES = {"storage", "checks", "testing", "adapters"}
 
 
 def __getattr__(name: str) -> object:
-    """The event types load on first use, keeping ``import nubes`` fast."""
+    """Event types and the submodules load on first use, keeping ``import nubes`` fast."""
     if name in _LAZY:
         from nubes.core import events
 
         return getattr(events, name)
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"nubes.{name}")
     raise AttributeError(f"module 'nubes' has no attribute {name!r}")
 
 __all__ = [

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from nubes.storage.base import ObjectStore
     from nubes.storage.bridge import Bridge
 
+SUPERSEDED_GRACE_S = 900.0  # longer than any provider's maximum invocation time (Lambda: 900 s)
 _READERS = {"parquet": "read_parquet", "csv": "read_csv", "ndjson": "read_json"}
 
 
@@ -140,11 +141,7 @@ class Session:
     def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
         for name in self.referenced(query):
             self.view(name)
-        try:
-            return self.bridge.sql(query, params if params else None)
-        except Exception as exc:
-            _raise_sql_error(exc)
-            raise
+        return self.bridge.sql(query, params if params else None)
 
     def table(self, name: str) -> pl.LazyFrame:
         resolved = self.view(name)
@@ -272,6 +269,8 @@ class Session:
 
         Readers follow the manifest, so they see the previous version until the swap and the new one
         after: never a mix. Concurrent writers retry the swap (append keeps both; overwrite: last wins).
+        Files a version replaced stay readable for ``SUPERSEDED_GRACE_S`` (so a reader that resolved
+        the old manifest can finish) and are deleted by the first write after that.
         """
         import os
         import tempfile
@@ -296,15 +295,22 @@ class Session:
                 previous: dict[str, Any] | None = json.loads(store.get(MANIFEST))
             except NotFound:
                 previous, etag = None, None
+            now = datetime.now(timezone.utc)
             files = [k for k, _, _ in written]
+            retired = list((previous or {}).get("retired", []))
             if mode == "append" and previous:
                 files = list(previous.get("files", [])) + files
+            elif previous:
+                keep = set(files)
+                retired.append({"files": [k for k in previous.get("files", []) if k not in keep], "at": now.isoformat()})
+            expired = [r for r in retired if (now - datetime.fromisoformat(r["at"])).total_seconds() > SUPERSEDED_GRACE_S]
             manifest = {
                 "format": fmt,
                 "partition_by": partition_by or list((previous or {}).get("partition_by") or []),
                 "files": files,
                 "version": version,
-                "written_at": datetime.now(timezone.utc).isoformat(),
+                "written_at": now.isoformat(),
+                "retired": [r for r in retired if r not in expired],
             }
             body = json.dumps(manifest, indent=1).encode()
             try:
@@ -315,13 +321,12 @@ class Session:
             except PreconditionFailed:
                 time.sleep(0.005 * (attempt + 1))
                 continue
-            if mode == "overwrite" and previous:
-                keep = set(files)
-                old = [k for k in previous.get("files", []) if k not in keep]
+            garbage = [k for r in expired for k in r["files"]]
+            if garbage:
                 try:
-                    store.delete_many(old)
+                    store.delete_many(garbage)
                 except Exception:  # only garbage: readers follow the manifest
-                    self.app.log.warning("could not delete superseded files", dataset=dataset.name, count=len(old))
+                    self.app.log.warning("could not delete superseded files", dataset=dataset.name, count=len(garbage))
             return written
         raise PreconditionFailed(
             f"dataset {dataset.name!r}: the manifest kept changing under concurrent writers", uri=store.uri, key=MANIFEST
@@ -349,13 +354,3 @@ def _hive_value(value: Any) -> str:
     from urllib.parse import quote
 
     return "__HIVE_DEFAULT_PARTITION__" if value is None else quote(str(value), safe="")
-
-
-def _raise_sql_error(exc: Exception) -> None:
-    """A DuckDB error caused by the query text (syntax, unknown column) is the caller's: a 400-level answer."""
-    import duckdb
-
-    if isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
-        raise HTTPError(400, f"the query failed: {exc}", title="Invalid Query") from exc
-    if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):
-        raise HTTPError(422, f"the query could not convert a value: {exc}") from exc

@@ -87,7 +87,7 @@ def split_uri(uri: str) -> tuple[str, str | None]:
         return f"{scheme}://{rest.rstrip('/')}", None
     cut = head.rfind("/")
     store, pattern = rest[:cut], rest[cut + 1 :]
-    if not glob and Path(pattern).suffix.lower() not in EXTENSIONS and not _compressed_ext(pattern):
+    if not glob and not Path(pattern).suffix:
         return f"{scheme}://{rest.rstrip('/')}", None  # no file extension: a folder of files
     if not store:
         raise ConfigError(f"dataset URI {uri!r} has no store part before the key")

@@ -1,0 +1,274 @@
+"""The analytics contract on file:// and on s3:// (moto_server): catalog, SQL and Polars routes checked
+against DuckDB run directly, hostile parameters, quality checks and 409, atomic writes, lineage, limits."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+import nubes
+from nubes.core import lineage
+from nubes.core.loader import load_app
+from nubes.testing import Client
+from nubes.testing.servers.moto import MotoServer
+
+APP = Path(__file__).resolve().parents[1] / "apps" / "analytics_app.py"
+REGIONS = ["north", "south", "east", "west"]
+
+
+def make_orders(n: int = 400, *, bad: bool = False) -> pl.DataFrame:
+    orders = pl.DataFrame(
+        {
+            "order_id": list(range(1, n + 1)),
+            "customer_id": [i % 25 + 1 for i in range(n)],
+            "region": [REGIONS[i % 4] for i in range(n)],
+            "day": pl.date_range(pl.date(2023, 12, 1), pl.date(2024, 3, 31), eager=True).sample(n, with_replacement=True, seed=7),
+            "amount": [round((i * 37 % 200) + 0.25 * (i % 4), 2) for i in range(n)],
+        }
+    )
+    if bad:
+        orders = orders.with_columns(pl.when(pl.col("order_id") % 50 == 0).then(-1.0).otherwise(pl.col("amount")).alias("amount"))
+    return orders
+
+
+def make_customers() -> pl.DataFrame:
+    tiers = ["gold", "silver", "bronze", "platinum"]
+    return pl.DataFrame({"customer_id": list(range(1, 26)), "name": [f"customer {i:02d}" for i in range(1, 26)],
+                         "tier": [tiers[i % 3] if i != 13 else tiers[3] for i in range(1, 26)]})
+
+
+def put_data(store: nubes.storage.ObjectStore, orders: pl.DataFrame) -> None:
+    buf = io.BytesIO()
+    orders.write_parquet(buf, row_group_size=100)
+    store.put("orders.parquet", buf.getvalue())
+    store.put("customers.csv", make_customers().write_csv().encode())
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server, server.environment():
+        server.create_bucket("shop-data")
+        yield server
+
+
+@pytest.fixture(params=["file", "s3"])
+def shop(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[nubes.App, str, Path]]:
+    if request.param == "file":
+        data_uri = f"file://{tmp_path / 'data'}"
+    else:
+        request.getfixturevalue("moto")
+        data_uri = f"s3://shop-data/{uuid.uuid4().hex}"
+    monkeypatch.setenv("SHOP_DATA", data_uri)
+    monkeypatch.setenv("SHOP_HOME", f"mem://shop-home-{uuid.uuid4().hex}")
+    store = nubes.storage.open(data_uri)
+    orders = make_orders()
+    put_data(store, orders)
+    local = tmp_path / "local"
+    local.mkdir()
+    orders.write_parquet(local / "orders.parquet")
+    make_customers().write_csv(local / "customers.csv")
+    yield load_app(str(APP)), data_uri, local
+
+
+def test_parameterised_sql_matches_duckdb_run_directly(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, local = shop
+    got = Client(app).get("/revenue", params={"region": "south", "since": "2024-02-01"}).json()
+    raw = duckdb.sql(
+        f"select region, count(*) as orders, sum(amount) as revenue from read_parquet('{local}/orders.parquet') "
+        "where region = 'south' and day >= DATE '2024-02-01' group by region"
+    ).fetchall()
+    assert [(r["region"], r["orders"], pytest.approx(r["revenue"])) for r in got] == raw
+
+
+def test_join_of_parquet_and_csv_matches_duckdb(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, local = shop
+    got = Client(app).get("/top-customers?n=4").json()
+    raw = duckdb.sql(
+        f"select c.name, c.tier, round(sum(o.amount), 2) as spent from read_parquet('{local}/orders.parquet') o "
+        f"join read_csv('{local}/customers.csv') c using (customer_id) group by all order by spent desc, c.name limit 4"
+    ).fetchall()
+    assert [tuple(r.values()) for r in got] == raw
+
+
+def test_polars_route_matches_polars_on_the_file(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, local = shop
+    got = Client(app).get("/big-orders", params={"min_amount": "150"}).json()
+    raw = pl.read_parquet(local / "orders.parquet").filter(pl.col("amount") >= 150).select("order_id", "amount").sort("order_id")
+    assert got == raw.to_dicts() and len(got) > 10
+
+
+@pytest.mark.parametrize("hostile", ["south' OR '1'='1", "south'; drop table orders; --", "$region", "\\'; select 1"])
+def test_hostile_parameter_values_stay_data(shop: tuple[nubes.App, str, Path], hostile: str) -> None:
+    app, _, local = shop
+    client = Client(app)
+    assert client.get("/revenue", params={"region": hostile}).json() == []
+    expected = duckdb.sql(f"select count(*) from read_parquet('{local}/orders.parquet') "
+                          "where region = 'south' and day >= DATE '2024-01-01'").fetchall()[0][0]
+    assert client.get("/revenue", params={"region": "south"}).json()[0]["orders"] == expected  # orders still there
+
+
+def test_failing_error_check_answers_409_naming_the_checks(shop: tuple[nubes.App, str, Path]) -> None:
+    app, data_uri, _ = shop
+    put_data(nubes.storage.open(data_uri), make_orders(bad=True))
+    client = Client(app)
+    r = client.get("/revenue", params={"region": "north"})
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["dataset"] == "orders"
+    assert [c["check"] for c in problem["checks"]] == ["in_range(amount, min=0)"]
+    assert problem["checks"][0]["failing"] == 8
+    assert client.get("/order-count").json() == {"orders": 400}  # the route that opted out still answers
+
+
+def test_warn_checks_do_not_block(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, _ = shop  # customer 13 has tier 'platinum': a warn-level failure
+    assert Client(app).get("/top-customers").status_code == 200
+
+
+def test_catalog_endpoint_reports_schema_size_rows_and_checks(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, _ = shop
+    datasets = {d["name"]: d for d in Client(app).get("/_nubes/catalog").json()["datasets"]}
+    orders = datasets["orders"]
+    assert orders["schema"] == {"order_id": "BIGINT", "customer_id": "BIGINT", "region": "VARCHAR", "day": "DATE", "amount": "DOUBLE"}
+    assert orders["rows"] == 400 and orders["bytes"] > 1000 and orders["owner"] == "sales-ops" and orders["status"] == "ok"
+    assert datasets["customers"]["status"] == "warning" and datasets["customers"]["rows"] is None
+    assert datasets["daily"]["status"] == "unavailable"  # not built yet: reported, not a crash
+
+
+def test_writes_are_atomic_and_readers_never_see_a_mix(shop: tuple[nubes.App, str, Path]) -> None:
+    app, data_uri, _ = shop
+    client = Client(app)
+    assert client.post("/daily/rebuild").json()["rows"] > 0
+    expected = client.get("/daily").json()
+    assert [r["region"] for r in expected] == sorted(REGIONS)
+    seen: list[object] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(Client(app).get("/daily").json())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(4):
+            assert client.post("/daily/rebuild").status_code == 200
+    finally:
+        stop.set()
+        thread.join()
+    assert seen and all(view == expected for view in seen)
+    store = nubes.storage.open(data_uri + "/daily")
+    manifest = json.loads(store.get("_manifest.json"))
+    assert all(f.split("/")[1].startswith("region=") for f in manifest["files"])
+    assert len(manifest["retired"]) == 4  # superseded versions stay readable for in-flight readers
+
+
+def test_superseded_versions_are_deleted_after_the_grace_period(shop: tuple[nubes.App, str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from nubes.core import analytics
+
+    app, data_uri, _ = shop
+    client = Client(app)
+    store = nubes.storage.open(data_uri + "/daily")
+    client.post("/daily/rebuild")
+    first = set(json.loads(store.get("_manifest.json"))["files"])
+    client.post("/daily/rebuild")
+    monkeypatch.setattr(analytics, "SUPERSEDED_GRACE_S", 0.0)
+    client.post("/daily/rebuild")
+    manifest = json.loads(store.get("_manifest.json"))
+    live = {o.key for o in store.list("") if not o.key.startswith("_")}
+    assert not first & live  # the first version is gone
+    assert live == set(manifest["files"]) | set(manifest["retired"][0]["files"])  # the one just replaced stays
+    assert len(manifest["retired"]) == 1
+
+
+def test_append_adds_a_version_and_failed_write_keeps_the_old(shop: tuple[nubes.App, str, Path]) -> None:
+    app, data_uri, _ = shop
+    client = Client(app)
+    first = client.post("/daily/rebuild").json()["rows"]
+    assert client.post("/daily/rebuild?mode=append").json()["rows"] == 2 * first
+    before = client.get("/daily").json()
+    ctx_app = app
+
+    @ctx_app.post("/daily/broken")
+    def broken(ctx: nubes.Context) -> None:
+        ctx.write("daily", pl.DataFrame({"day": [1]}), partition_by="nonexistent")
+
+    assert client.post("/daily/broken").status_code == 500
+    assert client.get("/daily").json() == before
+
+
+def test_lineage_records_reads_and_writes(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, _ = shop
+    client = Client(app)
+    r = client.post("/daily/rebuild")
+    entry = next(lineage.history(app.storage, "daily"))
+    assert entry["request_id"] == r.headers["x-nubes-request-id"] and entry["route"] == "/daily/rebuild"
+    read = next(x for x in entry["reads"] if x["dataset"] == "orders")
+    assert read["objects"][0]["key"] == "orders.parquet" and read["objects"][0]["etag"]
+    assert 0 < read["bytes_read"] <= read["objects"][0]["size"]
+    written = next(x for x in entry["writes"] if x["dataset"] == "daily")
+    assert written["mode"] == "overwrite" and len(written["objects"]) == 4
+
+
+def test_row_limit_guards_responses(shop: tuple[nubes.App, str, Path]) -> None:
+    app, _, _ = shop
+    r = Client(app).get("/all-orders")
+    assert r.status_code == 413 and r.json()["max_rows"] == 50
+
+
+def test_narrow_query_reads_a_fraction_of_a_wide_parquet_file(tmp_path: Path) -> None:
+    wide = pl.DataFrame({f"c{i}": pl.int_range(0, 200_000, eager=True) * (i + 1) for i in range(20)})
+    buf = io.BytesIO()
+    wide.write_parquet(buf, row_group_size=50_000, compression="uncompressed")
+    store = nubes.storage.open(f"file://{tmp_path}")
+    info = store.put("wide.parquet", buf.getvalue())
+    app = nubes.App("wide", storage=f"mem://wide-{uuid.uuid4().hex}")
+    app.dataset("wide", f"file://{tmp_path}/wide.parquet")
+
+    @app.get("/sum")
+    def total(ctx: nubes.Context) -> dict:
+        return {"sum": ctx.sql("select sum(c7) from wide").fetchall()[0][0]}
+
+    assert Client(app).get("/sum").json() == {"sum": int(wide["c7"].sum())}
+    read = next(lineage.history(app.storage, "wide"))["reads"][0]["bytes_read"]
+    assert read < 0.15 * info.size, (read, info.size)
+
+
+def test_catalog_yaml_beside_the_app(tmp_path: Path) -> None:
+    store = nubes.storage.open(f"file://{tmp_path}/data")
+    store.put("t.csv", b"id,v\n1,a\n2,b\n")
+    (tmp_path / "catalog.yaml").write_text(
+        "datasets:\n"
+        f"  things:\n    uri: file://{tmp_path}/data/t.csv\n    owner: me\n"
+        "    checks:\n      - not_null: id\n      - accepted_values: {column: v, values: [a, b]}\n"
+    )
+    (tmp_path / "yapp.py").write_text(
+        "import nubes\napp = nubes.App('y', storage='mem://yapp')\n"
+        "@app.get('/n')\ndef n(ctx):\n    return {'n': ctx.sql('select count(*) from things').fetchall()[0][0]}\n"
+    )
+    app = load_app(str(tmp_path / "yapp.py"))
+    assert [d.name for d in app.catalog] == ["things"]
+    assert [c.name for c in app.catalog.get("things").checks] == ["not_null(id)", "accepted_values(v, ['a', 'b'])"]
+    assert Client(app).get("/n").json() == {"n": 2}
+
+
+def test_bad_declarations_are_clear_errors() -> None:
+    app = nubes.App("bad", storage="mem://bad")
+    with pytest.raises(nubes.errors.ConfigError, match="SQL identifier"):
+        app.dataset("my-data", "file://x/y.parquet")
+    with pytest.raises(nubes.errors.ConfigError, match="cannot infer the format"):
+        app.dataset("x", "file://x/y.xlsx")
+    with pytest.raises(nubes.errors.ConfigError, match="needs a scheme"):
+        app.dataset("x", "/tmp/y.parquet")
+    app.dataset("x", "file://x/y.parquet")
+    with pytest.raises(nubes.errors.ConfigError, match="declared twice"):
+        app.dataset("x", "file://x/z.parquet")
