@@ -1,0 +1,1 @@
+"""Provider-shaped invocation payloads built from nubes objects, for tests and local emulation."""

@@ -1,0 +1,7 @@
+"""The contract app as a Cloud Functions HTTP target, written as a user deploys it (``--target main``)."""
+
+from contract_app import app
+
+from nubes.adapters.gcp import http_function
+
+main = http_function(app)
