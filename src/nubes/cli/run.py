@@ -1,0 +1,140 @@
+"""``nubes invoke | serve | routes``: run an app locally."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nubes.cli.common import AppArg, METHODS, load, cli, err, fail
+
+
+@cli.command()
+def invoke(
+    app: AppArg,
+    method: Annotated[str, typer.Argument(help="HTTP method: " + ", ".join(METHODS))],
+    path: Annotated[str, typer.Argument(help="request path, may include ?query")],
+    data: Annotated[str | None, typer.Option("-d", "--data", help="request body: JSON text, or @file to send a file's bytes")] = None,
+    query: Annotated[list[str] | None, typer.Option("-q", "--query", help="query parameter key=value (repeatable)")] = None,
+    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="request header 'Name: value' (repeatable)")] = None,
+    include: Annotated[bool, typer.Option("-i", "--include", help="print the status line and headers")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write the body to this file")] = None,
+) -> None:
+    """Call one route in-process and print the response. Exits 1 when the status is 4xx or 5xx."""
+    from nubes.core.request import Request
+
+    verb = method.upper()
+    if verb not in METHODS:
+        fail(f"unknown HTTP method {method!r}; use one of {', '.join(METHODS)}")
+    if not path.startswith("/"):
+        fail(f"path {path!r} must start with '/', e.g. /items/3")
+    pairs = []
+    for item in query or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"query parameter {item!r} is not key=value, e.g. -q limit=10")
+        pairs.append((key, value))
+    headers = []
+    for item in header or []:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            fail(f"header {item!r} is not 'Name: value', e.g. -H 'Accept: text/csv'")
+        headers.append((name.strip(), value.strip()))
+    body = b""
+    if data is not None:
+        if data.startswith("@"):
+            source = Path(data[1:])
+            if not source.is_file():
+                fail(f"no file {str(source)!r} to send as the body (from -d {data})")
+            body = source.read_bytes()
+        else:
+            body = data.encode("utf-8")
+        if not any(n.lower() == "content-type" for n, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+    headers.append(("Content-Length", str(len(body))))
+    application = load(app)
+    request = Request(verb, path, query=pairs or None, headers=headers, body=body)
+    response = application.handle(request)
+    out = sys.stdout.buffer
+    if include:
+        out.write(f"HTTP/1.1 {response.status} {response.reason}\n".encode())
+        for name, value in response.headers.multi_items():
+            out.write(f"{name}: {value}\n".encode())
+        out.write(b"\n")
+    if output is not None:
+        output.write_bytes(response.body)
+        err.print(f"wrote {len(response.body):,} bytes to {output}")
+    elif response.body:
+        media = response.media_type or ""
+        textual = media.startswith("text/") or "json" in media or media.endswith("xml")
+        if not textual and sys.stdout.isatty():
+            err.print(f"({len(response.body):,} bytes of {media or 'binary data'}; use -o FILE to save them)")
+        else:
+            out.write(response.body)
+            if textual and not response.body.endswith(b"\n"):
+                out.write(b"\n")
+    out.flush()
+    if response.status >= 400:
+        raise typer.Exit(1)
+
+
+@cli.command()
+def serve(
+    app: AppArg,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
+) -> None:
+    """Serve the app over HTTP for development (Ctrl+C stops)."""
+    from nubes.adapters.local import make_server
+
+    if not 0 <= port <= 65535:
+        fail(f"--port {port} is not a TCP port (0-65535)")
+    application = load(app)
+    try:
+        server = make_server(application, host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port")
+    err.print(f"nubes: serving {application.name!r} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
+    err.print(f"       OpenAPI: {server.url}/_nubes/openapi.json")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        err.print("nubes: stopped")
+    finally:
+        server.server_close()
+
+
+@cli.command()
+def routes(
+    app: AppArg,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """List the app's routes: methods, path, handler, parameters."""
+    if format not in ("table", "json"):
+        fail(f"--format {format!r} is not one of: table, json")
+    application = load(app)
+    rows = [
+        {
+            "methods": sorted(r.methods),
+            "path": r.path,
+            "handler": r.name,
+            "parameters": [f"{p.name} ({p.source}{', required' if p.required else ''})" for p in r.params],
+            "summary": r.summary or "",
+        }
+        for r in application.routes
+    ]
+    if format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"{application.name}: {len(rows)} routes", caption="* required")
+    for col in ("methods", "path", "handler", "parameters", "summary"):
+        table.add_column(col, overflow="fold")
+    for r, row in zip(application.routes, rows):
+        params = ", ".join(f"{p.name}{'*' if p.required else ''} ({p.source})" for p in r.params)
+        table.add_row(", ".join(row["methods"]), row["path"], row["handler"], params, row["summary"])
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
