@@ -1,0 +1,167 @@
+"""Per-invocation overhead of nubes' cloud adapters against the usual baseline for each provider.
+
+One invocation is: provider payload in -> adapter -> a trivial route returning a small dict ->
+provider result out. For AWS the baseline is Mangum wrapping a minimal ASGI app (a plain async
+function sending ``{"ok":true}``, no framework), fed the very same event object. The nubes app logs
+its usual JSON line per call (stderr goes to /dev/null while timing); the ``log off`` rows show
+the same calls with the ``nubes`` logger disabled, i.e. the adapter and dispatch alone.
+
+Each case runs ``--repeat`` rounds; a round times ``--batch`` calls of nubes and of the baseline
+(alternating which goes first) after untimed warm-ups; the table gives the median microseconds per
+call over the rounds and the ratio nubes / baseline (goal: <= 1.00, nubes no slower).
+
+Cases live in :data:`CASES` (provider, name, nubes callable, baseline name, baseline callable); the
+GCP and Azure adapters add their rows there with their own baselines.
+
+    .venv/bin/python bench/adapter_overhead.py [--repeat 31] [--batch 200] [--only aws]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import nubes
+
+Call = Callable[[], Any]
+
+
+@dataclass
+class Case:
+    """One row: ``nubes`` and ``baseline`` are zero-argument callables doing one full invocation."""
+
+    provider: str
+    name: str
+    nubes: Call
+    baseline_name: str
+    baseline: Call
+    setup: Callable[[], None] | None = None  # run before timing this row (e.g. logging on/off)
+
+
+def trivial_app() -> nubes.App:
+    app = nubes.App("bench", openapi=False)
+
+    @app.get("/ping")
+    def ping(ctx: nubes.Context) -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+# -- AWS ----------------------------------------------------------------------------------------
+def aws_cases() -> list[Case]:
+    from mangum import Mangum
+
+    from nubes.adapters.aws import handler
+    from nubes.testing.events.aws import (
+        LambdaContext,
+        alb_event,
+        http_api_event,
+        rest_api_event,
+    )
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+
+    mangum = Mangum(asgi, lifespan="off")
+    lam = handler(trivial_app())
+    context = LambdaContext("bench", 1024, 900.0)
+    request = nubes.Request("GET", "/ping", headers={"accept": "application/json", "user-agent": "bench"})
+    events = {
+        "REST API": rest_api_event(request),
+        "HTTP API": http_api_event(request),
+        "ALB": alb_event(request),
+    }
+    for name, event in events.items():  # both answer the same thing
+        ours, theirs = lam(event, context), mangum(event, context)
+        assert ours["statusCode"] == theirs["statusCode"] == 200, (name, ours, theirs)
+        assert ours["body"].replace(" ", "") == theirs["body"] == '{"ok":true}', (name, ours, theirs)
+
+    def logs(on: bool) -> Callable[[], None]:
+        return lambda: logging.getLogger("nubes").setLevel(logging.INFO if on else logging.CRITICAL + 1)
+
+    return [
+        Case("aws", f"{name}{suffix}", (lambda e=event: lam(e, context)), "Mangum", (lambda e=event: mangum(e, context)), logs(on))
+        for on, suffix in ((True, ""), (False, ", log off"))
+        for name, event in events.items()
+    ]
+
+
+PROVIDERS: dict[str, Callable[[], list[Case]]] = {"aws": aws_cases}
+# e.g. PROVIDERS["gcp"] = gcp_cases; PROVIDERS["azure"] = azure_cases (same Case rows)
+
+
+# -- timing -------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    saved = sys.stderr
+    with open(os.devnull, "w") as devnull:
+        sys.stderr = devnull
+        try:
+            yield
+        finally:
+            sys.stderr = saved
+
+
+def per_call_us(fn: Call, batch: int) -> float:
+    start = time.perf_counter()
+    for _ in range(batch):
+        fn()
+    return (time.perf_counter() - start) / batch * 1e6
+
+
+def measure(case: Case, repeat: int, batch: int) -> tuple[float, float]:
+    if case.setup:
+        case.setup()
+    ours: list[float] = []
+    theirs: list[float] = []
+    with quiet_stderr():
+        for _ in range(max(1, batch // 4)):  # warm-up
+            case.nubes()
+            case.baseline()
+        for i in range(repeat):
+            if i % 2:
+                theirs.append(per_call_us(case.baseline, batch))
+                ours.append(per_call_us(case.nubes, batch))
+            else:
+                ours.append(per_call_us(case.nubes, batch))
+                theirs.append(per_call_us(case.baseline, batch))
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=31, help="rounds per case (median taken)")
+    parser.add_argument("--batch", type=int, default=200, help="calls per round")
+    parser.add_argument("--only", default=",".join(PROVIDERS), help="providers to run, comma-separated")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for provider in args.only.split(","):
+        for case in PROVIDERS[provider.strip()]():
+            ours, theirs = measure(case, args.repeat, args.batch)
+            rows.append((case, ours, theirs))
+
+    print(f"adapter overhead per invocation: median of {args.repeat} rounds x {args.batch} calls; "
+          f"Python {platform.python_version()} on {platform.machine()}")
+    header = f"{'provider':<9}{'case':<20}{'nubes µs':>10}  {'baseline':<10}{'µs':>8}{'ratio':>8}  goal <= 1.00"
+    print(header)
+    print("-" * len(header))
+    for case, ours, theirs in rows:
+        ratio = ours / theirs
+        print(f"{case.provider:<9}{case.name:<20}{ours:>10.1f}  {case.baseline_name:<10}{theirs:>8.1f}{ratio:>8.2f}  {'ok' if ratio <= 1.0 else 'SLOWER'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
