@@ -17,9 +17,11 @@ from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
+from nubes.core.current import CURRENT_IO
 
 if TYPE_CHECKING:
     from nubes.core.events import Event, EventRoute, Platform
+    from nubes.core.hooks import Invocation, InvocationHook
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,6 +79,7 @@ class App:
         from nubes.core.analytics import CheckCache
 
         self.check_cache = CheckCache()
+        self.hooks: list[InvocationHook] = []
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
         self._lock = threading.Lock()
@@ -296,9 +299,13 @@ class App:
         route: Route | None = None
         ctx: Context | None = None
         log = self.log.bind(request_id=rid)
+        inv = self._begin(rid, "http", platform, started, request=request)
+        token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
             try:
                 route, values = self.router.match(request.method, request.raw_path)
+                if inv is not None:
+                    inv.route = route.path
                 ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform,
                               options=route.options)
                 kwargs = bind(route.params, request, values)
@@ -327,19 +334,52 @@ class App:
         finally:
             if ctx is not None:
                 self._finish(ctx, log)
+            if token is not None:
+                CURRENT_IO.reset(token)
         response.headers["x-nubes-request-id"] = rid
         if request.method == "HEAD":
             response.headers.setdefault("content-length", str(len(response.body)))
             response.body = b""
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        fields = self._end(inv, response.status, duration_ms, response, log) if inv is not None else {}
         log.info(
             "invocation",
             method=request.method,
             path=request.path,
             route=route.path if route else None,
             status=response.status,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=duration_ms,
+            **fields,
         )
         return response
+
+    def _begin(self, rid: str, kind: str, platform: Platform | None, started: float, **what: Any) -> Invocation | None:
+        """An :class:`Invocation` for the hooks (None when there are none), after their ``begin``."""
+        if not self.hooks:
+            return None
+        from datetime import datetime, timezone
+
+        from nubes.core.hooks import Invocation
+        from nubes.storage.base import IOStats
+
+        if platform is None:
+            from nubes.core.events import LOCAL as platform
+        inv = Invocation(self, rid, kind, platform, started, datetime.now(timezone.utc), IOStats(), **what)
+        for hook in self.hooks:
+            try:
+                hook.begin(inv)
+            except Exception:
+                self.log.exception("invocation hook failed in begin", request_id=rid, hook=type(hook).__name__)
+        return inv
+
+    def _end(self, inv: Invocation, status: int, duration_ms: float, response: Response | None, log: BoundLog) -> dict[str, Any]:
+        inv.status, inv.duration_ms, inv.response = status, duration_ms, response
+        for hook in self.hooks:
+            try:
+                hook.end(inv)
+            except Exception:
+                log.exception("invocation hook failed in end", hook=type(hook).__name__)
+        return inv.log_fields
 
     def _finish(self, ctx: Context, log: BoundLog) -> None:
         """End an invocation's analytics session and record its lineage (never fails the invocation)."""
@@ -347,6 +387,9 @@ class App:
         if session is None:
             return
         try:
+            io = CURRENT_IO.get()
+            if io is not None and session._bridge is not None:
+                io.merge(session._bridge.stats)
             entry = session.lineage()
             if entry is not None:
                 from nubes.core import lineage
@@ -381,6 +424,8 @@ class App:
                             + (", ".join(r.describe() for r in self.event_routes) or "none"))
         results = []
         outcome = "ok"
+        inv = self._begin(rid, "event", platform, started, event=event, route=",".join(r.name for r in routes))
+        token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
             for route in routes:
                 ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform,
@@ -397,13 +442,18 @@ class App:
             log.exception("event handler failed", event=type(event).__name__, detail=_describe(event))
             raise
         finally:
+            if token is not None:
+                CURRENT_IO.reset(token)
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            fields = self._end(inv, 200 if outcome == "ok" else 500, duration_ms, None, log) if inv is not None else {}
             log.info(
                 "invocation",
                 event=type(event).__name__,
                 detail=_describe(event),
                 handlers=[r.name for r in routes],
                 outcome=outcome,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=duration_ms,
+                **fields,
             )
         return results
 

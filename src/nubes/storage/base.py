@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
+from nubes.core.current import CURRENT_IO
 from nubes.core.errors import (
     BackendMissing,
     ConfigError,
@@ -110,18 +111,30 @@ class ObjectStore(Protocol):
 
 @dataclass
 class IOStats:
-    """Operations and bytes moved through one store handle; thread-safe. Read by metering."""
+    """Operations and bytes moved (through one store handle, or by one invocation); thread-safe."""
 
     ops: dict[str, int] = field(default_factory=dict)
     bytes_read: int = 0
     bytes_written: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def record(self, op: str, *, read: int = 0, written: int = 0) -> None:
+    def record(self, op: str, *, read: int = 0, written: int = 0, count: int = 1) -> None:
         with self._lock:
-            self.ops[op] = self.ops.get(op, 0) + 1
+            if count:
+                self.ops[op] = self.ops.get(op, 0) + count
             self.bytes_read += read
             self.bytes_written += written
+        invocation = CURRENT_IO.get()
+        if invocation is not None and invocation is not self:
+            invocation.record(op, read=read, written=written, count=count)
+
+    def merge(self, other: IOStats) -> None:
+        """Add ``other``'s counts to these (and to the current invocation's, like :meth:`record`)."""
+        snap = other.snapshot()
+        for op, count in snap["ops"].items():
+            self.record(op, count=count)
+        if snap["bytes_read"] or snap["bytes_written"]:
+            self.record("bytes", read=snap["bytes_read"], written=snap["bytes_written"], count=0)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

@@ -45,7 +45,7 @@ import polars as pl
 from fsspec import AbstractFileSystem
 
 from nubes.core.errors import ConfigError, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import IOStats, ObjectInfo, ObjectStore, check_key
+from nubes.storage.base import CURRENT_IO, IOStats, ObjectInfo, ObjectStore, check_key
 
 PROTOCOL = "nubes"
 Format = Literal["parquet", "csv", "ndjson"]
@@ -253,6 +253,17 @@ class _InfoCache:
 
 
 # -- the filesystem DuckDB sees -----------------------------------------------------------------
+@contextlib.contextmanager
+def _uncounted() -> Iterator[None]:
+    """Store calls made for DuckDB are counted once, in the bridge's stats, not also in the invocation's
+    (DuckDB calls back from its own threads, where the invocation's counter is not set anyway)."""
+    token = CURRENT_IO.set(None)
+    try:
+        yield
+    finally:
+        CURRENT_IO.reset(token)
+
+
 class _Core:
     """State shared by a bridge and its filesystem: stores, counters, caches and recent storage errors."""
 
@@ -295,7 +306,8 @@ class _Core:
             return info
         store = self.stores[alias]
         try:
-            info = store.head(key)
+            with _uncounted():
+                info = store.head(key)
         finally:
             self.stats.record("head")
         self.infos.put(alias, info)
@@ -303,7 +315,8 @@ class _Core:
 
     def list(self, alias: str, prefix: str) -> list[ObjectInfo]:
         self.stats.record("list")
-        items = list(self.stores[alias].list(prefix))
+        with _uncounted():
+            items = list(self.stores[alias].list(prefix))
         for info in items:
             self.infos.put(alias, info)
         return items
@@ -314,7 +327,8 @@ class _Core:
         if data is not None:
             self.touch(alias, info)
             return data
-        data = self.stores[alias].get_range(info.key, start, end)
+        with _uncounted():
+            data = self.stores[alias].get_range(info.key, start, end)
         self.stats.record("get", read=len(data))
         self.touch(alias, info, len(data))
         if len(data) != end - start:  # the object shrank since its HEAD: its versions would be mixed
