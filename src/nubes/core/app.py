@@ -38,7 +38,8 @@ class App:
     ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` under the working directory).
     ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``catalog`` is a ``catalog.yaml`` path
     (default: ``catalog.yaml`` beside the module that creates the app, if it exists).
-    ``sql_endpoint=True`` adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
+    ``sql_endpoint=True`` (or a :class:`~nubes.core.sql_endpoint.SqlEndpoint` with limits, or
+    ``NUBES_SQL_ENDPOINT=1`` in the environment) adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
     ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
     """
 
@@ -52,7 +53,7 @@ class App:
         version: str = "0.1.0",
         description: str | None = None,
         catalog: str | os.PathLike[str] | None = None,
-        sql_endpoint: bool = False,
+        sql_endpoint: bool | Any = None,
         max_rows: int = 100_000,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
@@ -64,6 +65,8 @@ class App:
         self.router = Router()
         self.event_routes: list[EventRoute] = []
         self.max_rows = max_rows
+        if sql_endpoint is None:  # not set in code: the environment decides (off by default)
+            sql_endpoint = os.environ.get("NUBES_SQL_ENDPOINT", "").lower() in ("1", "true", "yes", "on")
         self.sql_endpoint = sql_endpoint
         from pathlib import Path
 

@@ -19,7 +19,9 @@ def _pairs(source: Pairs) -> list[tuple[str, str]]:
     if source is None:
         return []
     if isinstance(source, MultiDict):
-        return list(source.multi_items())
+        return list(source._items)
+    if isinstance(source, list) and all(type(p) is tuple and len(p) == 2 for p in source):
+        return source
     if isinstance(source, Mapping):
         out: list[tuple[str, str]] = []
         for key, value in source.items():
@@ -40,10 +42,18 @@ class MultiDict(Mapping[str, str]):
         return key
 
     def __init__(self, source: Pairs = None) -> None:
-        items = [(self._norm(k), v) for k, v in _pairs(source)]
+        lower = type(self)._norm is not MultiDict._norm
+        items = []
         index: dict[str, list[str]] = {}
-        for key, value in items:
-            index.setdefault(key, []).append(value)
+        for key, value in _pairs(source):
+            if lower:
+                key = key.lower()
+            items.append((key, value))
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
         self._items = tuple(items)
         self._index = index
 
@@ -128,8 +138,11 @@ class MutableHeaders(Headers):
         return value
 
     def _set(self, key: str, values: list[str]) -> None:
-        norm = self._norm(key)
-        items = [(k, v) for k, v in self._items if k != norm] + [(norm, v) for v in values]
+        norm = key.lower()
+        if norm in self._index:
+            items = [(k, v) for k, v in self._items if k != norm] + [(norm, v) for v in values]
+        else:
+            items = [*self._items, *((norm, v) for v in values)]
         self._items = tuple(items)
         if values:
             self._index[norm] = values

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from datetime import datetime, timezone
 from typing import Any
@@ -66,6 +67,16 @@ def logger() -> logging.Logger:
     return log
 
 
+def _direct(log: logging.Logger) -> bool:
+    """True when the only place records go is nubes' own stderr handler (so formatting can be skipped)."""
+    return not log.propagate and len(log.handlers) == 1 and type(log.handlers[0]) is _StderrHandler and not log.filters
+
+
+def _now_iso() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+00:00"
+
+
 class BoundLog:
     """``ctx.log``: log lines carrying the invocation's fields; keyword arguments become fields.
 
@@ -82,8 +93,17 @@ class BoundLog:
         return BoundLog(self._log, **{**self._fields, **fields})
 
     def _emit(self, level: int, msg: str, exc_info: Any = None, **fields: Any) -> None:
-        if self._log.isEnabledFor(level):
-            self._log.log(level, msg, exc_info=exc_info, extra={"nubes": {**self._fields, **fields}}, stacklevel=3)
+        log = self._log
+        if not log.isEnabledFor(level):
+            return
+        if not exc_info and _direct(log):
+            # The common case (our own stderr handler only): one json.dumps and one write, no LogRecord.
+            entry = {"ts": _now_iso(), "level": logging.getLevelName(level).lower(), "logger": log.name, "msg": msg}
+            entry.update(self._fields)
+            entry.update(fields)
+            sys.stderr.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+            return
+        log.log(level, msg, exc_info=exc_info, extra={"nubes": {**self._fields, **fields}})
 
     def debug(self, msg: str, **fields: Any) -> None:
         self._emit(logging.DEBUG, msg, **fields)

@@ -23,13 +23,12 @@ class Request:
     ``json()`` parses them (a malformed body raises a 400 :class:`HTTPError`).
     """
 
-    __slots__ = ("method", "raw_path", "path", "query_string", "query", "headers", "body", "scheme", "_cookies", "_json")
+    __slots__ = ("method", "raw_path", "path", "query_string", "_query", "headers", "body", "scheme", "_cookies", "_json")
 
     method: str
     raw_path: str
     path: str
     query_string: str
-    query: MultiDict
     headers: Headers
     body: bytes
     scheme: str
@@ -60,9 +59,9 @@ class Request:
         for name, value in (
             ("method", method.upper()),
             ("raw_path", raw_path),
-            ("path", unquote(raw_path)),
+            ("path", unquote(raw_path) if "%" in raw_path else raw_path),
             ("query_string", query_string),
-            ("query", MultiDict(parse_qsl(query_string, keep_blank_values=True))),
+            ("_query", None),
             ("headers", headers if isinstance(headers, Headers) else Headers(headers)),
             ("body", data),
             ("scheme", scheme),
@@ -73,6 +72,14 @@ class Request:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Request is immutable")
+
+    @property
+    def query(self) -> MultiDict:
+        """The query string's pairs, in order (parsed on first use)."""
+        if self._query is None:
+            pairs = parse_qsl(self.query_string, keep_blank_values=True) if self.query_string else []
+            object.__setattr__(self, "_query", MultiDict(pairs))
+        return self._query  # type: ignore[return-value]
 
     @property
     def url(self) -> str:
