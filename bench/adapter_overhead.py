@@ -101,6 +101,78 @@ PROVIDERS: dict[str, Callable[[], list[Case]]] = {"aws": aws_cases}
 # e.g. PROVIDERS["gcp"] = gcp_cases; PROVIDERS["azure"] = azure_cases (same Case rows)
 
 
+# -- GCP ----------------------------------------------------------------------------------------
+def _nubes_logs(on: bool) -> Callable[[], None]:
+    return lambda: logging.getLogger("nubes").setLevel(logging.INFO if on else logging.CRITICAL + 1)
+
+
+def gcp_cases() -> list[Case]:
+    """Cloud Functions: the baseline is a plain functions-framework target, a function that reads the
+    flask.Request (path, query, headers, body) and answers the same JSON as a flask.Response, fed the
+    very same request. It has no routing, binding, errors or logs: a floor, not a peer framework."""
+    import json
+
+    import flask
+
+    from nubes.adapters.gcp import http_function
+    from nubes.testing.events.gcp import to_flask_request
+
+    def plain(request: flask.Request) -> flask.Response:
+        _ = (request.path, request.args, dict(request.headers), request.get_data())
+        return flask.Response(json.dumps({"ok": True}, separators=(",", ":")), status=200, mimetype="application/json")
+
+    target = http_function(trivial_app())
+    request = to_flask_request(nubes.Request("GET", "/ping", headers={"accept": "application/json", "user-agent": "bench"}))
+    ours, theirs = target(request), plain(request)
+    assert ours.status_code == theirs.status_code == 200, (ours, theirs)
+    assert ours.get_data().replace(b" ", b"") == theirs.get_data() == b'{"ok":true}', (ours.get_data(), theirs.get_data())
+    return [
+        Case("gcp", f"HTTP{suffix}", lambda: target(request), "plain fn", lambda: plain(request), _nubes_logs(on))
+        for on, suffix in ((True, ""), (False, ", log off"))
+    ]
+
+
+# -- Azure --------------------------------------------------------------------------------------
+def azure_cases() -> list[Case]:
+    """Azure Functions: the baseline is a plain v2-model HTTP function that reads the func.HttpRequest
+    and answers the same JSON as a func.HttpResponse; both results go through the worker's
+    HttpResponseConverter, as on Azure. Like the GCP baseline, a floor rather than a peer framework."""
+    import json
+
+    import azure.functions as func
+    from azure.functions.http import HttpResponseConverter
+
+    from nubes.adapters.azure import HTTP_FUNCTION, function_app
+    from nubes.testing.events.azure import invocation_context, to_http_request
+
+    def plain(req: func.HttpRequest) -> func.HttpResponse:
+        _ = (req.url, req.params, dict(req.headers), req.get_body())
+        return func.HttpResponse(json.dumps({"ok": True}, separators=(",", ":")), status_code=200, mimetype="application/json")
+
+    functions = {f.get_function_name(): f for f in function_app(trivial_app()).get_functions()}
+    fn = functions[HTTP_FUNCTION].get_user_function()
+    request = to_http_request(nubes.Request("GET", "/ping", headers={"accept": "application/json", "user-agent": "bench"}))
+    context = invocation_context()
+
+    def ours() -> Any:
+        return HttpResponseConverter.encode(fn(request, context), expected_type=None)
+
+    def theirs() -> Any:
+        return HttpResponseConverter.encode(plain(request), expected_type=None)
+
+    a, b = ours(), theirs()
+    assert int(a.value["status_code"].value) == int(b.value["status_code"].value) == 200
+    assert a.value["body"].value.replace(b" ", b"") == b.value["body"].value == b'{"ok":true}'
+    return [
+        Case("azure", f"HTTP{suffix}", ours, "plain fn", theirs, _nubes_logs(on))
+        for on, suffix in ((True, ""), (False, ", log off"))
+    ]
+
+
+PROVIDERS["gcp"] = gcp_cases
+PROVIDERS["azure"] = azure_cases
+
+
 # -- timing -------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
