@@ -611,27 +611,22 @@ generously as 1 MiB); over it the load balancer answers a bare 502, without the 
 https://docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html"""
 
 OVERSIZED_FOR_ALB = ("result-large-text", "result-large-binary", "body-large-text")
-NO_SIZE_GUARD = (
-    "AWS adapter bug: no response-size guard. nubes/adapters/aws/http.py HttpSource.__call__ returns "
-    "whatever result() builds, so an ALB result over 1 MB reaches the load balancer, which answers a bare "
-    "502 with no x-nubes-request-id and no log line; the GCP adapter (gcp.py _serve, MAX_RESPONSE_BYTES) "
-    "answers a problem+json 500 naming the limit instead."
-)
+"""These produce results over the limit: the adapter must answer a problem+json 500 naming it instead."""
 
 
 def _size_matrix() -> list[Any]:
     params = []
     for case in CASES:
         for path, kw in (("aws-alb", {}), ("aws-alb-multi", {"multi_value": True})):
-            marks = [pytest.mark.xfail(strict=True, reason=NO_SIZE_GUARD)] if case in OVERSIZED_FOR_ALB else []
-            params.append(pytest.param(case, kw, id=f"{case}-{path}", marks=marks))
+            params.append(pytest.param(case, kw, id=f"{case}-{path}"))
     return params
 
 
 @pytest.mark.parametrize(("case", "kw"), _size_matrix())
 def test_alb_result_fits_or_is_refused_as_a_problem(case: str, kw: dict[str, Any]) -> None:
     result = aws_result("alb", CASES[case], **kw)
-    if len(json.dumps(result)) <= ALB_MAX_RESPONSE_JSON:
+    assert len(json.dumps(result)) <= ALB_MAX_RESPONSE_JSON
+    if case not in OVERSIZED_FOR_ALB:
         return
     headers = result.get("headers") or {k: v[0] for k, v in (result.get("multiValueHeaders") or {}).items()}
     assert result["statusCode"] >= 500 and headers.get("content-type") == "application/problem+json"

@@ -11,7 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import AppArg, METHODS, load, cli, err, fail
+from nubes.cli.common import METHODS, AppArg, cli, err, fail, load
+from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
 @cli.command()
@@ -24,9 +25,20 @@ def invoke(
     header: Annotated[list[str] | None, typer.Option("-H", "--header", help="request header 'Name: value' (repeatable)")] = None,
     include: Annotated[bool, typer.Option("-i", "--include", help="print the status line and headers")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write the body to this file")] = None,
+    emulate: EmulateOpt = None,
+    aws_event: AwsEventOpt = "http",
+    timeout: TimeoutOpt = None,
+    memory: MemoryOpt = None,
 ) -> None:
-    """Call one route in-process and print the response. Exits 1 when the status is 4xx or 5xx."""
+    """Call one route in-process and print the response. Exits 1 when the status is 4xx or 5xx.
+
+    With --emulate aws|gcp|azure the request goes through that provider's payload and adapter in a
+    fresh worker process, and the provider's answer is printed (its limits and errors included).
+    """
+    from nubes.cli.emulate import _check
     from nubes.core.request import Request
+
+    _check(emulate, aws_event, timeout, memory, None)
 
     verb = method.upper()
     if verb not in METHODS:
@@ -57,9 +69,13 @@ def invoke(
         if not any(n.lower() == "content-type" for n, _ in headers):
             headers.append(("Content-Type", "application/json"))
     headers.append(("Content-Length", str(len(body))))
-    application = load(app)
     request = Request(verb, path, query=pairs or None, headers=headers, body=body)
-    response = application.handle(request)
+    if emulate is not None:
+        from nubes.cli.emulate import invoke_emulated
+
+        response = invoke_emulated(app, request, emulate, aws_event, timeout, memory)
+    else:
+        response = load(app).handle(request)
     out = sys.stdout.buffer
     if include:
         out.write(f"HTTP/1.1 {response.status} {response.reason}\n".encode())
@@ -88,12 +104,33 @@ def serve(
     app: AppArg,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
+    emulate: EmulateOpt = None,
+    aws_event: AwsEventOpt = "http",
+    timeout: TimeoutOpt = None,
+    memory: MemoryOpt = None,
+    workers: WorkersOpt = 2,
+    request_limit: Annotated[int | None, typer.Option("--request-limit", metavar="BYTES", hidden=True,
+                                                      help="with --emulate: override the front end's request limit (testing)")] = None,
 ) -> None:
-    """Serve the app over HTTP for development (Ctrl+C stops)."""
+    """Serve the app over HTTP for development (Ctrl+C stops).
+
+    With --emulate aws|gcp|azure every request is answered as that provider would: its payload
+    built and handed to the deployed adapter in a worker process (a pool of --workers; each new
+    worker is a cold start), its request/response limits, --timeout and --memory enforced.
+    """
     from nubes.adapters.local import make_server
+    from nubes.cli.emulate import _check
 
     if not 0 <= port <= 65535:
         fail(f"--port {port} is not a TCP port (0-65535)")
+    _check(emulate, aws_event, timeout, memory, workers)
+    if request_limit is not None and emulate is None:
+        fail("--request-limit needs --emulate")
+    if emulate is not None:
+        from nubes.cli.emulate import serve_emulated
+
+        serve_emulated(app, host, port, emulate, aws_event, timeout, memory, workers, request_limit)
+        return
     application = load(app)
     try:
         server = make_server(application, host, port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json as _json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 from nubes.core.app import App
@@ -44,13 +44,51 @@ class Client:
     ``Client(app).get("/items/3", params={"q": "x"}, headers={...})``; ``post``/``put``/``patch``
     take ``json=`` (encoded, with Content-Type), ``content=`` (raw bytes or text) or ``data=``
     (a form, url-encoded). ``cookies=`` adds a Cookie header.
+
+    ``emulate="aws"|"gcp"|"azure"`` answers as that provider would, by the same path as
+    ``nubes serve --emulate``: the provider's payload is built (AWS: ``aws_event`` http, rest, alb
+    or url), the deployed adapter called, the provider's answer returned, its request and response
+    limits and error answers included. By default that runs in this process (fast; an overrun of
+    ``timeout`` is reported once the handler returns but not stopped, ``memory`` is not enforced);
+    ``isolate=True`` runs it in up to ``workers`` worker processes that stop an overrunning handler
+    and enforce ``memory`` (MB, resident). Close the client (or use ``with``) to stop them.
+    ``request_limit`` overrides the front end's request limit in bytes.
     """
 
-    def __init__(self, app: App, *, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        headers: Mapping[str, str] | None = None,
+        emulate: str | None = None,
+        aws_event: str = "http",
+        timeout: float | None = None,
+        memory: int | None = None,
+        isolate: bool = False,
+        workers: int = 1,
+        request_limit: int | None = None,
+    ) -> None:
         if not isinstance(app, App):
             raise TypeError(f"Client needs a nubes.App, not {type(app).__name__}")
         self.app = app
         self.headers = dict(headers or {})
+        self.emulator = None
+        if emulate is not None:
+            from nubes.adapters.emulator import Emulator
+
+            self.emulator = Emulator(app, emulate, aws_event=aws_event, timeout=timeout, memory=memory,
+                                     workers=workers, isolate=isolate, request_limit=request_limit)
+
+    def close(self) -> None:
+        """Stop the emulator's worker processes, if any."""
+        if self.emulator is not None:
+            self.emulator.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def request(
         self,
@@ -86,7 +124,8 @@ class Client:
         if "host" not in names:
             pairs.append(("host", "testserver"))
         request = Request(method, path, query=params, headers=pairs, body=body)
-        return ClientResponse(self.app.handle(request), request)
+        handled = self.emulator.handle(request) if self.emulator is not None else self.app.handle(request)
+        return ClientResponse(handled, request)
 
     def get(self, path: str, **kw: Any) -> ClientResponse:
         return self.request("GET", path, **kw)

@@ -173,6 +173,9 @@ class HttpSource:
     """Base of the HTTP event sources: request in, :meth:`App.handle`, proxy result out."""
 
     name: ClassVar[str] = "HTTP"
+    # Lambda's synchronous response payload limit (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
+    # ALB overrides it with its 1 MB limit on the Lambda response.
+    max_result_bytes: ClassVar[int] = 6 * 1024 * 1024
 
     @staticmethod
     def infer(event: Event) -> bool:
@@ -185,10 +188,23 @@ class HttpSource:
         raise NotImplementedError
 
     def __call__(self, app: App, event: Event, inv: Invocation) -> dict[str, Any]:
-        response = app.handle(
-            self.request(event), request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform
-        )
-        return self.result(response, event)
+        request = self.request(event)
+        response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform)
+        result = self.result(response, event)
+        if len(response.body) * 4 // 3 + 8192 > self.max_result_bytes and _size(result) > self.max_result_bytes:
+            # The service would drop it with a bare 502 and no trace; answer a problem the caller can act on.
+            limit = self.max_result_bytes
+            app.log.error("response over the provider limit", request_id=inv.request_id, source=self.name,
+                          bytes=_size(result), limit=limit)
+            detail = (f"the response is {_size(result):,} bytes as a {self.name} result, over the {limit:,}-byte limit; "
+                      "narrow the query, page the results, or write them to storage and return a reference")
+            from nubes.core.app import problem_response
+            from nubes.core.errors import HTTPError
+
+            problem = problem_response(HTTPError(500, detail, title="Response Too Large"), request, inv.request_id)
+            problem.headers["x-nubes-request-id"] = inv.request_id
+            result = self.result(problem, event)
+        return result
 
 
 class RestApi(HttpSource):
@@ -326,6 +342,12 @@ class FunctionUrl(HttpApi):
         return safe_path(event.get("rawPath"))
 
 
+def _size(result: dict[str, Any]) -> int:
+    import json
+
+    return len(json.dumps(result, separators=(",", ":")).encode("utf-8"))
+
+
 class Alb(HttpSource):
     """Application Load Balancer target group, with or without multi-value headers.
 
@@ -334,6 +356,9 @@ class Alb(HttpSource):
     """
 
     name = "Application Load Balancer"
+    # "The maximum size of the response JSON that the Lambda function can send is 1 MB"
+    # (docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html)
+    max_result_bytes = 1024 * 1024
 
     @staticmethod
     def infer(event: Event) -> bool:

@@ -1,0 +1,336 @@
+"""The emulator: a request (or event) in, the provider's payload through its deployed adapter, the
+provider's answer out, with its limits, timeout and memory enforced.
+
+``Emulator(app, "aws")`` runs invocations in worker processes (``isolate=True``, the default):
+each worker is one function instance serving one invocation at a time; the pool grows to
+``workers`` and every new worker is a cold start, logged (``"cold_start": true``). A handler that
+overruns is stopped (its worker killed) and the caller gets the provider's timeout answer; a worker
+over ``memory`` MB resident is killed and the caller gets the provider's failure answer.
+
+``isolate=False`` runs the same path in this process (no worker start, fast for tests): payload
+limits and answers are the same, but an overrun is only detected once the handler returns (it is
+not stopped) and memory is not enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from nubes.adapters.emulator.providers import Provider, new_request_id
+from nubes.adapters.emulator.providers import provider as make_provider
+from nubes.adapters.emulator.workers import Pool, Worker, WorkerFailed
+from nubes.core.app import App
+from nubes.core.errors import ConfigError
+from nubes.core.logs import BoundLog, logger
+from nubes.core.request import Request
+from nubes.core.response import Response
+
+ERROR_TYPES = {  # how the failure is named in the log (Lambda's names where it has them)
+    "timeout": "Sandbox.Timedout",
+    "gateway_timeout": "GatewayTimeout",
+    "out_of_memory": "Runtime.OutOfMemory",
+    "crash": "Runtime.ExitError",
+    "init": "Runtime.InitError",
+}
+
+EVENT_KINDS = ("object-created", "message", "schedule")
+
+
+@dataclass
+class Outcome:
+    """One invocation as the emulator saw it."""
+
+    reply: tuple[dict[str, Any], bytes] | None
+    failure: str | None
+    cold: bool
+    worker: int | None
+    duration_ms: float
+    detail: str = ""
+    max_memory_mb: float | None = None
+
+
+@dataclass
+class EventResult:
+    """What firing an event returned: ``ok``, the adapter's ``output`` (e.g. ``batchItemFailures``)."""
+
+    ok: bool
+    output: Any = None
+    error_type: str | None = None
+    cold_start: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_of(app: App) -> str:
+    """A ``path/to/file.py:attr`` spec that loads ``app`` in another process."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if not path or name.startswith(("nubes.", "_")):
+            continue
+        for attr, value in list(vars(module).items()):
+            if value is app:
+                return f"{path}:{attr}"
+    raise ConfigError(f"cannot find the module defining app {app.name!r} to load it in a worker process; "
+                      "pass its spec (path/to/file.py:app) instead")
+
+
+def _app_setting(app: App | None, name: str) -> Any:
+    if app is None:
+        return None
+    value = getattr(app, name, None)
+    if value is None:
+        config = getattr(app, "config", None)
+        if isinstance(config, Mapping):
+            value = config.get(name)
+    return value
+
+
+class Emulator:
+    """Invoke ``app`` (an App, or its spec) the way ``provider`` (aws, gcp, azure) would.
+
+    Worker processes load the app by ``spec`` (found from the app's module when not given).
+    """
+
+    def __init__(
+        self,
+        app: App | str,
+        provider: str,
+        *,
+        aws_event: str = "http",
+        timeout: float | None = None,
+        memory: int | None = None,
+        workers: int = 2,
+        isolate: bool = True,
+        request_limit: int | None = None,
+        spec: str | None = None,
+    ) -> None:
+        if isinstance(app, str):
+            self.spec: str | None = app
+            if isolate:
+                self.app: App | None = None
+            else:
+                from nubes.core.loader import load_app
+
+                self.app = load_app(app)
+        else:
+            self.app, self.spec = app, (spec or (spec_of(app) if isolate else None))
+        if workers < 1:
+            raise ConfigError(f"--workers {workers}: at least one worker is needed")
+        name = self.app.name if self.app is not None else "nubes-app"
+        self.provider: Provider = make_provider(
+            provider,
+            timeout=timeout if timeout is not None else _app_setting(self.app, "timeout"),
+            memory=memory if memory is not None else _app_setting(self.app, "memory"),
+            function_name=name,
+            aws_event=aws_event,
+            request_limit=request_limit,
+        )
+        self.isolate = isolate
+        self.log = BoundLog(logger(), component="emulator", provider=self.provider.name)
+        self._lock = threading.Lock()
+        self._target: Any = None
+        self.pool: Pool | None = None
+        if isolate:
+            assert self.spec is not None
+            self.pool = Pool(self.spec, self.provider.name, self.provider.settings.to_json(),
+                             self.provider.worker_env(), workers)
+
+    # -- HTTP ---------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        """The provider's answer to ``request``."""
+        rid = new_request_id()
+        started = time.perf_counter()
+        encoded = self.provider.encode(request, rid)
+        if isinstance(encoded, Response):
+            self.log.warning("request refused by the front end", front=self.provider.label, request_id=rid,
+                             method=request.method, path=request.path, status=encoded.status,
+                             body_bytes=len(request.body))
+            return encoded
+        meta, body = encoded
+        outcome = self._run(meta, body, http=True)
+        if outcome.failure:
+            response, error_type = self.provider.failure(outcome.failure), ERROR_TYPES.get(outcome.failure, outcome.failure)
+        else:
+            assert outcome.reply is not None
+            response, error_type = self.provider.decode(*outcome.reply)
+        fields: dict[str, Any] = {"front": self.provider.label, "request_id": rid, "method": request.method,
+                                  "path": request.path, "status": response.status, "worker": outcome.worker,
+                                  "cold_start": outcome.cold, "duration_ms": outcome.duration_ms,
+                                  "timeout_s": self.provider.settings.timeout, "memory_mb": self.provider.settings.memory,
+                                  "total_ms": round((time.perf_counter() - started) * 1000, 1)}
+        if outcome.max_memory_mb is not None:
+            fields["max_memory_used_mb"] = round(outcome.max_memory_mb)
+        if error_type:
+            fields["error_type"] = error_type
+            if outcome.detail:
+                fields["error"] = outcome.detail
+            self.log.error("emulated invocation failed", **fields)
+        else:
+            self.log.info("emulated invocation", **fields)
+        return response
+
+    # -- events -------------------------------------------------------------------------------------
+    def emit(self, kind: str, arg: str, *, bucket: str | None = None, size: int = 0, queue: str | None = None) -> EventResult:
+        """Fire an ``object-created`` (``arg`` the key), ``message`` (``arg`` the body) or ``schedule``
+        (``arg`` the name) event as the provider delivers it, through the deployed adapter."""
+        if kind not in EVENT_KINDS:
+            raise ConfigError(f"event {kind!r}: use one of {', '.join(EVENT_KINDS)}")
+        rid = new_request_id()
+        meta, body = self._event_payload(kind, arg, bucket=bucket, size=size, queue=queue, rid=rid)
+        outcome = self._run(meta, body, http=False)
+        if outcome.failure:
+            error_type = ERROR_TYPES.get(outcome.failure, outcome.failure)
+            result = EventResult(False, {"errorType": error_type, "errorMessage": outcome.detail or outcome.failure}, error_type)
+        else:
+            assert outcome.reply is not None
+            result = self._event_result(*outcome.reply)
+        result.cold_start = outcome.cold
+        self.log.info("emulated event", event=kind, request_id=rid, worker=outcome.worker, cold_start=outcome.cold,
+                      ok=result.ok, duration_ms=outcome.duration_ms, **({"error_type": result.error_type} if result.error_type else {}))
+        return result
+
+    def _default_bucket(self, scheme: str) -> str:
+        uri = self.app.storage_uri if self.app is not None else ""
+        if uri.startswith(scheme):
+            return uri[len(scheme):].split("/", 1)[0]
+        return "nubes-emulated"
+
+    def _event_payload(self, kind: str, arg: str, *, bucket: str | None, size: int, queue: str | None,
+                       rid: str) -> tuple[dict[str, Any], bytes]:
+        name = self.provider.name
+        if name == "aws":
+            from nubes.testing.events import aws as ev
+
+            if kind == "object-created":
+                event = ev.s3_put_event(bucket or self._default_bucket("s3://"), arg, size)
+            elif kind == "message":
+                event = ev.sqs_event([arg], queue_arn=f"arn:aws:sqs:{ev.REGION}:{ev.ACCOUNT_ID}:{queue or 'nubes-queue'}")
+            else:
+                event = ev.schedule_event(arg)
+            return {"op": "aws", "request_id": rid}, json.dumps(event).encode("utf-8")
+        if name == "gcp":
+            from cloudevents.conversion import to_structured
+
+            from nubes.testing.events import gcp as ev
+
+            if kind == "object-created":
+                ce = ev.storage_finalized_event(bucket or self._default_bucket("gs://"), arg, size)
+            elif kind == "message":
+                ce = ev.pubsub_event(arg, topic=queue or "nubes-topic")
+            else:
+                ce = ev.scheduler_event(arg)
+            headers, data = to_structured(ce)
+            return {"op": "gcp-event", "request_id": rid, "headers": dict(headers)}, data
+        if kind == "object-created":
+            container = bucket or self._default_bucket("az://")
+            return {"op": "azure-event", "request_id": rid, "trigger": "blob", "key": f"{container}/{arg}", "size": size}, b""
+        if kind == "message":
+            return {"op": "azure-event", "request_id": rid, "trigger": "queue", "key": queue or "nubes-queue"}, arg.encode("utf-8")
+        return {"op": "azure-event", "request_id": rid, "trigger": "timer", "key": arg}, b""
+
+    def _event_result(self, meta: dict[str, Any], body: bytes) -> EventResult:
+        if not meta.get("ok"):
+            error = meta.get("error")
+            if not error and body:
+                try:
+                    error = json.loads(body)
+                except ValueError:
+                    error = body.decode("utf-8", "replace")
+            return EventResult(False, error, str(meta.get("error_type") or "FunctionError"))
+        if self.provider.name == "aws":
+            output = json.loads(body) if body else None
+            failed = isinstance(output, Mapping) and bool(output.get("batchItemFailures"))
+            return EventResult(not failed, output, "PartialBatchFailure" if failed else None)
+        if self.provider.name == "gcp":
+            return EventResult(True, body.decode("utf-8", "replace") or None)
+        return EventResult(True, {"function": meta.get("function")})
+
+    # -- running one invocation --------------------------------------------------------------------
+    def _run(self, meta: dict[str, Any], body: bytes, *, http: bool) -> Outcome:
+        timeout = self.provider.settings.timeout
+        wait = self.provider.wait if http else timeout
+        meta["remaining"] = timeout
+        if not self.isolate:
+            return self._run_here(meta, body, wait, timeout)
+        assert self.pool is not None
+        try:
+            worker, cold = self.pool.acquire()
+        except WorkerFailed as failed:  # the app failed to load: Lambda's Runtime.InitError / ImportModuleError
+            self.log.error("worker failed to start", cold_start=True, error=failed.detail)
+            return Outcome(None, "init", True, None, 0.0, failed.detail)
+        if cold:
+            self.log.info("cold start", worker=worker.pid, cold_start=True, init_ms=worker.init_ms, start_ms=worker.start_ms,
+                          memory_mb=self.provider.settings.memory, timeout_s=timeout)
+        started = time.monotonic()
+        try:
+            reply = worker.call(meta, body, deadline=started + wait, memory_mb=self.provider.settings.memory)
+        except WorkerFailed as failed:
+            duration = round((time.monotonic() - started) * 1000, 1)
+            kind = failed.kind
+            if kind == "timeout" and wait < timeout:
+                kind = "gateway_timeout"  # the front end gave up; the function runs on to its own timeout
+                self._finish_later(worker, started + timeout)
+            else:
+                self.pool.discard(worker)
+            if kind in ("timeout", "out_of_memory", "crash"):
+                self.log.warning("worker stopped", worker=worker.pid, reason=kind, detail=failed.detail or None,
+                                 after_ms=duration)
+            detail = failed.detail or (f"Task timed out after {timeout:.2f} seconds" if kind == "timeout" else "")
+            return Outcome(None, kind, cold, worker.pid, duration, detail, worker.max_rss_mb)
+        self.pool.release(worker)
+        return Outcome(reply, None, cold, worker.pid, round((time.monotonic() - started) * 1000, 1), "", worker.max_rss_mb)
+
+    def _finish_later(self, worker: Worker, deadline: float) -> None:
+        pool = self.pool
+        assert pool is not None
+
+        def finish() -> None:
+            try:
+                worker._wait(deadline, self.provider.settings.memory)
+            except WorkerFailed as failed:
+                self.log.warning("worker stopped", worker=worker.pid, reason=failed.kind, after="gateway timeout")
+                pool.discard(worker)
+            else:
+                pool.release(worker)
+
+        threading.Thread(target=finish, name=f"nubes-emulator-finish-{worker.pid}", daemon=True).start()
+
+    def _run_here(self, meta: dict[str, Any], body: bytes, wait: float, timeout: float) -> Outcome:
+        with self._lock:  # one invocation at a time, like one function instance
+            cold = self._target is None
+            if cold:
+                from nubes.adapters.emulator.targets import make_target
+
+                assert self.app is not None
+                init = time.perf_counter()
+                self._target = make_target(self.provider.name, self.app, self.provider.settings.to_json())
+                self.log.info("cold start", worker=None, cold_start=True, in_process=True,
+                              init_ms=round((time.perf_counter() - init) * 1000, 1))
+            started = time.monotonic()
+            try:
+                reply = self._target.invoke(meta, body)
+            except Exception as exc:  # noqa: BLE001
+                return Outcome(None, "crash", cold, None, round((time.monotonic() - started) * 1000, 1), str(exc))
+            elapsed = time.monotonic() - started
+            duration = round(elapsed * 1000, 1)
+            if elapsed > wait:  # detected after the fact: an in-process handler cannot be stopped
+                kind = "gateway_timeout" if wait < timeout else "timeout"
+                return Outcome(None, kind, cold, None, duration, f"ran {elapsed:.2f} s, over {wait:g} s")
+            return Outcome(reply, None, cold, None, duration)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop every worker."""
+        if self.pool is not None:
+            self.pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
