@@ -138,7 +138,7 @@ def test_emulator_does_resumable_uploads_and_batches(emulator: GCSEmulator) -> N
     recorder = Recorder()
     store = _store(recorder, chunk_size=256 * 1024)
     data = os.urandom(700_000)
-    store.put("resumable", data)
+    store.put("resumable", io.BytesIO(data))  # a stream over chunk_size: resumable
     assert store.get("resumable") == data
     assert any(q.get("uploadType") == ["resumable"] for q in recorder.queries())
     store.delete_many(["resumable", "never-was"])
@@ -238,6 +238,26 @@ def test_403_is_access_denied(emulator: GCSEmulator) -> None:
         store.get("secret")
     with pytest.raises(PermissionError):
         store.put("secret", b"x")
+
+
+def test_bytes_are_not_chunked(emulator: GCSEmulator) -> None:
+    """In-memory bytes go as upload_from_string sends them, whatever chunk_size (meant for streams)."""
+    recorder = Recorder()
+    store = _store(recorder, chunk_size=256 * 1024)
+    small = os.urandom(700_000)
+    store.put("small", small)
+    assert [q.get("uploadType") for q in recorder.queries()] == [["multipart"]]
+    recorder.calls.clear()
+    big = os.urandom(9 * MiB)
+    for data in (big, bytearray(big), memoryview(big)):
+        info = store.put("big", data, content_type="application/x-big")
+        assert info.size == len(big)
+        assert store.get("big") == big
+    assert store.head("big").content_type == "application/x-big"
+    starts = [q for q in recorder.queries() if q.get("uploadType") == ["resumable"] and "upload_id" not in q]
+    chunks = [q for q in recorder.queries() if "upload_id" in q]
+    assert len(starts) == 3 and len(chunks) == 3  # one request with the data per put, not 8 MiB pieces
+    assert store.get("small") == small
 
 
 def test_small_put_is_one_request(emulator: GCSEmulator) -> None:

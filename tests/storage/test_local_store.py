@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -15,7 +17,7 @@ import pytest
 
 import nubes.storage
 from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound
-from nubes.storage.local import INTERNAL, LocalStore
+from nubes.storage.local import INTERNAL, XATTR, LocalStore
 
 
 @pytest.fixture
@@ -154,21 +156,81 @@ def test_content_type_and_etag_persist_across_handles(store: LocalStore, root: P
     other = nubes.storage.open(f"file://{root}")
     head = other.head("t/report")
     assert head.content_type == "text/x-report"
-    assert head.etag == info.etag == hashlib.md5(b"hello").hexdigest()
-    assert store.put("t/same", b"hello").etag == info.etag
+    assert head.etag == info.etag == store.head("t/report").etag
+    assert [(i.key, i.etag) for i in other.list("t/")] == [("t/report", info.etag)]
 
 
-def test_content_type_guessed_when_not_given(store: LocalStore) -> None:
-    store.put("x/table.csv", b"a,b\n")
-    assert store.head("x/table.csv").content_type == "text/csv"
+def test_every_write_gets_a_new_etag_without_hashing(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_md5(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the file store hashes no content")
+
+    monkeypatch.setattr(hashlib, "md5", no_md5)
+    etags = {store.put("same", b"same bytes").etag for _ in range(20)}
+    assert len(etags) == 20  # a token per write: equal content may get a new etag
+    assert all(len(e) == 32 and int(e, 16) >= 0 for e in etags)
+    stream = store.put("same", io.BytesIO(b"same bytes"))
+    assert stream.etag not in etags and store.head("same").etag == stream.etag
+
+
+@pytest.mark.skipif(not hasattr(os, "getxattr"), reason="no extended attributes on this platform")
+def test_metadata_lives_in_an_extended_attribute(store: LocalStore, root: Path) -> None:
+    info = store.put("x/data.bin", b"payload", content_type="application/x-thing")
+    if not store._xattrs:
+        pytest.skip("this file system has no user extended attributes")
+    value = os.getxattr(root / "x" / "data.bin", XATTR)
+    assert bytes.fromhex(info.etag) in value and value.endswith(b"application/x-thing")
+    assert len(value) <= 64  # small enough for ext4 to keep inside the inode
+    assert not (root / INTERNAL / "meta").exists()  # no sidecar
+    os.setxattr(root / "x" / "data.bin", XATTR, b"garbage")  # unreadable: treated as a foreign file
+    foreign = store.head("x/data.bin").etag
+    assert foreign != info.etag and store.head("x/data.bin").etag == foreign
+    info = store.put("x/data.bin", b"payload", content_type="application/x-thing")
+    # a hard link or rename by hand keeps the attribute: same inode, same version
+    os.rename(root / "x" / "data.bin", root / "x" / "moved.bin")
+    assert store.head("x/moved.bin").etag == info.etag
+
+
+def test_sidecars_where_extended_attributes_are_unsupported(
+    store: LocalStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def unsupported(*args: object) -> None:
+        calls.append("setxattr")
+        raise OSError(errno.ENOTSUP, "Operation not supported")
+
+    monkeypatch.setattr(os, "setxattr", unsupported, raising=False)
+    first = store.put("a", b"one", content_type="text/x-a")
+    second = store.put("b", b"two", content_type="text/x-b", if_none_match=True)
+    assert calls == ["setxattr"]  # found out once per store handle
+    assert (root / INTERNAL / "meta").is_dir()
+    other = nubes.storage.open(f"file://{root}")
+    assert (other.head("a").etag, other.head("a").content_type) == (first.etag, "text/x-a")
+    assert (other.head("b").etag, other.head("b").content_type) == (second.etag, "text/x-b")
+    third = store.put("a", b"three", if_match=first.etag)
+    assert other.head("a").etag == third.etag != first.etag
+    (root / "a").write_bytes(b"by hand")  # the sidecar no longer matches the file
+    assert other.head("a").etag not in (first.etag, third.etag)
+    store.delete("a")
+    assert not store.exists("a") and other.head("b").etag == second.etag
+
+
+def test_a_content_type_too_big_for_an_attribute_goes_to_a_sidecar(store: LocalStore, root: Path) -> None:
+    huge = "application/x-" + "z" * 70_000
+    info = store.put("big-type", b"x", content_type=huge)
+    head = nubes.storage.open(f"file://{root}").head("big-type")
+    assert (head.etag, head.content_type) == (info.etag, huge)
+    assert store.put("small-type", b"y", content_type="text/plain").content_type == "text/plain"
+    assert store.head("small-type").content_type == "text/plain"
 
 
 def test_file_changed_behind_nubes_back_gets_a_new_etag(store: LocalStore, root: Path) -> None:
     first = store.put("edit.txt", b"version one", content_type="text/plain")
-    (root / "edit.txt").write_bytes(b"edited by hand!")
+    (root / "edit.txt").write_bytes(b"edited by hand!")  # in place: same inode, new size and mtime
     head = store.head("edit.txt")
     assert head.etag != first.etag
-    assert head.etag == hashlib.md5(b"edited by hand!").hexdigest()
+    assert head.content_type == "text/plain"  # guessed from the name: nubes' record no longer counts
+    assert store.head("edit.txt").etag == head.etag  # stable while the file is untouched
     store.put("edit.txt", b"v3", if_match=head.etag)
     assert store.get("edit.txt") == b"v3"
 
@@ -177,7 +239,59 @@ def test_files_written_by_others_are_objects(store: LocalStore, root: Path) -> N
     root.mkdir()
     (root / "dropped.parquet").write_bytes(b"PAR1")
     assert [i.key for i in store.list()] == ["dropped.parquet"]
-    assert store.head("dropped.parquet").etag == hashlib.md5(b"PAR1").hexdigest()
+    etag = store.head("dropped.parquet").etag
+    assert etag == nubes.storage.open(f"file://{root}").head("dropped.parquet").etag  # stable, any handle
+    assert [i.etag for i in store.list()] == [etag]
+    store.get("dropped.parquet")
+    assert store.head("dropped.parquet").etag == etag
+    (root / "dropped.parquet").write_bytes(b"PAR1 and more")  # in place: a new size and mtime
+    edited = store.head("dropped.parquet").etag
+    assert edited != etag
+    replacement = root / "new.parquet"
+    replacement.write_bytes(b"PAR2 and more")
+    os.utime(replacement, ns=(0, os.stat(root / "dropped.parquet").st_mtime_ns))
+    os.replace(replacement, root / "dropped.parquet")  # same size and mtime, but another file (inode)
+    newer = store.head("dropped.parquet").etag
+    assert newer not in (etag, edited)
+    store.put("dropped.parquet", b"mine", if_match=newer)
+    assert store.get("dropped.parquet") == b"mine"
+
+
+class _ReadOnly(io.RawIOBase):
+    """A raw stream that implements read() only (its readinto raises NotImplementedError)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        return self._data.read(n)
+
+
+@pytest.mark.parametrize("wrap", [io.BytesIO, _ReadOnly, lambda d: io.BufferedReader(io.BytesIO(d), 4096)])
+def test_streams_of_every_kind_are_written_whole(store: LocalStore, wrap: object) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    info = store.put("s", wrap(data))  # type: ignore[operator]
+    assert info.size == len(data) and store.get("s") == data
+    with pytest.raises(TypeError):
+        store.put("t", io.StringIO("text"))  # type: ignore[arg-type]
+    assert not store.exists("t")
+
+
+def test_get_resolves_the_path_without_realpath(store: LocalStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.put("a/b/c.txt", b"abc")
+    store.put("a/b/range.bin", bytes(range(100)))
+    calls: list[str] = []
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    assert store.get("a/b/c.txt") == b"abc"
+    assert store.get_range("a/b/range.bin", 10, 20) == bytes(range(10, 20))
+    assert store.get_range("a/b/range.bin", 95, 200) == bytes(range(95, 100))
+    assert store.get_range("a/b/range.bin", 100, None) == b""
+    assert store.head("a/b/c.txt").size == 3
+    assert calls == []  # no symbolic link on the way: one lstat per folder, then open(O_NOFOLLOW)
 
 
 # -- atomicity ---------------------------------------------------------------------------------

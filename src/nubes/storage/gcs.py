@@ -58,10 +58,13 @@ class GCSStore(BaseStore):
     ``timeout`` is the per-request (connect, read) timeout in seconds. ``retry_deadline`` bounds the
     SDK's own retries of one call (transient errors only); :class:`BaseStore` then retries the call
     ``retries`` times, so a dead endpoint raises StorageUnavailable after roughly
-    ``retries * retry_deadline`` seconds. Uploads of known size up to ``chunk_size`` (and at most
-    8 MiB) are one multipart request; larger ones, and streams of unknown size, are resumable
-    uploads sent ``chunk_size`` bytes at a time (a multiple of 256 KiB), so at most one chunk is in
-    memory. ``page_size`` is the listing page size (``None``: the service default, 1,000).
+    ``retries * retry_deadline`` seconds. Bytes are sent as ``upload_from_string`` sends them: one
+    multipart request up to 8 MiB, else a resumable upload in one request per 100 MiB (the SDK's
+    default; the data is in memory already, so smaller chunks would only add requests). Streams of
+    known size up to ``chunk_size`` (and at most 8 MiB) are one multipart request; larger ones, and
+    streams of unknown size, are resumable uploads sent ``chunk_size`` bytes at a time (a multiple
+    of 256 KiB), so at most one chunk is in memory. ``page_size`` is the listing page size
+    (``None``: the service default, 1,000).
     """
 
     scheme = "gs"
@@ -128,16 +131,26 @@ class GCSStore(BaseStore):
                 raise PreconditionFailed(f"etag {if_match!r} does not match the stored object", uri=self.uri, key=self._key(path))
             conditions["if_generation_match"] = generation
 
-        stream: IO[bytes] | _Window
         if isinstance(data, (bytes, bytearray, memoryview)):
-            stream, size, rewindable = io.BytesIO(data), memoryview(data).nbytes, True
-        else:
-            size, rewindable = _remaining(data), _seekable(data)
-            stream = _Window(data)
+            # Already in memory: sent as upload_from_string sends it, one multipart request up to
+            # 8 MiB, else a resumable upload in the SDK's default 100 MiB chunks (no chunk_size:
+            # 8 MiB chunks would only add requests, there is nothing to bound).
+            blob = self._bucket.blob(path)
+            blob.upload_from_file(
+                io.BytesIO(data),
+                size=memoryview(data).nbytes,
+                content_type=content_type,
+                timeout=self.timeout,
+                retry=self.retry,
+                **conditions,
+            )
+            return self._info(blob)
+
+        size, rewindable = _remaining(data), _seekable(data)
         one_request = size is not None and size <= min(self.chunk_size, _SDK_MULTIPART_MAX)
         blob = self._bucket.blob(path, chunk_size=self.chunk_size)
         blob.upload_from_file(
-            stream,
+            _Window(data),
             # The SDK sends any known size up to 8 MiB as one multipart request, larger or unknown
             # sizes as a resumable upload; hiding the size forces resumable below 8 MiB.
             size=size if one_request or (size or 0) > _SDK_MULTIPART_MAX else None,

@@ -3,8 +3,8 @@
 ``file://data`` is ``./data`` (relative to the working directory when opened), ``file:///abs/path``
 is absolute. The folder is created on the first write. Key ``a/b.csv`` is the file
 ``PATH/a/b.csv``; nubes keeps its own bookkeeping under ``PATH/.nubes-internal/`` (temporary files,
-lock files, and a sidecar per object holding its etag and content type), which is never listed and
-cannot be used as a key segment.
+lock files, and, where the file system has no extended attributes, a sidecar per object holding
+its etag and content type), which is never listed and cannot be used as a key segment.
 
 Guarantees:
 
@@ -16,8 +16,19 @@ Guarantees:
 * Conditional writes hold an ``flock`` on a per-key (striped) lock file around check-and-rename,
   which excludes other threads and other processes on the same host; ``if_none_match`` also uses
   ``link(2)``, which fails if the destination exists.
-* ``etag`` is the hex MD5 of the content, computed while streaming and kept in the sidecar. A file
-  changed behind nubes' back (sidecar no longer matching its inode, size and mtime) is re-hashed.
+* ``etag`` is a token made for each write (128 random bits, hex), not a hash of the content: every
+  ``put`` gets a new etag, even of content equal to the current one (the contract only requires a
+  new etag for different content), and writing costs no hashing. The etag and the content type
+  are kept in the extended attribute ``user.nubes`` of the file, set on the temporary file before
+  the rename, so they are replaced atomically with the data and travel with it. Where the file
+  system has no user extended attributes (detected once per store handle) they go to a sidecar
+  file under ``.nubes-internal/meta/`` instead, written just before the rename.
+* Metadata counts only while it matches the file's size and mtime (a sidecar also its device and
+  inode), so a file changed in place behind nubes' back loses it. A file without valid nubes
+  metadata (dropped in or edited by hand) has an etag derived from its inode, size and mtime (in
+  nanoseconds): stable while the file is untouched, new when it is replaced or rewritten, and
+  never computed by reading the content. (An in-place edit that keeps the size and lands within
+  the same mtime tick as the previous write is not noticed; nubes itself never writes in place.)
 """
 
 from __future__ import annotations
@@ -26,11 +37,12 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import mimetypes
 import os
 import stat
-import uuid
+import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +53,17 @@ from nubes.storage.base import BaseStore, Data, ObjectInfo, check_key
 INTERNAL = ".nubes-internal"  # reserved folder name for nubes' own files, at any depth
 CHUNK = 1024 * 1024
 LOCK_STRIPES = 256
+XATTR = "user.nubes"  # extended attribute holding an object's etag and content type
+# Its value: version 1, the etag's 16 bytes, size and mtime_ns (both u64, little-endian), then the
+# content type in UTF-8 (if any). Binary and short on purpose: ext4 keeps up to ~64 bytes of
+# attributes inside the inode; a longer value (JSON would be ~110 bytes) costs a block of its own
+# per file, to allocate, journal and free, which made small puts ~1.5x slower.
+_XATTR_VERSION = 1
+_XATTR_HEAD = struct.Struct("<B16sQQ")
+_NO_XATTRS = frozenset(e for e in (getattr(errno, "ENOTSUP", None), getattr(errno, "EOPNOTSUPP", None)) if e)
+_XATTR_TOO_BIG = frozenset({errno.E2BIG, errno.ENOSPC, errno.ERANGE})  # this value only: use a sidecar
+_SYMLINK_FINAL = frozenset({errno.ELOOP, errno.EMLINK})  # open(O_NOFOLLOW) of a symbolic link
+_HAS_XATTR = hasattr(os, "setxattr") and hasattr(os, "getxattr")
 
 
 class LocalStore(BaseStore):
@@ -56,6 +79,13 @@ class LocalStore(BaseStore):
         self._dir = directory
         self._real = os.path.realpath(directory)
         self._internal = os.path.join(directory, INTERNAL)
+        self._tmp_dir = os.path.join(self._internal, "tmp")
+        self._lock_dir = os.path.join(self._internal, "locks")
+        self._lock_files = [os.path.join(self._lock_dir, f"{i:03d}.lock") for i in range(LOCK_STRIPES)]
+        self._base = directory.rstrip(os.sep) + os.sep  # + key = the key's file ("/" + key at the top)
+        self._real_base = self._real.rstrip(os.sep)  # + "/" + component, in _resolve
+        self._made: set[str] = set()  # internal folders known to exist (made again if removed)
+        self._xattrs = _HAS_XATTR  # False once the file system refused user extended attributes
 
     @classmethod
     def from_uri(cls, rest: str, **options: Any) -> LocalStore:
@@ -73,30 +103,77 @@ class LocalStore(BaseStore):
     # -- paths -----------------------------------------------------------------------------
     def _file(self, path: str) -> str:
         """The file-system path of ``path``, refused if it is reserved or resolves outside the root."""
+        self._resolve(path, self._parts(path))
+        return self._base + path  # keys are "/"-separated, as POSIX paths
+
+    def _parts(self, path: str) -> list[str]:
         parts = path.split("/")
         if INTERNAL in parts:
             raise InvalidKey(f"'{INTERNAL}' is reserved for nubes' own files", uri=self.uri, key=path)
-        full = os.path.join(self._dir, *parts)
-        if not _inside(os.path.realpath(full), self._real):
-            raise InvalidKey("key resolves outside the store's folder (through a symbolic link)", uri=self.uri, key=path)
-        return full
+        return parts
+
+    def _resolve(self, path: str, parts: list[str]) -> str:
+        """The real path of ``parts`` below the root; InvalidKey if a symbolic link leads outside it.
+
+        What ``os.path.realpath`` gives, but checking only the key's own components (one ``lstat``
+        each, from the already resolved root) and resolving fully only from a link on.
+        """
+        real = self._real_base
+        for i, part in enumerate(parts):
+            nxt = f"{real}{os.sep}{part}"
+            try:
+                mode = os.lstat(nxt).st_mode
+            except OSError:  # missing (or unreadable): nothing below it can be a link
+                return os.path.join(nxt, *parts[i + 1 :])
+            if stat.S_ISLNK(mode):
+                resolved = os.path.realpath(os.path.join(nxt, *parts[i + 1 :]))
+                if not _inside(resolved, self._real):
+                    raise InvalidKey(
+                        "key resolves outside the store's folder (through a symbolic link)", uri=self.uri, key=path
+                    )
+                return resolved
+            real = nxt
+        return real or os.sep
 
     def _meta_path(self, path: str) -> str:
         digest = hashlib.sha1(path.encode("utf-8")).hexdigest()
         return os.path.join(self._internal, "meta", digest[:2], digest + ".json")
 
+    def _ensure_dir(self, folder: str) -> None:
+        """Make an internal folder, once per handle (callers make it again if it was removed since)."""
+        if folder not in self._made:
+            os.makedirs(folder, exist_ok=True)
+            self._made.add(folder)
+
     @contextlib.contextmanager
     def _lock(self, path: str) -> Iterator[None]:
         """Hold an exclusive flock for ``path``: excludes other threads (own open file description) and processes."""
-        stripe = int(hashlib.sha1(path.encode("utf-8")).hexdigest()[:8], 16) % LOCK_STRIPES
-        folder = os.path.join(self._internal, "locks")
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(os.path.join(folder, f"{stripe:03d}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        fd = self._acquire(path)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # releases the lock
+
+    def _acquire(self, path: str) -> int:
+        """Lock ``path``'s stripe: the fd of its lock file, flocked; closing it releases the lock.
+
+        The stripe is byte 3 of the key's SHA-1 (= the first 32 bits mod 256, as always: processes
+        running other nubes versions lock the same files).
+        """
+        lock_file = self._lock_files[hashlib.sha1(path.encode("utf-8")).digest()[3] % LOCK_STRIPES]
+        self._ensure_dir(self._lock_dir)
+        try:
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except FileNotFoundError:  # the internal folder was removed since: make it again
+            self._made.discard(self._lock_dir)
+            self._ensure_dir(self._lock_dir)
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def _conflict(self, path: str) -> InvalidKey:
         """The error for a key that collides with a folder, or runs through a file, of other keys."""
@@ -116,49 +193,83 @@ class LocalStore(BaseStore):
         self, path: str, data: Data, content_type: str | None, if_none_match: bool, if_match: str | None
     ) -> ObjectInfo:
         dest = self._file(path)
-        tmp_dir = os.path.join(self._internal, "tmp")
-        os.makedirs(tmp_dir, exist_ok=True)
-        tmp = os.path.join(tmp_dir, uuid.uuid4().hex + ".part")
+        etag = os.urandom(16).hex()  # this write's token, also the temporary file's name
+        tmp = f"{self._tmp_dir}{os.sep}{etag}.part"
+        fd = self._create_tmp(tmp)
+        placed = False
         try:
-            md5 = hashlib.md5()
-            size = 0
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-            with os.fdopen(fd, "wb") as out:
-                for chunk in _chunks(data):
-                    out.write(chunk)
-                    md5.update(chunk)
-                    size += len(chunk)
-                out.flush()
+            try:
+                size = _write_all(fd, data)
+                st = os.fstat(fd)
+                # before fsync and rename: the metadata is durable and replaced with the data
+                in_xattr = self._set_xattr(fd, etag, content_type, st)
                 if self.fsync:
-                    os.fsync(out.fileno())
-                st = os.fstat(out.fileno())
-            etag = md5.hexdigest()
-            with self._lock(path):
-                if os.path.isdir(dest) and not os.path.islink(dest):
-                    raise self._conflict(path)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            lock = self._acquire(path)
+            try:
                 if if_none_match or if_match is not None:
-                    current = self._current_etag(path, dest)
+                    if os.path.isdir(dest) and not os.path.islink(dest):
+                        raise self._conflict(path)
+                    current = self._current_etag(path)
                     if if_none_match and current is not None:
                         raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path)
                     if if_match is not None and current != _unquote(if_match):
                         why = f"its etag is {current}, not {if_match}" if current else "there is no object to match"
                         raise PreconditionFailed(f"if_match failed: {why}", uri=self.uri, key=path)
-                self._write_meta(path, st, etag, content_type)
-                self._place(path, tmp, dest, exclusive=if_none_match)
+                if not in_xattr:
+                    self._write_meta(path, st, etag, content_type)
+                placed = self._place(path, tmp, dest, exclusive=if_none_match)
+            finally:
+                os.close(lock)  # releases the lock
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)  # gone already unless the write failed or used link(2)
+            if not placed:  # the write failed, or link(2) left the temporary name behind
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         return ObjectInfo(path, size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
 
-    def _place(self, path: str, tmp: str, dest: str, *, exclusive: bool) -> None:
-        """Move the finished ``tmp`` to ``dest`` (only if absent when ``exclusive``), making folders as needed."""
-        for _ in range(10):
-            self._makedirs(path, os.path.dirname(dest))
+    def _create_tmp(self, tmp: str) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        self._ensure_dir(self._tmp_dir)
+        try:
+            return os.open(tmp, flags, 0o666)
+        except FileNotFoundError:  # the internal folder was removed since: make it again
+            self._made.discard(self._tmp_dir)
+            self._ensure_dir(self._tmp_dir)
+            return os.open(tmp, flags, 0o666)
+
+    def _set_xattr(self, fd: int, etag: str, content_type: str | None, st: os.stat_result) -> bool:
+        """Store the metadata in the file's extended attribute; False if it must go to a sidecar."""
+        if not self._xattrs:
+            return False
+        value = _XATTR_HEAD.pack(_XATTR_VERSION, bytes.fromhex(etag), st.st_size, st.st_mtime_ns)
+        if content_type:
+            value += content_type.encode("utf-8")
+        try:
+            os.setxattr(fd, XATTR, value)
+        except OSError as exc:
+            if exc.errno in _NO_XATTRS:
+                self._xattrs = False  # this file system has none: sidecars from now on
+                return False
+            if exc.errno in _XATTR_TOO_BIG:  # e.g. a huge content type: a sidecar for this one
+                return False
+            raise
+        return True
+
+    def _place(self, path: str, tmp: str, dest: str, *, exclusive: bool) -> bool:
+        """Move the finished ``tmp`` to ``dest`` (only if absent when ``exclusive``), making folders as needed.
+
+        True if ``tmp`` was renamed (it no longer exists), False if it was hard-linked.
+        """
+        for attempt in range(10):
+            if attempt:  # the folder is missing (or a concurrent delete pruned it): make it
+                self._makedirs(path, os.path.dirname(dest))
             try:
                 if exclusive:
                     try:
                         os.link(tmp, dest)
-                        return
+                        return False
                     except FileExistsError:
                         raise PreconditionFailed(
                             "an object already exists (if_none_match)", uri=self.uri, key=path
@@ -167,11 +278,10 @@ class LocalStore(BaseStore):
                         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
                             raise
                 os.replace(tmp, dest)
-                return
+                return True
             except FileNotFoundError:
                 if not os.path.exists(tmp):
                     raise
-                # a concurrent delete pruned the (then empty) parent folder: make it again
             except (IsADirectoryError, NotADirectoryError):
                 raise self._conflict(path) from None
         raise StorageError("could not create the object's folder (it kept disappearing)", uri=self.uri, key=path)
@@ -189,7 +299,7 @@ class LocalStore(BaseStore):
         stale or half-written one is harmless: the etag is then recomputed from the content.
         """
         meta = self._meta_path(path)
-        os.makedirs(os.path.dirname(meta), exist_ok=True)
+        self._ensure_dir(os.path.dirname(meta))
         record = {
             "key": path,
             "dev": st.st_dev,
@@ -199,8 +309,13 @@ class LocalStore(BaseStore):
             "etag": etag,
             "content_type": content_type,
         }
-        tmp = f"{meta}.{uuid.uuid4().hex}.part"
-        with open(tmp, "w", encoding="utf-8") as out:
+        tmp = f"{meta}.{os.urandom(16).hex()}.part"
+        try:
+            out = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 - the folder may have been removed since
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(meta), exist_ok=True)
+            out = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
+        with out:
             json.dump(record, out)
         os.replace(tmp, meta)
 
@@ -215,11 +330,26 @@ class LocalStore(BaseStore):
             return None
         return record
 
-    def _open(self, path: str, full: str | None = None) -> tuple[int, os.stat_result]:
-        """Open the object's file read-only: ``(fd, fstat)``. Missing, or a folder → NotFound."""
-        full = full or self._file(path)
+    def _open(self, path: str) -> tuple[int, os.stat_result]:
+        """Open the object's file read-only: ``(fd, fstat)``. Missing, or a folder → NotFound.
+
+        The path is resolved once: folders by :meth:`_resolve`, the file itself by opening it
+        without following a final symbolic link (a link is then resolved and checked first).
+        """
+        parts = self._parts(path)
+        target = f"{self._resolve(path, parts[:-1]).rstrip(os.sep)}{os.sep}{parts[-1]}"
         try:
-            fd = os.open(os.path.realpath(full), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW)
+            except OSError as exc:
+                if not _O_NOFOLLOW or exc.errno not in _SYMLINK_FINAL:
+                    raise
+                real = os.path.realpath(target)
+                if not _inside(real, self._real):
+                    raise InvalidKey(
+                        "key resolves outside the store's folder (through a symbolic link)", uri=self.uri, key=path
+                    ) from None
+                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound("no such object", uri=self.uri, key=path) from None
         st = os.fstat(fd)
@@ -230,21 +360,36 @@ class LocalStore(BaseStore):
         return fd, st
 
     def _info(self, path: str, fd: int, st: os.stat_result) -> ObjectInfo:
-        meta = self._read_meta(path, st)
+        meta = self._read_xattr(fd, st)
+        if meta is None:
+            meta = self._read_meta(path, st)  # no xattrs here, or written by an older nubes
         if meta is not None:
             etag, content_type = str(meta["etag"]), meta.get("content_type")
-        else:
-            md5 = hashlib.md5()
-            offset = 0
-            while chunk := os.pread(fd, CHUNK, offset):
-                md5.update(chunk)
-                offset += len(chunk)
-            etag, content_type = md5.hexdigest(), None
+        else:  # not written by nubes (or changed since): an etag from the file's identity
+            etag, content_type = _stat_etag(st), None
         return ObjectInfo(path, st.st_size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
 
-    def _current_etag(self, path: str, dest: str) -> str | None:
+    def _read_xattr(self, fd: int, st: os.stat_result) -> dict[str, Any] | None:
+        if not _HAS_XATTR:
+            return None
         try:
-            fd, st = self._open(path, dest)
+            value = os.getxattr(fd, XATTR)
+        except OSError:  # none (ENODATA), or no xattrs on this file system
+            return None
+        if len(value) < _XATTR_HEAD.size or value[0] != _XATTR_VERSION:
+            return None
+        _, token, size, mtime_ns = _XATTR_HEAD.unpack_from(value)
+        if size != st.st_size or mtime_ns != st.st_mtime_ns:
+            return None  # changed in place since nubes wrote it
+        try:
+            content_type = value[_XATTR_HEAD.size :].decode("utf-8") or None
+        except UnicodeDecodeError:
+            return None
+        return {"etag": token.hex(), "content_type": content_type}
+
+    def _current_etag(self, path: str) -> str | None:
+        try:
+            fd, st = self._open(path)
         except NotFound:
             return None
         try:
@@ -253,12 +398,26 @@ class LocalStore(BaseStore):
             os.close(fd)
 
     def _get_range(self, path: str, start: int, end: int | None) -> bytes:
+        """``data[start:end]`` of the file as it was opened (its size then bounds the read)."""
         fd, st = self._open(path)
-        with os.fdopen(fd, "rb") as f:
-            if start >= st.st_size:
+        try:
+            stop = st.st_size if end is None else min(end, st.st_size)
+            if start >= stop:
                 return b""
-            f.seek(start)
-            return f.read() if end is None else f.read(end - start)
+            data = os.pread(fd, stop - start, start)  # one call, no file object
+            if len(data) == stop - start:
+                return data
+            parts = [data]  # a short read (huge range, or the file shrank in place): go on to EOF
+            offset = start + len(data)
+            while offset < stop:
+                chunk = os.pread(fd, stop - offset, offset)
+                if not chunk:
+                    break
+                parts.append(chunk)
+                offset += len(chunk)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
 
     def _head(self, path: str) -> ObjectInfo:
         fd, st = self._open(path)
@@ -316,8 +475,8 @@ class LocalStore(BaseStore):
                 yield from self._walk(full, key, want)
                 continue
             try:
-                fd, st = self._open(key, full)
-            except NotFound:
+                fd, st = self._open(key)
+            except (NotFound, InvalidKey):  # deleted, or made a link outside, while listing
                 continue  # deleted while listing
             try:
                 yield self._info(key, fd, st)
@@ -355,15 +514,45 @@ class LocalStore(BaseStore):
         return None
 
 
-def _chunks(data: Data) -> Iterator[bytes | memoryview]:
-    """``data`` in pieces of at most CHUNK bytes; a file-like object is read until EOF, never whole."""
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _write_all(fd: int, data: Data) -> int:
+    """Write ``data`` to ``fd``: bytes in one go, a file-like object CHUNK bytes at a time (never whole)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
-        view = memoryview(data).cast("B")
-        for i in range(0, len(view), CHUNK):
-            yield view[i : i + CHUNK]
-        return
+        return _write_view(fd, memoryview(data).cast("B"))
+    size = 0
+    readinto = getattr(data, "readinto", None)
+    if readinto is not None and not isinstance(data, io.TextIOBase):
+        buffer = memoryview(bytearray(CHUNK))  # one buffer for the whole stream, no allocation per chunk
+        try:
+            n = readinto(buffer)
+        except (NotImplementedError, io.UnsupportedOperation):  # e.g. a RawIOBase with read() only
+            n = -1
+        if n != -1:
+            while n:
+                size += _write_view(fd, buffer[:n])
+                n = readinto(buffer)
+            return size
     while chunk := data.read(CHUNK):
-        yield chunk
+        if isinstance(chunk, str):
+            raise TypeError("put takes bytes or a binary file-like object, not a text file")
+        size += _write_view(fd, memoryview(chunk).cast("B"))
+    return size
+
+
+def _write_view(fd: int, view: memoryview) -> int:
+    written = 0
+    total = len(view)
+    while written < total:
+        written += os.write(fd, view[written:] if written else view)
+    return total
+
+
+def _stat_etag(st: os.stat_result) -> str:
+    """The etag of a file nubes has no metadata for: from its inode, size and mtime (no content read)."""
+    ident = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+    return hashlib.blake2b(ident, digest_size=16).hexdigest()
 
 
 def _inside(path: str, root: str) -> bool:

@@ -6,7 +6,7 @@ handles see each other's writes. Buckets live until :meth:`MemoryStore.drop` or 
 
 from __future__ import annotations
 
-import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,8 +73,10 @@ def _read_all(data: Data) -> bytes:
 class MemoryStore(BaseStore):
     """Objects held in process memory, shared by name. Thread-safe; conditional writes are atomic.
 
-    ``etag`` is the hex MD5 of the content (unquoted), so equal content gives an equal etag and
-    different content a different one. ``last_modified`` is UTC.
+    ``etag`` is a token made for each write (128 random bits, hex; unquoted) and kept with the
+    object, so reads see a stable etag and every ``put`` gets a new one, even of equal content
+    (the contract only requires a new etag for different content); no content is hashed.
+    ``last_modified`` is UTC.
     """
 
     scheme = "mem"
@@ -103,7 +105,7 @@ class MemoryStore(BaseStore):
         self, path: str, data: Data, content_type: str | None, if_none_match: bool, if_match: str | None
     ) -> ObjectInfo:
         content = _read_all(data)  # outside the lock: the source may be slow
-        obj = _Object(content, hashlib.md5(content).hexdigest(), datetime.now(UTC), content_type)
+        obj = _Object(content, os.urandom(16).hex(), datetime.now(UTC), content_type)
         bucket = self._bucket
         with bucket.lock:
             current = bucket.objects.get(path)

@@ -9,8 +9,9 @@ Configured only through boto3's standard mechanisms: ``AWS_ENDPOINT_URL`` (or
 
 Conditional writes use S3's ``If-None-Match: *`` / ``If-Match: ETAG`` on PutObject and
 CompleteMultipartUpload, so the service decides atomically which writer wins. File-like data of
-more than :attr:`S3Store.part_size` bytes is streamed as a multipart upload holding one part in
-memory at a time.
+more than :attr:`S3Store.part_size` bytes is streamed as a multipart upload: parts are read in
+order and sent by :attr:`S3Store.upload_threads` threads (4), so at most ``upload_threads + 1``
+parts are in memory at once (the ones in flight and the one being read), never the whole object.
 
 This module imports boto3; :mod:`nubes.storage` imports it only when an ``s3://`` store is opened.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import IO, Any
@@ -37,6 +39,11 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from botocore.loaders import create_loader
+
+try:
+    from botocore.httpchecksum import DEFAULT_CHECKSUM_ALGORITHM as _DEFAULT_CHECKSUM
+except ImportError:  # botocore before flexible checksums by default
+    _DEFAULT_CHECKSUM = "CRC32"
 
 from nubes.core.errors import (
     AccessDenied,
@@ -144,6 +151,7 @@ class S3Store(BaseStore):
 
     scheme = "s3"
     part_size: int = 8 * MiB  # file-like data larger than this goes up as a multipart upload
+    upload_threads: int = 4  # parts of one multipart upload sent at once (each holds one part in memory)
     max_single_put: int = 5 * 1024 * MiB  # S3's limit for one PutObject; larger bytes go multipart
     delete_batch: int = 1000  # DeleteObjects takes at most 1,000 keys
     page_size: int = 1000  # ListObjectsV2 answers at most 1,000 keys a page
@@ -186,13 +194,15 @@ class S3Store(BaseStore):
                 if len(body) > self.max_single_put:
                     return self._put_multipart(path, io.BytesIO(body), [], extra, conditions, content_type)
                 return self._put_small(path, body, extra, conditions, content_type)
-            first = _read_full(data, self.part_size)
-            if len(first) < self.part_size:
-                return self._put_small(path, first, extra, conditions, content_type)
-            second = _read_full(data, self.part_size)
-            if not second:
-                return self._put_small(path, first, extra, conditions, content_type)
-            return self._put_multipart(path, data, [first, second], extra, conditions, content_type)
+            # The first parts read are handed over in a list that _put_multipart empties as it
+            # sends them: no local here keeps a sent part in memory until the upload ends.
+            head = [_read_full(data, self.part_size)]
+            if len(head[0]) < self.part_size:
+                return self._put_small(path, head.pop(), extra, conditions, content_type)
+            head.append(_read_full(data, self.part_size))
+            if not head[1]:
+                return self._put_small(path, head.pop(0), extra, conditions, content_type)
+            return self._put_multipart(path, data, head, extra, conditions, content_type)
         except ClientError as exc:
             # S3 answers If-Match on a missing key with 404 NoSuchKey; for nubes that is a failed precondition.
             if if_match is not None and _code(exc) in ("NoSuchKey", "404"):
@@ -218,31 +228,66 @@ class S3Store(BaseStore):
     ) -> ObjectInfo:
         """Upload ``head`` chunks then the rest of ``data`` as parts; complete with the conditions.
 
-        A failed precondition is checked once before any part is sent (to fail before uploading
-        gigabytes) and enforced atomically by S3 on CompleteMultipartUpload. The upload is aborted
-        on any failure, so no orphaned parts are billed.
+        ``data`` is read in order, in this thread; up to :attr:`upload_threads` parts are sent at
+        once, and the next part is read only while fewer are in flight, so at most
+        ``upload_threads + 1`` parts are in memory. A failed precondition is checked once before
+        any part is sent (to fail before uploading gigabytes) and enforced atomically by S3 on
+        CompleteMultipartUpload. On any failure the parts still in flight are waited for (or
+        cancelled if not started) and the upload is aborted, so no orphaned parts are billed.
         """
         self._precheck(path, conditions)
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, **extra)["UploadId"]
+        # As boto3's upload_fileobj does (unless the client is set to checksum "when_required"):
+        # a CRC32 per part, so the service checks each part and builds a composite checksum from
+        # them instead of checksumming the whole object again on completion.
+        checksum = _multipart_checksum(self.client)
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=path, **extra, **checksum)[
+            "UploadId"
+        ]
+        workers = max(1, int(self.upload_threads))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nubes-s3-part")
         try:
-            parts: list[dict[str, Any]] = []
+            done_parts: dict[int, dict[str, Any]] = {}
+            in_flight: dict[Future[dict[str, Any]], int] = {}
             size = 0
-            chunks: Iterator[bytes] = _chain_chunks(head, data, self.part_size)
-            for number, chunk in enumerate(chunks, start=1):
+
+            def send(number: int, body: bytes) -> dict[str, Any]:
                 resp = self.client.upload_part(
-                    Bucket=self.bucket, Key=path, UploadId=upload_id, PartNumber=number, Body=chunk
+                    Bucket=self.bucket, Key=path, UploadId=upload_id, PartNumber=number, Body=body, **checksum
                 )
-                parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+                part = {"PartNumber": number, "ETag": resp["ETag"]}
+                if checksum:
+                    member = "Checksum" + checksum["ChecksumAlgorithm"].upper()
+                    if member in resp:
+                        part[member] = resp[member]
+                return part
+
+            def harvest(done: Iterable[Future[dict[str, Any]]]) -> None:
+                for future in done:
+                    done_parts[in_flight.pop(future)] = future.result()  # a failed part raises here
+
+            number = 0
+            for chunk in _chain_chunks(head, data, self.part_size):
+                number += 1
                 size += len(chunk)
+                if len(in_flight) >= workers:
+                    harvest(wait(in_flight, return_when=FIRST_COMPLETED).done)
+                in_flight[pool.submit(send, number, chunk)] = number
+                del chunk  # only the pool's task holds the part now
+                harvest([f for f in in_flight if f.done()])  # fail fast, before reading more
+            harvest(wait(in_flight).done)
+            parts = [done_parts[n] for n in sorted(done_parts)]
             resp = self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=path, UploadId=upload_id, MultipartUpload={"Parts": parts}, **conditions
             )
         except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload_id)
             except Exception:  # noqa: BLE001 - the original failure is the one to report
                 pass
             raise
+        finally:
+            pool.shutdown(wait=True)
         return ObjectInfo(path, size, _etag(resp["ETag"]), _answer_time(resp), content_type)
 
     def _precheck(self, path: str, conditions: dict[str, str]) -> None:
@@ -404,6 +449,13 @@ def _answer_time(resp: dict[str, Any]) -> datetime:
     return datetime.now(UTC)
 
 
+def _multipart_checksum(client: Any) -> dict[str, str]:
+    """``ChecksumAlgorithm`` for a multipart upload, as boto3's transfer manager chooses it."""
+    if getattr(client.meta.config, "request_checksum_calculation", None) != "when_supported":
+        return {}
+    return {"ChecksumAlgorithm": _DEFAULT_CHECKSUM}
+
+
 def _read_full(data: IO[bytes], size: int) -> bytes:
     """Read exactly ``size`` bytes unless the stream ends first (short reads are retried)."""
     chunks: list[bytes] = []
@@ -419,12 +471,12 @@ def _read_full(data: IO[bytes], size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _chain_chunks(head: Iterable[bytes], data: IO[bytes], part_size: int) -> Iterator[bytes]:
-    """``head`` then the rest of ``data`` in parts; parts grow every 1,000 so 10,000 parts reach ~440 GB."""
+def _chain_chunks(head: list[bytes], data: IO[bytes], part_size: int) -> Iterator[bytes]:
+    """``head`` (emptied) then the rest of ``data`` in parts; parts grow every 1,000 so 10,000 parts reach ~440 GB."""
     count = 0
-    for chunk in head:
+    while head:  # emptied as sent, so the caller's list does not keep sent parts alive
         count += 1
-        yield chunk
+        yield head.pop(0)
     while True:
         chunk = _read_full(data, part_size * (1 + count // 1000))
         if not chunk:
