@@ -166,7 +166,9 @@ def delivered(request: nubes.Request, fmt: str, options: dict[str, Any]) -> nube
 
 
 def _comparable(response: nubes.Response) -> tuple[int, list[tuple[str, str]], bytes]:
-    headers = sorted((k, v) for k, v in response.headers.multi_items() if k != "x-nubes-request-id")
+    # request id, and metering headers (billed memory/duration and cost differ by platform and timing)
+    headers = sorted((k, v) for k, v in response.headers.multi_items()
+                     if k != "x-nubes-request-id" and not k.startswith(("x-nubes-billed-", "x-nubes-cost-")))
     return response.status, headers, response.body
 
 

@@ -1,0 +1,186 @@
+"""``nubes costs | quote | prices``: bills from the cost ledger, quotes before a run, the price table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nubes.cli.common import METHODS, AppArg, cli, fail, load
+from nubes.core.errors import NubesError
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 220)
+
+
+def _usd(value: Any) -> str:
+    return "" if value is None else f"${value:.8f}"
+
+
+@cli.command()
+def costs(
+    app: AppArg,
+    by: Annotated[str, typer.Option("--by", help="request, route, tenant, day or provider")] = "route",
+    since: Annotated[str | None, typer.Option("--since", help="from this day (YYYY-MM-DD) or ISO time")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="to this day (inclusive) or ISO time (exclusive)")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+    what_if: Annotated[str | None, typer.Option("--what-if", help="re-price the same invocations on aws, gcp or azure")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's invocations")] = None,
+    free_tier: Annotated[bool, typer.Option("--free-tier", help="credit the providers' monthly free grants in the total")] = False,
+) -> None:
+    """The app's bill from its cost ledger, grouped; --what-if compares the clouds on the same traffic."""
+    if format not in ("table", "json"):
+        fail(f"--format {format!r} is not one of: table, json")
+    from nubes.core.metering.bills import bill
+
+    application = load(app)
+    try:
+        result = bill(application, by=by, since=since, until=until, what_if=what_if, tenant=tenant,
+                      free_tier=free_tier or None)
+    except NubesError as exc:
+        fail(str(exc))
+    if format == "json":
+        print(json.dumps(result, indent=2, default=str))
+        return
+    rows = result["rows"]
+    title = f"{application.name}: costs by {by}" + (f", re-priced on {what_if}" if what_if else "")
+    table = Table(title=title)
+    keys = (["request_id", "start_time", "route", "tenant", "provider"] if by == "request"
+            else {"route": ["route"], "tenant": ["tenant"], "day": ["day"], "provider": ["provider", "plan"]}[by])
+    for key in keys:
+        table.add_column(key, overflow="fold")
+    if by == "request":
+        table.add_column("billed ms", justify="right")
+        table.add_column("memory MB", justify="right")
+    else:
+        table.add_column("invocations", justify="right")
+        table.add_column("avg ms", justify="right")
+    for col in ("compute", "request", "gateway", "storage", "total"):
+        table.add_column(col, justify="right")
+    if what_if:
+        table.add_column("metered", justify="right")
+    for r in rows:
+        cells = [str(r.get(k)) if r.get(k) is not None else "-" for k in keys]
+        if by == "request":
+            cells += [str(r["billed_duration_ms"]), str(r["billed_memory_mb"])]
+        else:
+            cells += [f"{r['invocations']:,}", f"{r['avg_duration_ms']:.1f}"]
+        cells += [_usd(r["compute_usd"]), _usd(r["request_usd"]), _usd(r["gateway_usd"]), _usd(r["storage_usd"]),
+                  _usd(r["cost_usd"])]
+        if what_if:
+            cells.append(_usd(r["metered_usd"]))
+        table.add_row(*cells)
+    t = result["total"]
+    pad = [""] * (len(keys) - 1)
+    total = ["total", *pad, "" if by == "request" else f"{t['invocations']:,}", "",
+             _usd(t["compute_usd"]), _usd(t["request_usd"]), _usd(t["gateway_usd"]), _usd(t["storage_usd"]),
+             _usd(t["cost_usd"])]
+    if what_if:
+        total.append(_usd(t["metered_usd"]))
+    table.add_section()
+    table.add_row(*total, style="bold")
+    console = _console()
+    console.print(table)
+    if "free_tier_credit_usd" in t:
+        console.print(f"free tier credit {_usd(t['free_tier_credit_usd'])}; after it {_usd(t['cost_after_free_tier_usd'])}")
+
+
+@cli.command()
+def quote(
+    app: AppArg,
+    method: Annotated[str, typer.Argument(help="HTTP method: " + ", ".join(METHODS))],
+    path: Annotated[str, typer.Argument(help="request path, may include ?query")],
+    query: Annotated[list[str] | None, typer.Option("-q", "--query", help="query parameter key=value (repeatable)")] = None,
+    data: Annotated[str | None, typer.Option("-d", "--data", help="request body: JSON text, or @file")] = None,
+    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="request header 'Name: value' (repeatable)")] = None,
+    memory: Annotated[int | None, typer.Option("--memory", help="memory in MB on every provider")] = None,
+    provider: Annotated[list[str] | None, typer.Option("--provider", help="only these providers (repeatable)")] = None,
+    basis: Annotated[str | None, typer.Option("--method", help="force history, sample or sizes")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+) -> None:
+    """Estimate what one request will cost on each provider before it runs (low, expected, high)."""
+    from pathlib import Path
+
+    if format not in ("table", "json"):
+        fail(f"--format {format!r} is not one of: table, json")
+    verb = method.upper()
+    if verb not in METHODS:
+        fail(f"unknown HTTP method {method!r}; use one of {', '.join(METHODS)}")
+    if not path.startswith("/"):
+        fail(f"path {path!r} must start with '/', e.g. /items/3")
+    pairs = []
+    for item in query or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"query parameter {item!r} is not key=value, e.g. -q limit=10")
+        pairs.append((key, value))
+    headers = []
+    for item in header or []:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            fail(f"header {item!r} is not 'Name: value'")
+        headers.append((name.strip(), value.strip()))
+    body = b""
+    if data is not None:
+        if data.startswith("@"):
+            source = Path(data[1:])
+            if not source.is_file():
+                fail(f"no file {str(source)!r} to send as the body (from -d {data})")
+            body = source.read_bytes()
+        else:
+            body = data.encode("utf-8")
+    from nubes.core.metering.quote import quote as make_quote
+
+    application = load(app)
+    try:
+        result = make_quote(application, verb, path, query=pairs, body=body, headers=headers, memory_mb=memory,
+                            providers=provider or None, method_hint=basis)
+    except NubesError as exc:
+        fail(str(exc))
+    if format == "json":
+        print(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=f"{application.name}: {verb} {path} ({result['route']}), quoted from {result['basis']}")
+    for col in ("provider", "plan", "memory MB", "billed ms", "low", "expected", "high", "method"):
+        table.add_column(col, justify="right" if col not in ("provider", "plan", "method") else "left")
+    for e in result["estimates"]:
+        table.add_row(e["provider"], e["plan"], str(e["memory_mb"]), str(e["billed_duration_ms"]), _usd(e["low_usd"]),
+                      _usd(e["expected_usd"]), _usd(e["high_usd"]), e["method"])
+    console = _console()
+    console.print(table)
+    if result.get("datasets"):
+        sizes = ", ".join(f"{k} {v.get('bytes_now', 0):,} bytes" for k, v in result["datasets"].items())
+        console.print(f"datasets: {sizes}")
+
+
+@cli.command()
+def prices(
+    app: Annotated[str | None, typer.Argument(metavar="[APP]", help="show this app's prices (with its overrides)")] = None,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+) -> None:
+    """The price figures metering uses, each with its unit, source and date."""
+    from nubes.core.metering.prices import PriceBook
+
+    if format not in ("table", "json"):
+        fail(f"--format {format!r} is not one of: table, json")
+    if app is not None:
+        from nubes.core.metering import meter_of
+
+        book = meter_of(load(app)).book
+    else:
+        book = PriceBook()
+    rows = book.table()
+    if format == "json":
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="nubes metering prices (USD)")
+    for col in ("key", "value", "unit", "source", "date", "note"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["key"], f"{r['value']:.10g}", r["unit"], r["source"], r["date"], r["note"])
+    _console().print(table)
