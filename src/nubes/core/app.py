@@ -22,6 +22,7 @@ from nubes.core.current import CURRENT_IO
 if TYPE_CHECKING:
     from nubes.core.events import Event, EventRoute, Platform
     from nubes.core.hooks import Invocation, InvocationHook
+    from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,6 +42,7 @@ class App:
     ``sql_endpoint=True`` (or a :class:`~nubes.core.sql_endpoint.SqlEndpoint` with limits, or
     ``NUBES_SQL_ENDPOINT=1`` in the environment) adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
     ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
+    ``models=False`` removes the built-in model routes (``/_nubes/models``, see :mod:`nubes.ml.serving`).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class App:
         catalog: str | os.PathLike[str] | None = None,
         sql_endpoint: bool | Any = None,
         max_rows: int = 100_000,
+        models: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("App needs a name, e.g. nubes.App('sales')")
@@ -82,18 +85,30 @@ class App:
         from nubes.core.analytics import CheckCache
 
         self.check_cache = CheckCache()
-        self.hooks: list[InvocationHook] = []
+        from nubes.core.metering.meter import Meter
+
+        self.hooks: list[InvocationHook] = [Meter(self)]  # metering (nubes.core.metering)
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
+        self._models: ModelRegistry | None = None
         self._lock = threading.Lock()
         self.log = BoundLog(logger(), app=name)
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
         self._internal("/_nubes/catalog", ["GET"], _catalog_route, summary="The data catalog")
+        from nubes.core.metering.routes import costs_route, quote_route
+
+        self._internal("/_nubes/costs", ["GET"], costs_route, summary="Metered costs from the ledger")
+        self._internal("/_nubes/quote", ["GET"], quote_route, summary="An invocation's cost on each provider, before it runs")
         if sql_endpoint:
             from nubes.core.sql_endpoint import sql_route
 
             self._internal("/_nubes/sql", ["POST"], sql_route, summary="Read-only SQL over the catalog")
+        if models:
+            self._internal("/_nubes/models", ["GET"], _models_route, summary="The registered models")
+            self._internal("/_nubes/models/{name}", ["GET"], _model_route, summary="One model's versions")
+            self._internal("/_nubes/models/{name}/predict", ["POST"], _predict_route,
+                           summary="Predictions of a registered model")
 
     # -- registration ----------------------------------------------------------------------
     def route(
@@ -243,6 +258,18 @@ class App:
 
                     self._storage = open_store(self.storage_uri)
         return self._storage
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The model registry in the app's home store (:mod:`nubes.ml.registry`), opened on first use."""
+        if self._models is None:
+            store = self.storage
+            with self._lock:
+                if self._models is None:
+                    from nubes.ml.registry import ModelRegistry
+
+                    self._models = ModelRegistry(store, app=self)
+        return self._models
 
     def open_store(self, uri: str) -> ObjectStore:
         """The store at ``uri``, opened once per warm instance and shared by its invocations."""
@@ -517,3 +544,21 @@ def _catalog_route(ctx: Context) -> dict[str, Any]:
     from nubes.core.catalog_report import describe_catalog
 
     return {"app": ctx.app.name, "datasets": describe_catalog(ctx.app)}
+
+
+def _models_route(ctx: Context) -> dict[str, Any]:
+    from nubes.ml.serving import list_models
+
+    return list_models(ctx)
+
+
+def _model_route(ctx: Context, name: str) -> dict[str, Any]:
+    from nubes.ml.serving import describe_model
+
+    return describe_model(ctx, name)
+
+
+def _predict_route(ctx: Context, name: str, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
+    from nubes.ml.serving import predict
+
+    return predict(ctx, name, version, alias)

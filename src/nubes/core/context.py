@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from nubes.core.app import App
     from nubes.core.catalog import Dataset
     from nubes.core.events import Event, Platform
+    from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
 
 
@@ -69,6 +70,11 @@ class Context:
     def storage(self) -> ObjectStore:
         """The app's home store (``App(storage=...)``, ``NUBES_STORAGE``, else ``file://.nubes``)."""
         return self.app.storage
+
+    @property
+    def models(self) -> ModelRegistry:
+        """The app's model registry (``ctx.app.models``): register, load, promote fitted models."""
+        return self.app.models
 
     # -- analytics ------------------------------------------------------------------------
     @property
