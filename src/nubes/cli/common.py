@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -35,3 +36,42 @@ def load(spec: str) -> App:
         return load_app(spec)
     except NubesError as exc:
         fail(str(exc))
+
+
+def request_parts(
+    method: str, path: str, query: list[str] | None, header: list[str] | None, data: str | None
+) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]], bytes]:
+    """Validate ``METHOD PATH [-q k=v] [-H 'K: V'] [-d JSON|@file]``: (verb, query pairs, headers, body).
+
+    Every mistake exits 2 with a message naming the fix. A body without a Content-Type header is sent
+    as ``application/json``.
+    """
+    verb = method.upper()
+    if verb not in METHODS:
+        fail(f"unknown HTTP method {method!r}; use one of {', '.join(METHODS)}")
+    if not path.startswith("/"):
+        fail(f"path {path!r} must start with '/', e.g. /items/3")
+    pairs = []
+    for item in query or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"query parameter {item!r} is not key=value, e.g. -q limit=10")
+        pairs.append((key, value))
+    headers = []
+    for item in header or []:
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            fail(f"header {item!r} is not 'Name: value', e.g. -H 'Accept: text/csv'")
+        headers.append((name.strip(), value.strip()))
+    body = b""
+    if data is not None:
+        if data.startswith("@"):
+            source = Path(data[1:])
+            if not source.is_file():
+                fail(f"no file {str(source)!r} to send as the body (from -d {data})")
+            body = source.read_bytes()
+        else:
+            body = data.encode("utf-8")
+        if not any(n.lower() == "content-type" for n, _ in headers):
+            headers.append(("Content-Type", "application/json"))
+    return verb, pairs, headers, body

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import METHODS, AppArg, cli, fail, load
+from nubes.cli.common import request_parts, METHODS, AppArg, cli, fail, load
 from nubes.core.errors import NubesError
 
 
@@ -104,36 +104,9 @@ def quote(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
 ) -> None:
     """Estimate what one request will cost on each provider before it runs (low, expected, high)."""
-    from pathlib import Path
-
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
-    verb = method.upper()
-    if verb not in METHODS:
-        fail(f"unknown HTTP method {method!r}; use one of {', '.join(METHODS)}")
-    if not path.startswith("/"):
-        fail(f"path {path!r} must start with '/', e.g. /items/3")
-    pairs = []
-    for item in query or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"query parameter {item!r} is not key=value, e.g. -q limit=10")
-        pairs.append((key, value))
-    headers = []
-    for item in header or []:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            fail(f"header {item!r} is not 'Name: value'")
-        headers.append((name.strip(), value.strip()))
-    body = b""
-    if data is not None:
-        if data.startswith("@"):
-            source = Path(data[1:])
-            if not source.is_file():
-                fail(f"no file {str(source)!r} to send as the body (from -d {data})")
-            body = source.read_bytes()
-        else:
-            body = data.encode("utf-8")
+    verb, pairs, headers, body = request_parts(method, path, query, header, data)
     from nubes.core.metering.quote import quote as make_quote
 
     application = load(app)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import METHODS, AppArg, cli, err, fail, load
+from nubes.cli.common import request_parts, METHODS, AppArg, cli, err, fail, load
 from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
@@ -40,34 +40,7 @@ def invoke(
 
     _check(emulate, aws_event, timeout, memory, None)
 
-    verb = method.upper()
-    if verb not in METHODS:
-        fail(f"unknown HTTP method {method!r}; use one of {', '.join(METHODS)}")
-    if not path.startswith("/"):
-        fail(f"path {path!r} must start with '/', e.g. /items/3")
-    pairs = []
-    for item in query or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"query parameter {item!r} is not key=value, e.g. -q limit=10")
-        pairs.append((key, value))
-    headers = []
-    for item in header or []:
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip():
-            fail(f"header {item!r} is not 'Name: value', e.g. -H 'Accept: text/csv'")
-        headers.append((name.strip(), value.strip()))
-    body = b""
-    if data is not None:
-        if data.startswith("@"):
-            source = Path(data[1:])
-            if not source.is_file():
-                fail(f"no file {str(source)!r} to send as the body (from -d {data})")
-            body = source.read_bytes()
-        else:
-            body = data.encode("utf-8")
-        if not any(n.lower() == "content-type" for n, _ in headers):
-            headers.append(("Content-Type", "application/json"))
+    verb, pairs, headers, body = request_parts(method, path, query, header, data)
     headers.append(("Content-Length", str(len(body))))
     request = Request(verb, path, query=pairs or None, headers=headers, body=body)
     if emulate is not None:
