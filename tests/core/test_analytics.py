@@ -272,3 +272,108 @@ def test_bad_declarations_are_clear_errors() -> None:
     app.dataset("x", "file://x/y.parquet")
     with pytest.raises(nubes.errors.ConfigError, match="declared twice"):
         app.dataset("x", "file://x/z.parquet")
+
+
+def test_join_of_two_ctx_tables(shop: tuple[nubes.App, str, Path]) -> None:
+    """Polars reads both sides of a join at the same time: each scan runs on its own cursor (was HTTP 500)."""
+    app, _, local = shop
+
+    @app.get("/tier-revenue")
+    def tier_revenue(ctx: nubes.Context) -> pl.LazyFrame:
+        return (
+            ctx.table("orders").join(ctx.table("customers"), on="customer_id")
+            .group_by("tier").agg(pl.col("amount").sum().round(2).alias("revenue"), pl.len().alias("orders")).sort("tier")
+        )
+
+    r = Client(app).get("/tier-revenue")
+    assert r.status_code == 200, r.text
+    raw = (
+        pl.read_parquet(local / "orders.parquet").join(pl.read_csv(local / "customers.csv"), on="customer_id")
+        .group_by("tier").agg(pl.col("amount").sum().round(2).alias("revenue"), pl.len().alias("orders")).sort("tier")
+    )
+    assert r.json() == raw.to_dicts()
+    entry = next(lineage.history(app.storage, "customers"))
+    assert {x["dataset"] for x in entry["reads"]} == {"orders", "customers"}
+    assert all(x["bytes_read"] > 0 for x in entry["reads"])
+
+
+def test_is_between_filter_is_pushed_into_ctx_table(tmp_path: Path) -> None:
+    """A selective ``is_between`` on a sorted column skips row groups, as the same filter in SQL does."""
+    ids = pl.DataFrame({"id": pl.int_range(0, 200_000, eager=True), "v": pl.int_range(0, 200_000, eager=True) * 3})
+    buf = io.BytesIO()
+    ids.write_parquet(buf, row_group_size=20_000, compression="uncompressed")
+    nubes.storage.open(f"file://{tmp_path}").put("ids.parquet", buf.getvalue())
+    app = nubes.App("between", storage=f"mem://between-{uuid.uuid4().hex}")
+    app.dataset("ids", f"file://{tmp_path}/ids.parquet")
+
+    @app.get("/all")
+    def everything(ctx: nubes.Context) -> pl.LazyFrame:
+        return ctx.table("ids").select(pl.col("v").sum())
+
+    @app.get("/between")
+    def between(ctx: nubes.Context, lo: int, hi: int) -> pl.LazyFrame:
+        return ctx.table("ids").filter(pl.col("id").is_between(lo, hi)).select(pl.len().alias("n"), pl.col("v").sum())
+
+    client = Client(app)
+    assert client.get("/all").status_code == 200
+    whole = next(lineage.history(app.storage, "ids"))["reads"][0]["bytes_read"]
+    assert client.get("/between", params={"lo": 50_000, "hi": 50_099}).json() == [{"n": 100, "v": 3 * sum(range(50_000, 50_100))}]
+    pruned = next(lineage.history(app.storage, "ids"))["reads"][0]["bytes_read"]
+    assert pruned < 0.25 * whole, (pruned, whole)
+
+
+def test_invocations_share_one_database_and_are_metered_apart(tmp_path: Path) -> None:
+    """A warm instance opens one DuckDB database; concurrent invocations each record exactly their own reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nubes.core.analytics import app_database
+
+    store = nubes.storage.open(f"file://{tmp_path}")
+    app = nubes.App("shared", storage=f"mem://shared-{uuid.uuid4().hex}")
+    for i in range(3):
+        buf = io.BytesIO()
+        pl.DataFrame({"v": pl.int_range(0, (i + 1) * 30_000, eager=True)}).write_parquet(buf, row_group_size=10_000)
+        store.put(f"t{i}.parquet", buf.getvalue())
+        app.dataset(f"t{i}", f"file://{tmp_path}/t{i}.parquet")
+
+    @app.get("/sum/{i}")
+    def total(ctx: nubes.Context, i: int) -> dict:
+        ctx.sql(f"SELECT count(*) FROM t{i}")  # creates the dataset's view (TEMP: the invocation's own)
+        ctx.sql(f"CREATE TEMP VIEW mine AS SELECT * FROM t{i}")  # so is this one, though all share one database
+        return {"sum": ctx.sql("SELECT sum(v) FROM mine").fetchall()[0][0]}
+
+    client = Client(app)
+    solo = {}
+    for i in range(3):
+        assert client.get(f"/sum/{i}").json()["sum"] == sum(range((i + 1) * 30_000))
+        solo[i] = next(lineage.history(app.storage, f"t{i}"))["reads"][0]["bytes_read"]
+    database = app_database(app)
+    assert database.sessions == 0  # every session closed with its invocation
+
+    def call(i: int) -> tuple[int, str]:
+        r = Client(app).get(f"/sum/{i}")
+        return i, r.headers["x-nubes-request-id"]
+
+    with ThreadPoolExecutor(4) as pool:
+        calls = list(pool.map(call, [n % 3 for n in range(18)]))
+    assert app_database(app) is database and database.sessions == 0
+    by_request = {e["request_id"]: e for e in lineage.history(app.storage)}
+    for i, rid in calls:
+        reads = by_request[rid]["reads"]
+        assert [r["dataset"] for r in reads] == [f"t{i}"] and reads[0]["bytes_read"] == solo[i]
+
+
+def test_a_private_session_has_its_own_database(shop: tuple[nubes.App, str, Path]) -> None:
+    from nubes.core.analytics import Session, app_database
+
+    app, _, _ = shop
+    shared = Session(app)
+    private = Session(app, private=True)
+    try:
+        assert shared.bridge._database is app_database(app) and private.bridge._database is None
+        private.connection.execute("SET lock_configuration = true")
+        assert shared.sql("SELECT count(*) FROM orders").fetchall() == [(400,)]
+        shared.connection.execute("SET threads = 2")  # the shared database is not locked
+    finally:
+        shared.close()
+        private.close()

@@ -543,3 +543,23 @@ def test_concurrent_queries_are_isolated(client: Client) -> None:
         fast = [pool.submit(_sql, client, f"SELECT count(*) AS n FROM sales WHERE id <= {i}") for i in (1, 2, 3)]
         assert [f.result().json()["rows"] for f in fast] == [[{"n": 1}], [{"n": 2}], [{"n": 3}]]
         assert slow.result().status_code == 422
+
+
+def test_the_sandbox_never_locks_the_apps_shared_database(lab: tuple[nubes.App, Any], client: Client) -> None:
+    """The sandbox has a database of its own; after a query the app's routes still change settings and read."""
+    from nubes.core.analytics import app_database
+
+    app = lab[0]
+    with Sandbox(app, SqlEndpoint()) as box:
+        box.prepare(["sales"])
+        assert box.session.bridge._database is None  # not a cursor of the shared database
+    assert _sql(client, "SELECT count(*) AS n FROM sales").json()["rows"] == [{"n": 40}]
+
+    @app.get("/unlocked")
+    def unlocked(ctx: nubes.Context) -> dict:
+        ctx.sql("SET threads = 2")
+        setting = ctx.sql("SELECT value FROM duckdb_settings() WHERE name = 'lock_configuration'").fetchall()[0][0]
+        return {"lock": setting, "n": ctx.sql("SELECT count(*) FROM regions").fetchall()[0][0]}
+
+    assert Client(app).get("/unlocked").json() == {"lock": "false", "n": 3}
+    assert app_database(app).sessions == 0

@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 
 import nubes.storage as storage
 from nubes.core.errors import AccessDenied, ConfigError, NotFound
+from nubes.storage import bridge as bridge_module
 from nubes.storage.base import ObjectStore
 from nubes.storage.bridge import Bridge, NubesFileSystem, connect, infer_format
 from nubes.storage.memory import MemoryStore
@@ -405,3 +406,169 @@ def test_bridge_needs_stores() -> None:
         Bridge({"bad alias": storage.open("mem://x")})
     with pytest.raises(ConfigError):
         Bridge(object())  # type: ignore[arg-type]
+
+
+# -- concurrent scans, is_between, range cache ------------------------------------------------------------
+def test_two_scans_of_one_bridge_can_be_joined(store: ObjectStore, tmp_path: Path) -> None:
+    """Polars reads both sides of a join at the same time; each scan runs on a cursor of its own."""
+    _upload(store, "j/a.parquet", _local(tmp_path, "a.parquet", SAMPLE, "(FORMAT parquet)"))
+    _upload(store, "j/b.csv", _local(tmp_path, "b.csv", "SELECT range AS k, 'k' || range AS label FROM range(7)"))
+    with Bridge(store) as br:
+        got = (
+            br.scan("j/a.parquet").join(br.scan("j/b.csv"), on="k").group_by("label").agg(pl.len().alias("n"))
+            .sort("label").collect()
+        )
+    local = pl.scan_parquet(tmp_path / "a.parquet").join(pl.scan_csv(tmp_path / "b.csv"), on="k")
+    assert_frame_equal(got, local.group_by("label").agg(pl.len().alias("n")).sort("label").collect(), check_dtypes=False)
+
+
+@pytest.mark.parametrize("closed", ["both", "left", "right", "none"])
+def test_is_between_is_pushed_into_the_scan(store: ObjectStore, wide_file: Path, closed: str) -> None:
+    _upload(store, "wide/w.parquet", wide_file)
+    local = pl.scan_parquet(wide_file)
+    query = lambda lf: lf.filter(pl.col("c0").is_between(100_000, 100_010, closed=closed)).select("c0", "c3")  # noqa: E731
+    with Bridge(store, cache_bytes=0) as br:
+        with br.measure() as whole:
+            br.scan("wide/w.parquet").select("c0", "c3").collect()
+        with br.measure() as pruned:
+            got = query(br.scan("wide/w.parquet")).collect()
+    assert_frame_equal(got.sort("c0"), query(local).collect().sort("c0"))
+    assert got.height == {"both": 11, "left": 10, "right": 10, "none": 9}[closed]
+    # one row group of ten (plus the footer), as the same filter in SQL
+    assert pruned.bytes_read < 0.3 * whole.bytes_read, (pruned.result(), whole.result())
+
+
+def test_is_between_with_a_column_bound_or_under_not_stays_correct(store: ObjectStore, wide_file: Path) -> None:
+    _upload(store, "wide/w.parquet", wide_file)
+    local = pl.scan_parquet(wide_file)
+    queries = [
+        lambda lf: lf.filter(pl.col("c0").is_between(pl.col("c0") - 1, 15)).select("c0"),
+        lambda lf: lf.filter(~pl.col("c0").is_between(5, ROWS - 5)).select("c0"),
+        lambda lf: lf.filter(pl.col("c0").is_between(10, 20) | (pl.col("c0") == 99)).select("c0"),
+    ]
+    with Bridge(store) as br:
+        for query in queries:
+            assert_frame_equal(query(br.scan("wide/w.parquet")).collect().sort("c0"), query(local).collect().sort("c0"))
+
+
+def test_range_cache_keeps_only_small_ranges() -> None:
+    from nubes.storage.bridge import _RangeCache
+
+    cache = _RangeCache(32 * 1024 * 1024)
+    cache.put(("a", "k", "e"), 0, b"x" * 1024)
+    cache.put(("a", "k", "e"), 4096, b"y" * (2 * 1024 * 1024))  # a column chunk: read once, not kept
+    assert cache.get(("a", "k", "e"), 10, 20) == b"x" * 10
+    assert cache.get(("a", "k", "e"), 4096, 4100) is None
+
+
+# -- a shared database: one per warm instance, a session bridge per invocation -------------------------
+def test_sessions_share_one_database_but_not_views_or_paths(store: ObjectStore, tmp_path: Path) -> None:
+    from nubes.storage.bridge import Database
+
+    _upload(store, "s.csv", _local(tmp_path, "s.csv", SAMPLE))
+    database = Database()
+    try:
+        a, b = database.session(store), database.session(store)
+        assert database.sessions == 2
+        assert a.path("s.csv") != b.path("s.csv") and a.path("s.csv").endswith(".data/s.csv")
+        a.duckdb().execute(f"CREATE TEMP VIEW v AS SELECT * FROM {a.read_sql('s.csv')}")
+        assert a.sql("SELECT count(*) FROM v").fetchall() == [(5000,)]
+        with pytest.raises(duckdb.CatalogException):
+            b.sql("SELECT count(*) FROM v")  # TEMP views are the session's own
+        assert b.read("s.csv").aggregate("count(*)").fetchall() == [(5000,)]
+        assert a.stats.bytes_read > 0 and b.stats.bytes_read > 0
+        gone = a.path("s.csv")
+        a.close()
+        a.close()  # idempotent
+        assert database.sessions == 1
+        with pytest.raises(duckdb.Error, match="not a store of an open session"):
+            b.sql(f"SELECT count(*) FROM read_csv('{gone}')").fetchall()  # a closed session's paths are gone
+        with pytest.raises(NotFound):
+            b.read("missing.csv")  # errors still translate on a session bridge
+        b.close()
+        assert database.sessions == 0
+    finally:
+        database.close()
+
+
+def test_concurrent_sessions_are_metered_apart(store: ObjectStore, tmp_path: Path) -> None:
+    """Sessions on threads run at the same time on one database; each counts only its own reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nubes.storage.bridge import Database
+
+    for i in range(4):
+        _upload(store, f"c/{i}.parquet", _local(tmp_path, f"{i}.parquet", f"SELECT range AS v FROM range({(i + 1) * 20_000})"))
+    expected = {}
+    for i in range(4):  # what each query reads through a bridge of its own
+        with Bridge(store) as br:
+            br.read(f"c/{i}.parquet").aggregate("sum(v)").fetchall()
+            expected[i] = (br.stats.snapshot(), br.objects_read())
+    database = Database()
+
+    def run(i: int) -> tuple[int, dict, list]:
+        with database.session(store) as br:
+            total = br.read(f"c/{i}.parquet").aggregate("sum(v)").fetchall()[0][0]
+            return total, br.stats.snapshot(), br.objects_read()
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(run, [i % 4 for i in range(24)]))
+    finally:
+        database.close()
+    for n, (total, snap, objects) in enumerate(results):
+        i = n % 4
+        rows = (i + 1) * 20_000
+        assert total == rows * (rows - 1) // 2
+        assert snap == expected[i][0] and objects == expected[i][1]
+        assert [o["key"] for o in objects] == [f"c/{i}.parquet"]
+
+
+# -- streaming scans ---------------------------------------------------------------------------------------
+def test_scans_stream_batches_and_stop_early(store: ObjectStore, wide_file: Path) -> None:
+    """Batches reach Polars as DuckDB makes them; a head() after a filter Polars applies stops reading."""
+    _upload(store, "wide/w.parquet", wide_file)
+    local = pl.scan_parquet(wide_file)
+    odd = lambda lf: lf.filter(pl.col("c1").cast(pl.String).str.ends_with("1")).select("c0", "c1").head(3)  # noqa: E731
+    with Bridge(store) as br:
+        batches = list(bridge_module._arrow_batches(br.sql(f"SELECT c0, c5 FROM {br.read_sql('wide/w.parquet')}")))
+        assert len(batches) > 1 and sum(b.height for b in batches) == ROWS
+        assert_frame_equal(pl.concat(batches).sort("c0"), local.select("c0", "c5").collect())
+        assert_frame_equal(odd(br.scan("wide/w.parquet")).collect(), odd(local).collect())
+        # the connection is free for more work, whatever Polars left unread
+        assert br.read("wide/w.parquet").aggregate("count(*)").fetchall() == [(ROWS,)]
+        assert br.scan("wide/w.parquet").select(pl.len()).collect().item() == ROWS
+        empty = br.scan("wide/w.parquet").filter(pl.col("c0") < 0).select("c0", "c2").collect()
+        assert empty.height == 0 and empty.columns == ["c0", "c2"]
+
+
+def test_a_scan_left_unfinished_does_not_outlive_its_bridge(tmp_path: Path, wide_file: Path) -> None:
+    """Closing the bridge (and the process exiting) with a scan Polars stopped reading is clean."""
+    code = (
+        "import polars as pl, nubes.storage as s\n"
+        "from nubes.storage.bridge import Bridge, Database\n"
+        f"store = s.open('file://{tmp_path}')\n"
+        "db = Database()\n"
+        "for i in range(6):\n"
+        "    br = db.session(store) if i % 2 else Bridge(store)\n"
+        "    with br:\n"
+        "        br.scan('w.parquet').filter(pl.col('c1').cast(pl.String).str.ends_with('1')).head(2).collect()\n"
+        "db.close()\n"
+        "db2 = Database()\n"
+        "br = db2.session(store)\n"
+        "br.scan('w.parquet').filter(pl.col('c1').cast(pl.String).str.ends_with('1')).head(2).collect()\n"
+        "print('ok')\n"  # exits with that scan (and its bridge) left open
+    )
+    (tmp_path / "w.parquet").write_bytes(wide_file.read_bytes())
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_storage_errors_during_a_streamed_scan_are_nubes_errors(store: ObjectStore, wide_file: Path) -> None:
+    _upload(store, "wide/w.parquet", wide_file)
+    with Bridge(store) as br:
+        lf = br.scan("wide/w.parquet").select("c3")
+        store.delete("wide/w.parquet")
+        with pytest.raises(NotFound):
+            lf.collect()

@@ -1,8 +1,12 @@
 """Queries, writes, checks and lineage for one invocation: what ``ctx.sql``, ``ctx.table`` and ``ctx.write`` do.
 
 A :class:`Session` is opened on the first analytics call of an invocation and closed when the
-invocation ends. It holds one DuckDB connection with a :class:`~nubes.storage.bridge.Bridge` over the
-stores the invocation touches, so every read is a range read through ``nubes.storage``. Catalog
+invocation ends. It holds a :class:`~nubes.storage.bridge.Bridge` over the stores the invocation
+touches, so every read is a range read through ``nubes.storage``. The bridge is a session of the app's
+shared DuckDB database (:func:`app_database`: opened once per warm instance, a cursor per invocation,
+its own ``nubes://`` paths, counters and TEMP views), so an invocation does not pay for opening a
+database; ``private=True`` gives a session a fresh database of its own instead (the SQL endpoint's
+sandbox, which locks its configuration). Catalog
 datasets become views on first reference (only the ones a query names), each over the exact list of
 objects the dataset has now; their ``error`` checks are evaluated once per dataset version and cached
 for the warm instance. What was read and written is the invocation's lineage.
@@ -14,6 +18,7 @@ import json
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -28,7 +33,24 @@ if TYPE_CHECKING:
     from nubes.core.app import App
     from nubes.core.checks import CheckResult
     from nubes.storage.base import ObjectStore
-    from nubes.storage.bridge import Bridge
+    from nubes.storage.bridge import Bridge, Database
+
+_DATABASES: weakref.WeakKeyDictionary[Any, Database] = weakref.WeakKeyDictionary()
+_DATABASES_LOCK = threading.Lock()
+
+
+def app_database(app: App) -> Database:
+    """The app's shared DuckDB database (see :class:`~nubes.storage.bridge.Database`), made on first use."""
+    database = _DATABASES.get(app)
+    if database is None:
+        from nubes.storage.bridge import Database
+
+        with _DATABASES_LOCK:
+            database = _DATABASES.get(app)
+            if database is None:
+                database = _DATABASES[app] = Database()
+    return database
+
 
 SUPERSEDED_GRACE_S = 900.0  # longer than any provider's maximum invocation time (Lambda: 900 s)
 _READERS = {"parquet": "read_parquet", "csv": "read_csv", "ndjson": "read_json"}
@@ -62,14 +84,19 @@ class CheckCache:
 
 
 class Session:
-    """One invocation's analytics state. Not thread-safe: one per invocation."""
+    """One invocation's analytics state. Not thread-safe: one per invocation.
 
-    def __init__(self, app: App, *, enforce_checks: bool = True) -> None:
+    ``private=True``: a DuckDB database of its own (closed with the session) instead of a cursor of the
+    app's shared one, for a caller that changes database-wide settings (the SQL endpoint's sandbox)."""
+
+    def __init__(self, app: App, *, enforce_checks: bool = True, private: bool = False) -> None:
         self.app = app
         self.enforce_checks = enforce_checks
+        self.private = private
         self._bridge: Bridge | None = None
         self._aliases: dict[str, str] = {}  # store URI -> bridge alias
-        self._views: dict[str, Resolved] = {}
+        self._views: dict[str, Resolved] = {}  # datasets resolved (read) by this session
+        self._created: set[str] = set()  # ... of which a SQL view exists on the session's connection
         self.writes: list[dict[str, Any]] = []
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -78,7 +105,8 @@ class Session:
         if self._bridge is None:
             from nubes.storage.bridge import Bridge
 
-            self._bridge = Bridge({"home": self.app.storage})
+            stores = {"home": self.app.storage}
+            self._bridge = Bridge(stores) if self.private else app_database(self.app).session(stores)
             self._aliases[self.app.storage.uri] = "home"
         return self._bridge
 
@@ -103,21 +131,38 @@ class Session:
     def view(self, name: str) -> Resolved:
         """Create (once) the view for catalog dataset ``name`` and return what it resolved to."""
         if name in self._views:
+            self._create_view(name, self._views[name])
+            return self._views[name]
+        return self.resolve(name, view=True)
+
+    def resolve(self, name: str, *, view: bool = False) -> Resolved:
+        """Resolve catalog dataset ``name`` once (its exact objects now) and enforce its error checks.
+
+        The SQL view is made only when asked (``view``) or when checks must run (not cached for this
+        version): ``ctx.table`` reads the objects directly and does not need one."""
+        if name in self._views:
             return self._views[name]
         dataset = self.app.catalog.get(name)
         store = self.app.open_store(dataset.store_uri)
         resolved = resolve(dataset, store)
-        source = self.source_sql(resolved)
-        with self.bridge.translate_errors():
-            self.connection.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {source}").fetchall()
+        if view:
+            self._create_view(name, resolved)
         self._views[name] = resolved
         if dataset.checks:
             self._enforce(dataset, resolved)
         return resolved
 
+    def _create_view(self, name: str, resolved: Resolved) -> None:
+        if name in self._created:
+            return
+        source = self.source_sql(resolved)
+        with self.bridge.translate_errors():
+            self.connection.execute(f"CREATE OR REPLACE TEMP VIEW {quote_ident(name)} AS SELECT * FROM {source}").fetchall()
+        self._created.add(name)
+
     def source_sql(self, resolved: Resolved) -> str:
         alias = self.alias(resolved.store)
-        files = ", ".join(_sql_string(f"nubes://{alias}/{o.key}") for o in resolved.objects)
+        files = ", ".join(_sql_string(self.bridge.path(o.key, store=alias)) for o in resolved.objects)
         dataset = resolved.dataset
         fmt = (resolved.manifest or {}).get("format", dataset.format)
         options = []
@@ -144,7 +189,7 @@ class Session:
         return self.bridge.sql(query, params if params else None)
 
     def table(self, name: str) -> pl.LazyFrame:
-        resolved = self.view(name)
+        resolved = self.resolve(name)
         dataset = resolved.dataset
         alias = self.alias(resolved.store)
         fmt = (resolved.manifest or {}).get("format", dataset.format)
@@ -173,7 +218,7 @@ class Session:
         cached = self.app.check_cache.get(key)
         if cached is not None:
             return cached
-        self.view(dataset.name) if dataset.name not in self._views else None
+        self._create_view(dataset.name, resolved)
         results = run_checks(self.connection, quote_ident(dataset.name), dataset.checks)
         self.app.check_cache.put(key, results)
         return results
@@ -214,6 +259,7 @@ class Session:
         self.writes.append({"dataset": dataset.name, "store": store.uri,
                             "objects": [{"key": k, "etag": e, "size": s} for k, e, s in keys], "mode": mode})
         self._views.pop(dataset.name, None)
+        self._created.discard(dataset.name)
         if dataset.name not in self.app.catalog:
             self.app.catalog.add(dataset)
         return dataset

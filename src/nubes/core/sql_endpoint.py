@@ -291,7 +291,8 @@ class Sandbox:
         from nubes.core.analytics import Session
 
         self.settings = settings or config(app)
-        self.session: Session = Session(app, enforce_checks=True)
+        # private: a database of its own, since prepare() locks its configuration (never the app's shared one)
+        self.session: Session = Session(app, enforce_checks=True, private=True)
         self.locked = False
         self.allowed: list[str] = []
         memory = self.settings.memory_limit or (f"{max(128, memory_mb // 2)}MB" if memory_mb else "1GB")
@@ -325,7 +326,7 @@ class Sandbox:
         for name in datasets:
             resolved = self.session.view(name)
             alias = self.session.alias(resolved.store)
-            urls.extend(f"nubes://{alias}/{o.key}" for o in resolved.objects)
+            urls.extend(self.session.bridge.path(o.key, store=alias) for o in resolved.objects)
         self.allowed = sorted(set(urls))
         con = self.connection
         con.execute("SET allowed_paths = [" + ", ".join(_literal(u) for u in self.allowed) + "]")

@@ -24,7 +24,9 @@ does not import it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import functools
 import io
 import itertools
@@ -35,6 +37,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,10 +183,14 @@ class MeasurementHandle:
 # -- caches -------------------------------------------------------------------------------------
 class _RangeCache:
     """A bounded LRU of fetched byte ranges keyed by (alias, key, etag), so that a range DuckDB reads
-    twice in one query (at bind and at execution: a Parquet footer, a CSV/JSON sample) is fetched once."""
+    twice in one query (at bind and at execution: a Parquet footer, a CSV/JSON sample) is fetched once.
 
-    def __init__(self, capacity: int) -> None:
+    Only ranges up to ``max_range`` bytes are kept: those are the ones read twice (footers, metadata,
+    samples); column chunks are read once, and copying them into the cache only cost time."""
+
+    def __init__(self, capacity: int, max_range: int = 1024 * 1024) -> None:
         self.capacity = capacity
+        self.max_range = min(max_range, capacity // 2)
         self._entries: OrderedDict[tuple[str, str, str, int, int], bytes] = OrderedDict()
         self._size = 0
         self._lock = threading.Lock()
@@ -201,7 +208,7 @@ class _RangeCache:
         return None
 
     def put(self, obj: tuple[str, str, str], start: int, data: bytes) -> None:
-        if not self.capacity or len(data) > self.capacity // 2:
+        if not self.capacity or len(data) > self.max_range:
             return
         with self._lock:
             entry = (*obj, start, start + len(data))
@@ -267,8 +274,9 @@ def _uncounted() -> Iterator[None]:
 class _Core:
     """State shared by a bridge and its filesystem: stores, counters, caches and recent storage errors."""
 
-    def __init__(self, stores: dict[str, ObjectStore], metadata_ttl: float, cache_bytes: int) -> None:
+    def __init__(self, stores: dict[str, ObjectStore], metadata_ttl: float, cache_bytes: int, prefix: str = "") -> None:
         self.stores = stores
+        self.prefix = prefix  # "" on a bridge's own database; "TOKEN." for a session of a shared Database
         self.stats = IOStats()
         self.infos = _InfoCache(metadata_ttl)
         self.ranges = _RangeCache(cache_bytes)
@@ -277,6 +285,10 @@ class _Core:
         self._last = 0
         self._lock = threading.Lock()
         self.touched: dict[tuple[str, str], dict[str, Any]] = {}  # (alias, key) -> etag, size, bytes read
+
+    def host(self, alias: str) -> str:
+        """The first part of ``nubes://HOST/KEY`` for the store ``alias``."""
+        return self.prefix + alias
 
     def touch(self, alias: str, info: ObjectInfo, read: int = 0) -> None:
         with self._lock:
@@ -357,7 +369,7 @@ class _ObjectFile(io.RawIOBase):
         self._alias = alias
         self._info = info
         self._pos = 0
-        self.name = f"{PROTOCOL}://{alias}/{info.key}"
+        self.name = f"{PROTOCOL}://{core.host(alias)}/{info.key}"
 
     @property
     def size(self) -> int:
@@ -408,6 +420,10 @@ class NubesFileSystem(AbstractFileSystem):
     in keys. ``ls``/``find``/``glob`` make one ``store.list`` call per listed prefix; ``info``,
     ``size`` and ``modified`` one HEAD, cached for the bridge's ``metadata_ttl``. Missing objects
     raise :class:`~nubes.errors.NotFound` (a ``FileNotFoundError``).
+
+    A bridge's own filesystem serves its stores as ``nubes://ALIAS/``. The one filesystem of a shared
+    :class:`Database` serves every open session bridge as ``nubes://TOKEN.ALIAS/`` and sends each request
+    to that session's stores, counters and caches, so concurrent sessions are metered apart.
     """
 
     protocol = PROTOCOL
@@ -415,9 +431,19 @@ class NubesFileSystem(AbstractFileSystem):
     cachable = False
     async_impl = False
 
-    def __init__(self, core: _Core, **kwargs: Any) -> None:
+    def __init__(self, core: _Core | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._core = core
+        self._sessions: dict[str, _Core] = {}  # shared database: TOKEN -> the session bridge's core
+        self._lock = threading.Lock()
+
+    def _bind(self, token: str, core: _Core) -> None:
+        with self._lock:
+            self._sessions = {**self._sessions, token: core}  # copy on write: lookups take no lock
+
+    def _unbind(self, token: str) -> None:
+        with self._lock:
+            self._sessions = {t: c for t, c in self._sessions.items() if t != token}
 
     @classmethod
     def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
@@ -428,58 +454,67 @@ class NubesFileSystem(AbstractFileSystem):
             path = path[len(PROTOCOL) + 3 :]
         return path.strip("/")
 
-    def _split(self, path: str) -> tuple[str, str]:
+    def _split(self, path: str) -> tuple[_Core, str, str]:
         path = self._strip_protocol(path)
-        alias, _, key = path.partition("/")
-        if alias not in self._core.stores:
-            known = ", ".join(f"{PROTOCOL}://{a}/" for a in sorted(self._core.stores))
+        host, _, key = path.partition("/")
+        core, alias = self._core, host
+        if core is None:
+            token, dot, alias = host.partition(".")
+            core = self._sessions.get(token) if dot else None
+            if core is None:
+                raise ConfigError(f"{PROTOCOL}://{host}/ is not a store of an open session on this database: {PROTOCOL}://{path}")
+        if alias not in core.stores:
+            known = ", ".join(f"{PROTOCOL}://{core.host(a)}/" for a in sorted(core.stores))
             raise ConfigError(f"no store named {alias!r} in this bridge (known: {known}): {PROTOCOL}://{path}")
-        return alias, key
+        return core, alias, key
 
-    def _file_entry(self, alias: str, info: ObjectInfo) -> dict[str, Any]:
+    @staticmethod
+    def _file_entry(core: _Core, alias: str, info: ObjectInfo) -> dict[str, Any]:
         return {
-            "name": f"{alias}/{info.key}",
+            "name": f"{core.host(alias)}/{info.key}",
             "size": info.size,
             "type": "file",
             "etag": info.etag,
             "mtime": info.last_modified,
         }
 
-    def _guard(self, fn: Any, *args: Any) -> Any:
+    @staticmethod
+    def _guard(core: _Core, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
         except StorageError as exc:
-            self._core.note(exc)
+            core.note(exc)
             raise
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        core, alias, key = self._split(path)
         try:
-            return self._info(path)
+            return self._info(core, alias, key)
         except NotFound:
             raise  # a probe (isfile, exists, glob); DuckDB reports a real miss itself, translated at the boundary
         except StorageError as exc:
-            self._core.note(exc)
+            core.note(exc)
             raise
 
-    def _info(self, path: str) -> dict[str, Any]:
-        alias, key = self._split(path)
+    def _info(self, core: _Core, alias: str, key: str) -> dict[str, Any]:
         if not key:
-            return {"name": alias, "size": 0, "type": "directory"}
+            return {"name": core.host(alias), "size": 0, "type": "directory"}
         try:
-            return self._file_entry(alias, self._core.head(alias, key))
+            return self._file_entry(core, alias, core.head(alias, key))
         except NotFound as missing:
-            if self._core.list(alias, key + "/"):
-                return {"name": f"{alias}/{key}", "size": 0, "type": "directory"}
+            if core.list(alias, key + "/"):
+                return {"name": f"{core.host(alias)}/{key}", "size": 0, "type": "directory"}
             raise missing from None
 
     def exists(self, path: str, **kwargs: Any) -> bool:
         """True if ``path`` is an object or a non-empty folder; a miss is not noted as an error."""
+        core, alias, key = self._split(path)
         try:
-            self._info(path)
+            self._info(core, alias, key)
         except NotFound:
             return False
         except StorageError as exc:
-            self._core.note(exc)
+            core.note(exc)
             raise
         return True
 
@@ -495,24 +530,25 @@ class NubesFileSystem(AbstractFileSystem):
     def ukey(self, path: str) -> str:
         return str(self.info(path).get("etag", ""))
 
-    def _entries(self, alias: str, key: str) -> list[ObjectInfo]:
+    def _entries(self, core: _Core, alias: str, key: str) -> list[ObjectInfo]:
         prefix = key + "/" if key else ""
-        return [i for i in self._guard(self._core.list, alias, prefix) if i.key.startswith(prefix)]
+        return [i for i in self._guard(core, core.list, alias, prefix) if i.key.startswith(prefix)]
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
-        alias, key = self._split(path)
+        core, alias, key = self._split(path)
+        host = core.host(alias)
         prefix = key + "/" if key else ""
         out: list[dict[str, Any]] = []
         dirs: set[str] = set()
-        for info in self._entries(alias, key):
+        for info in self._entries(core, alias, key):
             rest = info.key[len(prefix) :]
             if "/" in rest:
                 d = prefix + rest.split("/", 1)[0]
                 if d not in dirs:
                     dirs.add(d)
-                    out.append({"name": f"{alias}/{d}", "size": 0, "type": "directory"})
+                    out.append({"name": f"{host}/{d}", "size": 0, "type": "directory"})
             else:
-                out.append(self._file_entry(alias, info))
+                out.append(self._file_entry(core, alias, info))
         if not out:
             if not key:
                 return []
@@ -524,22 +560,23 @@ class NubesFileSystem(AbstractFileSystem):
     def find(
         self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False, **kwargs: Any
     ) -> Any:
-        alias, key = self._split(path)
+        core, alias, key = self._split(path)
+        host = core.host(alias)
         prefix = key + "/" if key else ""
         found: dict[str, dict[str, Any]] = {}
-        for info in self._entries(alias, key):
+        for info in self._entries(core, alias, key):
             parts = info.key[len(prefix) :].split("/")
             if maxdepth is not None and len(parts) > maxdepth:
                 if withdirs:
                     for depth in range(1, maxdepth + 1):
                         d = prefix + "/".join(parts[:depth])
-                        found.setdefault(f"{alias}/{d}", {"name": f"{alias}/{d}", "size": 0, "type": "directory"})
+                        found.setdefault(f"{host}/{d}", {"name": f"{host}/{d}", "size": 0, "type": "directory"})
                 continue
             if withdirs:
                 for depth in range(1, len(parts)):
                     d = prefix + "/".join(parts[:depth])
-                    found.setdefault(f"{alias}/{d}", {"name": f"{alias}/{d}", "size": 0, "type": "directory"})
-            entry = self._file_entry(alias, info)
+                    found.setdefault(f"{host}/{d}", {"name": f"{host}/{d}", "size": 0, "type": "directory"})
+            entry = self._file_entry(core, alias, info)
             found[entry["name"]] = entry
         if not found and key:
             try:
@@ -556,9 +593,9 @@ class NubesFileSystem(AbstractFileSystem):
             raise PermissionError(
                 f"{PROTOCOL}:// is read-only for DuckDB; write results with Bridge.write (atomic): {path}"
             )
-        alias, key = self._split(path)
-        info = self._guard(self._core.head, alias, key)
-        return _ObjectFile(self._core, alias, info)
+        core, alias, key = self._split(path)
+        info = self._guard(core, core.head, alias, key)
+        return _ObjectFile(core, alias, info)
 
     def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:  # no fsspec read-ahead/text layers
         if "b" not in mode:
@@ -594,8 +631,15 @@ class Bridge:
     twice. Both are keyed by the object's etag and dropped on :meth:`write`; an object replaced by
     another writer is seen after at most ``metadata_ttl``. ``0`` disables either cache.
 
+    ``database`` (or :meth:`Database.session`) makes a *session* bridge on a shared :class:`Database`
+    instead: its connection is a cursor of the database (its own TEMP views and settings of session
+    scope), its objects are ``nubes://TOKEN.ALIAS/KEY`` (:meth:`path` gives them), and its counters,
+    caches and lineage are its own. Closing it closes the cursor, not the database.
+
     Thread safety: the bridge's counters and caches are thread-safe, but a DuckDB connection runs one
-    statement at a time: for concurrent queries use one bridge each (they may share stores).
+    statement at a time: for concurrent queries use one bridge each (they may share stores). The
+    Polars scans of one bridge (:meth:`scan`) each run on a cursor of their own, so a join of two
+    scans (which Polars reads at the same time) works.
     """
 
     def __init__(
@@ -603,6 +647,7 @@ class Bridge:
         stores: ObjectStore | Mapping[str, ObjectStore],
         *,
         connection: duckdb.DuckDBPyConnection | None = None,
+        database: Database | None = None,
         metadata_ttl: float = 2.0,
         cache_bytes: int = 32 * 1024 * 1024,
         spool_dir: str | None = None,
@@ -618,9 +663,24 @@ class Bridge:
                 raise ConfigError(f"store alias {alias!r} must be letters, digits, '_' or '-'")
             if not isinstance(store, ObjectStore):
                 raise ConfigError(f"store {alias!r} is a {type(store).__name__}, not an ObjectStore")
+        self.spool_dir = spool_dir
+        self._closed = False
+        self._cursor_lock = threading.Lock()
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._database = database
+        if database is not None:
+            if connection is not None:
+                raise ConfigError("pass a Bridge either connection= or database=, not both")
+            token, self._con = database._open()
+            self._token = token
+            self._core = _Core(named, metadata_ttl, cache_bytes, prefix=token + ".")
+            self.fs = database.fs
+            self._own = True
+            self.fs._bind(token, self._core)
+            self._unbind = weakref.finalize(self, self.fs._unbind, token)  # also if never closed
+            return
         self._core = _Core(named, metadata_ttl, cache_bytes)
         self.fs = NubesFileSystem(self._core)
-        self.spool_dir = spool_dir
         self._own = connection is None
         self._con = connection if connection is not None else _new_connection()
         if self._con.filesystem_is_registered(PROTOCOL):
@@ -666,7 +726,19 @@ class Bridge:
         return self._con
 
     def close(self) -> None:
-        """Unregister the filesystem (and close the connection if the bridge opened it)."""
+        """Unregister the filesystem (and close the connection if the bridge opened it).
+
+        A session bridge of a :class:`Database` closes its cursor (dropping its TEMP views) and stops
+        serving its ``nubes://TOKEN.ALIAS/`` paths; the database stays open."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_streams()
+        if self._database is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._unbind()
+            return
         with contextlib.suppress(Exception):
             self._con.unregister_filesystem(PROTOCOL)
         if self._own:
@@ -691,7 +763,7 @@ class Bridge:
         """The URL DuckDB reads ``key`` (or a glob such as ``year=*/*.parquet``) at: ``nubes://ALIAS/KEY``."""
         if not isinstance(key, str) or not key or key.startswith("/"):
             raise ConfigError(f"keys and globs are relative, non-empty strings, not {key!r}")
-        return f"{PROTOCOL}://{self._alias(store)}/{key}"
+        return f"{PROTOCOL}://{self._core.host(self._alias(store))}/{key}"
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -718,8 +790,8 @@ class Bridge:
         if match:
             url = match.group(1)
             rest = url[len(PROTOCOL) + 3 :] if url.startswith(PROTOCOL + "://") else None
-            if rest is not None:
-                alias, _, key = rest.partition("/")
+            if rest is not None and rest.startswith(self._core.prefix):
+                alias, _, key = rest[len(self._core.prefix) :].partition("/")
                 store = self._core.stores.get(alias)
                 if store is not None:
                     return NotFound("no object matches", uri=store.uri, key=key)
@@ -777,6 +849,30 @@ class Bridge:
         with self.translate_errors():
             relation = self._con.sql(query, params=params) if params is not None else self._con.sql(query)
             return pl.DataFrame(relation)
+
+    def _track(self, generator: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        """A scan's batches, remembered: Polars may stop reading them early (``head``) and even go on
+        prefetching on its own thread after ``collect`` returned, leaving a DuckDB query running on a cursor;
+        :meth:`close` (and interpreter exit) waits for the batch in flight and closes what is left."""
+        stream = _Batches(generator)
+        self._streams.add(stream)
+        _OPEN_STREAMS.add(stream)
+        return stream
+
+    def _close_streams(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the bridge's connection for one statement, closed after: it shares the database and
+        its ``nubes://`` filesystem, so several may run at the same time (a connection refuses a second call)."""
+        with self._cursor_lock:
+            cursor = self._con.cursor()
+        try:
+            yield cursor
+        finally:
+            cursor.close()
 
     def scan(
         self,
@@ -860,6 +956,58 @@ class Bridge:
             meter.freeze()
 
 
+class Database:
+    """One in-memory DuckDB database shared by many session bridges (one per invocation of a warm instance).
+
+    Opening a DuckDB database costs tens of milliseconds; a cursor of an open one well under one. A
+    ``Database`` is opened once (lazily, on the first :meth:`session`) with one ``nubes://`` filesystem;
+    every :meth:`session` is a :class:`Bridge` on a new cursor whose stores are served under a token
+    of its own (``nubes://TOKEN.ALIAS/KEY``), so its requests, bytes, range cache and ``objects_read``
+    are exactly its own even while other sessions run on other threads. TEMP views and session-scoped
+    settings are per cursor; tables created in the database itself outlive the session (use TEMP).
+
+    Never lock its configuration (``lock_configuration``, ``enable_external_access``): it is shared. A
+    sandbox that must lock its connection uses a :class:`Bridge` with a database of its own.
+    """
+
+    def __init__(self) -> None:
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.fs = NubesFileSystem()
+        self._lock = threading.Lock()
+        self._tokens = itertools.count(1)
+        self._salt = os.urandom(3).hex()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            con = _new_connection()
+            con.register_filesystem(self.fs)
+            self._con = con
+        return self._con
+
+    def _open(self) -> tuple[str, duckdb.DuckDBPyConnection]:
+        with self._lock:  # a connection serves one call at a time, cursor() included
+            cursor = self._connection().cursor()
+            token = f"s{self._salt}{next(self._tokens):x}"
+        return token, cursor
+
+    def session(self, stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any) -> Bridge:
+        """A :class:`Bridge` over ``stores`` on a new cursor of this database (close it when done)."""
+        return Bridge(stores, database=self, **kwargs)
+
+    @property
+    def sessions(self) -> int:
+        """Session bridges open now."""
+        return len(self.fs._sessions)
+
+    def close(self) -> None:
+        """Close the database (open session bridges stop working)."""
+        with self._lock:
+            if self._con is not None:
+                with contextlib.suppress(Exception):
+                    self._con.close()
+                self._con = None
+
+
 def connect(
     stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any
 ) -> duckdb.DuckDBPyConnection:
@@ -919,6 +1067,45 @@ try:  # DuckDB's own Polars-expression-to-SQL translation; without it filters ru
 except ImportError:  # pragma: no cover - depends on the DuckDB version
     _PUSHDOWN = False
 
+_STREAMING = True  # the Polars IO source yields DuckDB's record batches as they come (False: materialize first)
+_OPEN_STREAMS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_streams() -> None:
+    # A scan Polars stopped reading early is a suspended generator holding a running DuckDB query; finalized
+    # during interpreter shutdown (after DuckDB's threads are gone) it would crash the process.
+    for stream in list(_OPEN_STREAMS):
+        with contextlib.suppress(Exception):
+            stream.close()
+
+
+_BETWEEN_OPS = {"Both": ("GtEq", "LtEq"), "Left": ("GtEq", "Lt"), "Right": ("Gt", "LtEq"), "None": ("Gt", "Lt")}
+
+
+def _rewrite_between(tree: Any) -> Any:
+    """``is_between(lo, hi, closed=...)`` rewritten as two comparisons joined by ``and`` (DuckDB's translator
+    has no IsBetween), anywhere in a serialized Polars expression tree; other nodes are kept as they are."""
+    if isinstance(tree, list):
+        return [_rewrite_between(t) for t in tree]
+    if not isinstance(tree, dict):
+        return tree
+    function = tree.get("Function") if len(tree) == 1 else None
+    if isinstance(function, dict):
+        kind = function.get("function")
+        between = kind.get("Boolean", {}).get("IsBetween") if isinstance(kind, dict) and isinstance(kind.get("Boolean"), dict) else None
+        inputs = function.get("input")
+        if isinstance(between, dict) and isinstance(inputs, list) and len(inputs) == 3:
+            ops = _BETWEEN_OPS.get(str(between.get("closed")))
+            if ops is not None:
+                expr, lo, hi = (_rewrite_between(i) for i in inputs)
+                return {"BinaryExpr": {
+                    "left": {"BinaryExpr": {"left": expr, "op": ops[0], "right": lo}},
+                    "op": "And",
+                    "right": {"BinaryExpr": {"left": expr, "op": ops[1], "right": hi}},
+                }}
+    return {k: _rewrite_between(v) for k, v in tree.items()}
+
 
 def _scan_source(bridge: Bridge, call: str, schema: pl.Schema, engine_types: dict[str, str]) -> pl.LazyFrame:
     from polars.io.plugins import register_io_source
@@ -931,7 +1118,7 @@ def _scan_source(bridge: Bridge, call: str, schema: pl.Schema, engine_types: dic
 
     def source(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
-    ) -> Iterator[pl.DataFrame]:
+    ) -> Iterator[pl.DataFrame]:  # returns a generator; Polars may stop reading it before its end
         columns = ", ".join(_ident(c) for c in with_columns) if with_columns is not None else "*"
         where: str | None = None
         fallback: pl.Expr | None = None
@@ -942,7 +1129,7 @@ def _scan_source(bridge: Bridge, call: str, schema: pl.Schema, engine_types: dic
                 real, had_dynamic = _strip_dynamic_predicates(tree)
                 fallback = None
                 if real is not None:
-                    conjuncts = _conjuncts(real)
+                    conjuncts = _conjuncts(_rewrite_between(real))
                     pushed = [e for e in (_tree_to_sql_expression(c, comparable) for c in conjuncts) if e is not None]
                     if pushed:
                         where = str(functools.reduce(operator.and_, pushed))
@@ -959,26 +1146,176 @@ def _scan_source(bridge: Bridge, call: str, schema: pl.Schema, engine_types: dic
             sql += f" WHERE {where}"
         if n_rows is not None and fallback is None:
             sql += f" LIMIT {int(n_rows)}"
-        frame = bridge.query(sql)
-        if fallback is not None:
-            frame = frame.filter(fallback)
-            if n_rows is not None:
-                frame = frame.head(n_rows)
-            if needed is not None:
-                frame = frame.select(needed)
-        step = batch_size or 100_000
-        if frame.height == 0:
-            yield frame
-            return
-        for offset in range(0, frame.height, step):
-            yield frame.slice(offset, step)
+        if _STREAMING:
+            return bridge._track(_stream_batches(bridge, sql, fallback, n_rows, needed, schema))
+        return _materialized(bridge, sql, fallback, n_rows, needed, batch_size)
 
     return register_io_source(source, schema=schema, explain_name="nubes")
+
+
+def _materialized(
+    bridge: Bridge, sql: str, fallback: pl.Expr | None, n_rows: int | None, needed: list[str] | None, batch_size: int | None
+) -> Iterator[pl.DataFrame]:
+    """Run ``sql`` to the end into one DataFrame, then yield it in slices (``_STREAMING = False``)."""
+    with bridge._cursor() as cursor, bridge.translate_errors():  # scans of one bridge may run at once
+        frame = pl.DataFrame(cursor.sql(sql))
+    if fallback is not None:
+        frame = frame.filter(fallback)
+        if n_rows is not None:
+            frame = frame.head(n_rows)
+        if needed is not None:
+            frame = frame.select(needed)
+    step = batch_size or 100_000
+    if frame.height == 0:
+        yield frame
+        return
+    for offset in range(0, frame.height, step):
+        yield frame.slice(offset, step)
+
+
+class _Batches:
+    """An iterator over a scan generator that another thread may close: ``close`` waits for the batch in
+    flight, then ends the generator (closing its DuckDB stream and cursor); later reads just end."""
+
+    def __init__(self, generator: Iterator[pl.DataFrame]) -> None:
+        self._generator = generator
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self) -> pl.DataFrame:
+        with self._lock:
+            if self._done:
+                raise StopIteration
+            try:
+                return next(self._generator)
+            except BaseException:
+                self._done = True
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._done = True
+            with contextlib.suppress(Exception):
+                self._generator.close()  # type: ignore[attr-defined]
+
+
+def _stream_batches(
+    bridge: Bridge, sql: str, fallback: pl.Expr | None, n_rows: int | None, needed: list[str] | None, schema: pl.Schema
+) -> Iterator[pl.DataFrame]:
+    """Run ``sql`` on a cursor of its own and yield its Arrow record batches as they come (no pyarrow)."""
+    left = n_rows
+    yielded = False
+    with bridge._cursor() as cursor, bridge.translate_errors():  # scans of one bridge may run at once
+        for frame in _arrow_batches(cursor.sql(sql)):
+            if fallback is not None:
+                frame = frame.filter(fallback)
+                if needed is not None:
+                    frame = frame.select(needed)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            if frame.height or not yielded:
+                yield frame
+                yielded = True
+            if left is not None and left <= 0:
+                break
+    if not yielded:
+        yield pl.DataFrame(schema={c: schema[c] for c in (needed if needed is not None else schema.names())})
+
+
+# -- Arrow C stream, one record batch at a time (without pyarrow) ---------------------------------------
+# ``pl.DataFrame(relation)`` reads a whole Arrow C stream; to hand Polars one record batch at a time the
+# stream's ``get_next`` is called here (ctypes), and each batch goes to Polars as a struct array through
+# the Arrow PyCapsule protocol (``__arrow_c_array__``), which moves its buffers: nothing is copied.
+class _ArrowSchema(ctypes.Structure):
+    _fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
+                ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64), ("children", ctypes.c_void_p),
+                ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
+
+
+class _ArrowArray(ctypes.Structure):
+    _fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+                ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64), ("buffers", ctypes.c_void_p),
+                ("children", ctypes.c_void_p), ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p),
+                ("private_data", ctypes.c_void_p)]
+
+
+class _ArrowArrayStream(ctypes.Structure):
+    pass
+
+
+_ArrowArrayStream._fields_ = [
+    ("get_schema", ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_ArrowArrayStream), ctypes.POINTER(_ArrowSchema))),
+    ("get_next", ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(_ArrowArrayStream), ctypes.POINTER(_ArrowArray))),
+    ("get_last_error", ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.POINTER(_ArrowArrayStream))),
+    ("release", ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowArrayStream))),
+    ("private_data", ctypes.c_void_p),
+]
+_release_schema = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowSchema))
+_release_array = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ArrowArray))
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_new_capsule = ctypes.pythonapi.PyCapsule_New
+_new_capsule.restype = ctypes.py_object
+_new_capsule.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+class _RecordBatch:
+    """One Arrow record batch (schema + struct array) offered through ``__arrow_c_array__``."""
+
+    def __init__(self, schema: _ArrowSchema, array: _ArrowArray) -> None:
+        self.schema = schema
+        self.array = array
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]:
+        # no capsule destructors: release() below frees whatever the consumer did not move out
+        return (_new_capsule(ctypes.addressof(self.schema), b"arrow_schema", None),
+                _new_capsule(ctypes.addressof(self.array), b"arrow_array", None))
+
+    def release(self) -> None:
+        if self.schema.release:
+            _release_schema(self.schema.release)(ctypes.byref(self.schema))
+        if self.array.release:
+            _release_array(self.array.release)(ctypes.byref(self.array))
+
+
+def _stream_error(stream: _ArrowArrayStream, pointer: Any) -> duckdb.Error:
+    message = stream.get_last_error(pointer)
+    return duckdb.Error(message.decode(errors="replace") if message else "the Arrow stream failed")
+
+
+def _arrow_batches(relation: Any) -> Iterator[pl.DataFrame]:
+    """Polars DataFrames, one per record batch of ``relation.__arrow_c_stream__()``, read as they are produced."""
+    capsule = relation.__arrow_c_stream__()
+    stream = _ArrowArrayStream.from_address(_capsule_pointer(capsule, b"arrow_array_stream"))
+    pointer = ctypes.pointer(stream)
+    try:
+        while True:
+            array = _ArrowArray()
+            if stream.get_next(pointer, ctypes.byref(array)) != 0:
+                raise _stream_error(stream, pointer)
+            if not array.release:  # the end of the stream
+                return
+            batch = _RecordBatch(_ArrowSchema(), array)
+            try:
+                if stream.get_schema(pointer, ctypes.byref(batch.schema)) != 0:
+                    raise _stream_error(stream, pointer)
+                frame = pl.Series(batch).struct.unnest()
+            finally:
+                batch.release()
+            yield frame
+    finally:
+        del capsule  # its destructor releases the stream (and ends the query behind it)
 
 
 __all__ = [
     "PROTOCOL",
     "Bridge",
+    "Database",
     "Measurement",
     "MeasurementHandle",
     "NubesFileSystem",
