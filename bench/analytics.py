@@ -798,7 +798,7 @@ def main() -> None:
         print("         For s3:// it is the same local-file run: DuckDB's httpfs extension cannot be installed on this machine "
               "(no extension download), so raw DuckDB cannot read s3:// here.")
         print("warm   = raw DuckDB on ONE connection kept across calls (what a warm function without nubes would do); "
-              "nubes opens a new connection per invocation.")
+              "nubes keeps one database per warm app and takes a cursor per invocation, but reads through Python range reads.")
         print("dl+raw = s3:// only: boto3 get_object of the whole object(s) into a temp file on /dev/shm + the same raw query.")
         print("ratio  = nubes / that baseline, medians (goal: nubes / raw <= 1.10); r(min) = best nubes run / best raw run. fetched = bytes nubes read from storage in one "
               "invocation (its lineage record, reads[*].bytes_read; equal to the store's stats delta unless noted);")
