@@ -342,9 +342,8 @@ class App:
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
                     result = _run(result)
-                query_format = not any(p.name == "format" and p.source == "query" for p in route.params)
-                max_rows = route.options.get("max_rows", self.max_rows)
-                response = encoding.encode(result, request, query_format=query_format, max_rows=max_rows)
+                response = encoding.encode(result, request, query_format=route.query_format,
+                                           max_rows=route.options.get("max_rows", self.max_rows))
             except _Options as opt:
                 response = Response(b"", 204, {"allow": opt.allow})
             except HTTPError as exc:
@@ -385,7 +384,8 @@ class App:
 
     def _begin(self, rid: str, kind: str, platform: Platform | None, started: float, **what: Any) -> Invocation | None:
         """An :class:`Invocation` for the hooks (None when there are none), after their ``begin``."""
-        if not self.hooks:
+        hooks = [h for h in self.hooks if getattr(h, "enabled", True)]
+        if not hooks:
             return None
         from datetime import datetime, timezone
 
@@ -395,7 +395,8 @@ class App:
         if platform is None:
             from nubes.core.events import LOCAL as platform
         inv = Invocation(self, rid, kind, platform, started, datetime.now(timezone.utc), IOStats(), **what)
-        for hook in self.hooks:
+        inv.state["hooks"] = hooks
+        for hook in hooks:
             try:
                 hook.begin(inv)
             except Exception:
@@ -404,7 +405,7 @@ class App:
 
     def _end(self, inv: Invocation, status: int, duration_ms: float, response: Response | None, log: BoundLog) -> dict[str, Any]:
         inv.status, inv.duration_ms, inv.response = status, duration_ms, response
-        for hook in self.hooks:
+        for hook in inv.state["hooks"]:
             try:
                 hook.end(inv)
             except Exception:

@@ -105,12 +105,15 @@ class _Encoder(json.JSONEncoder):
         return _finite(_default(o))
 
 
+_ENCODER = _Encoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(data: Any) -> bytes:
     """Encode ``data`` as compact UTF-8 JSON with nubes' rules (see module docstring)."""
     try:
-        text = json.dumps(data, cls=_Encoder, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(data)
     except ValueError:  # NaN or infinity somewhere in plain Python data
-        text = json.dumps(_finite(_jsonable(data)), cls=_Encoder, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _ENCODER.encode(_finite(_jsonable(data)))
     return text.encode("utf-8")
 
 

@@ -72,9 +72,17 @@ def _direct(log: logging.Logger) -> bool:
     return not log.propagate and len(log.handlers) == 1 and type(log.handlers[0]) is _StderrHandler and not log.filters
 
 
+_LINE = json.JSONEncoder(default=str, ensure_ascii=False)
+_SECOND: list[Any] = [None, ""]  # the last whole second formatted, reused within that second
+
+
 def _now_iso() -> str:
     now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+00:00"
+    whole = int(now)
+    if _SECOND[0] != whole:
+        _SECOND[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _SECOND[0] = whole
+    return f"{_SECOND[1]}.{int((now - whole) * 1000):03d}+00:00"
 
 
 class BoundLog:
@@ -101,7 +109,7 @@ class BoundLog:
             entry = {"ts": _now_iso(), "level": logging.getLevelName(level).lower(), "logger": log.name, "msg": msg}
             entry.update(self._fields)
             entry.update(fields)
-            sys.stderr.write(json.dumps(entry, default=str, ensure_ascii=False) + "\n")
+            sys.stderr.write(_LINE.encode(entry) + "\n")
             return
         log.log(level, msg, exc_info=exc_info, extra={"nubes": {**self._fields, **fields}})
 

@@ -116,6 +116,14 @@ class Route:
     internal: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def query_format(self) -> bool:
+        """Whether ``?format=`` picks a table encoding (not when the handler has its own ``format``)."""
+        flag = self.__dict__.get("_query_format")
+        if flag is None:
+            flag = self.__dict__["_query_format"] = not any(p.name == "format" and p.source == "query" for p in self.params)
+        return flag
+
 
 class Router:
     """Routes in match order; :meth:`match` resolves a method and raw path or raises 404/405."""

@@ -65,6 +65,11 @@ class Meter:
             pass
         self._where.append(Path.cwd())
 
+    @property
+    def enabled(self) -> bool:
+        """False when metering is off (``NUBES_METERING=off`` or configured so): the app then skips the hook."""
+        return bool(self.settings.enabled)
+
     # -- settings --------------------------------------------------------------------------------
     def configure(self, **settings: Any) -> Meter:
         """Change settings in code (they win over ``nubes.toml`` and the environment); checked at once."""
