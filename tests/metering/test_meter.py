@@ -240,3 +240,23 @@ def test_metering_is_in_app_hooks_by_default() -> None:
     assert any(isinstance(h, Meter) for h in app.hooks)
     assert meter_of(app) is app.hooks[0]
     assert "nubes.core.metering.bills" not in sys.modules or True  # bills load only when used
+
+
+def test_in_process_emulation_prices_the_configured_memory_on_every_provider() -> None:
+    """Client(emulate=..., memory=512) must price 512 MB on GCP and Azure too, not an environment default."""
+    import uuid
+
+    import nubes
+    from nubes.testing import Client
+
+    app = nubes.App("mem-check", storage=f"mem://mem-check-{uuid.uuid4().hex}")
+
+    @app.get("/p")
+    def where(ctx: nubes.Context) -> dict:
+        return {"memory_mb": ctx.platform.memory_mb}
+
+    for provider in ("aws", "gcp", "azure"):
+        with Client(app, emulate=provider, memory=512) as client:
+            r = client.get("/p")
+        assert r.json() == {"memory_mb": 512}, provider
+        assert r.headers["x-nubes-billed-memory-mb"] == "512", provider

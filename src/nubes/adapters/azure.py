@@ -129,8 +129,9 @@ def _split_content_type(value: str | None) -> tuple[str, str]:
 class _Runtime:
     """Per-process facts of one function app: platform description, cold start, deadlines."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, memory_mb: int | None = None) -> None:
         self.timeout = float(timeout)
+        self.memory_mb = memory_mb
         self._cold = True
         self._lock = threading.Lock()
 
@@ -142,7 +143,7 @@ class _Runtime:
         return Platform(
             provider="azure",
             function_name=env.get("WEBSITE_SITE_NAME"),
-            memory_mb=int(memory) if memory and memory.isdigit() else None,
+            memory_mb=int(memory) if memory and memory.isdigit() else self.memory_mb,
             region=env.get("REGION_NAME"),
             architecture=_architecture(),
             cold_start=cold,
@@ -171,6 +172,7 @@ def function_app(
     route_prefix: str = "",
     timeout: float = DEFAULT_TIMEOUT_S,
     blob_source: str | None = None,
+    memory_mb: int | None = None,
 ) -> func.FunctionApp:
     """Build the ``FunctionApp`` that serves ``app`` on Azure Functions (see the module docstring).
 
@@ -178,14 +180,15 @@ def function_app(
     ``auth_level`` is the HTTP function's level (anonymous, function or admin); ``route_prefix``
     must match host.json's ``extensions.http.routePrefix``; ``timeout`` is the app's
     ``functionTimeout`` in seconds (the handlers' deadline; HTTP is capped at 230 s);
-    ``blob_source="EventGrid"`` makes blob triggers Event Grid based. Raises :class:`ConfigError`
-    for event routes Azure cannot bind.
+    ``blob_source="EventGrid"`` makes blob triggers Event Grid based; ``memory_mb`` states the
+    instance memory when the environment does not (the emulator's ``--memory``). Raises
+    :class:`ConfigError` for event routes Azure cannot bind.
     """
     if not isinstance(app, App):
         raise ConfigError(f"function_app needs a nubes.App, not {type(app).__name__}")
     level = _auth_level(auth_level)
     source = _blob_source(blob_source)
-    runtime = _Runtime(timeout)
+    runtime = _Runtime(timeout, memory_mb)
     fa = func.FunctionApp(http_auth_level=level)
     names = _Names()
 

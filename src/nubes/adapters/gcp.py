@@ -87,18 +87,19 @@ _cold = True
 _cold_lock = threading.Lock()
 
 
-def http_function(app: App, *, schedules: bool = False) -> HTTPTarget:
+def http_function(app: App, *, schedules: bool = False, memory_mb: int | None = None) -> HTTPTarget:
     """A functions-framework HTTP target serving ``app``: ``main = http_function(app)``.
 
     Never raises: every failure is a problem+json response. ``schedules=True`` also accepts
     Cloud Scheduler's ``POST /_nubes/schedule/NAME`` (see the module doc for why it is off by default).
+    ``memory_mb`` states the function's memory when the environment does not (the emulator's ``--memory``).
     """
     if not isinstance(app, App):
         raise ConfigError(f"http_function needs a nubes.App, not {type(app).__name__}")
 
     def nubes_http(request: flask.Request) -> flask.Response:
         started = time.monotonic()
-        platform = current_platform(cold_start=_take_cold_start())
+        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
         rid = request_id_from_headers(request.headers)
         try:
             response = _serve(app, request, rid, _deadline(started), platform, schedules)
@@ -114,7 +115,7 @@ def http_function(app: App, *, schedules: bool = False) -> HTTPTarget:
     return nubes_http
 
 
-def cloud_event_function(app: App) -> CloudEventTarget:
+def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEventTarget:
     """A functions-framework CloudEvent target for ``app``'s event handlers: ``on_event = cloud_event_function(app)``.
 
     Serve it with ``--signature-type cloudevent`` (what Cloud Functions uses for event triggers);
@@ -126,7 +127,7 @@ def cloud_event_function(app: App) -> CloudEventTarget:
 
     def nubes_cloud_event(cloud_event: Any) -> str | None:
         started = time.monotonic()
-        platform = current_platform(cold_start=_take_cold_start())
+        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
         http_signature = isinstance(cloud_event, flask.Request)
         if http_signature:
             cloud_event = cloud_event_from_flask(cloud_event)
@@ -374,13 +375,14 @@ def parse_time(value: Any) -> datetime | None:
 
 
 # -- where this runs ----------------------------------------------------------------------------
-def current_platform(*, cold_start: bool = False) -> Platform:
-    """This process's :class:`~nubes.Platform` on Cloud Functions, read from the environment."""
+def current_platform(*, cold_start: bool = False, memory_mb: int | None = None) -> Platform:
+    """This process's :class:`~nubes.Platform` on Cloud Functions, read from the environment
+    (``memory_mb`` is used when ``FUNCTION_MEMORY_MB`` is not set)."""
     env = os.environ
     return Platform(
         provider="gcp",
         function_name=env.get("K_SERVICE") or env.get("FUNCTION_TARGET") or None,
-        memory_mb=_number(env.get("FUNCTION_MEMORY_MB"), int),
+        memory_mb=_number(env.get("FUNCTION_MEMORY_MB"), int) or memory_mb,
         region=env.get("FUNCTION_REGION") or env.get("GOOGLE_CLOUD_REGION") or None,
         architecture=_architecture(),
         cold_start=cold_start,

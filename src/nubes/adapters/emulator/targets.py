@@ -28,6 +28,7 @@ from nubes.core.request import Request
 Frame = tuple[dict[str, Any], bytes]
 
 _APP: App | None = None
+_MEMORY: list[int | None] = [None]  # the emulated function's memory (MB), for the generated main.py
 
 
 def current_app() -> App:
@@ -35,6 +36,11 @@ def current_app() -> App:
     if _APP is None:
         raise RuntimeError("no app is being emulated in this process")
     return _APP
+
+
+def current_memory() -> int | None:
+    """The memory (MB) the emulator gives the function, passed to the GCP adapter like the platform would."""
+    return _MEMORY[0]
 
 
 def _error(exc: BaseException) -> Frame:
@@ -64,11 +70,11 @@ class AwsTarget:
 
 
 _GCP_MAIN = '''"""Written by the nubes emulator: the deployment's main.py."""
-from nubes.adapters.emulator.targets import current_app
+from nubes.adapters.emulator.targets import current_app, current_memory
 from nubes.adapters.gcp import cloud_event_function, http_function
 
-main = http_function(current_app())
-on_event = cloud_event_function(current_app())
+main = http_function(current_app(), memory_mb=current_memory())
+on_event = cloud_event_function(current_app(), memory_mb=current_memory())
 '''
 
 
@@ -78,6 +84,7 @@ class GcpTarget:
         import functions_framework
 
         _APP = app
+        _MEMORY[0] = int(settings["memory"]) if settings.get("memory") else None
         self.settings = settings
         self._dir = tempfile.TemporaryDirectory(prefix="nubes-gcf-")
         source = Path(self._dir.name) / "main.py"
@@ -116,7 +123,8 @@ class AzureTarget:
         from nubes.adapters.azure import function_app
 
         self.settings = settings
-        fa = function_app(app, timeout=float(settings["timeout"]))
+        fa = function_app(app, timeout=float(settings["timeout"]),
+                          memory_mb=int(settings["memory"]) if settings.get("memory") else None)
         self.functions = {f.get_function_name(): f for f in fa.get_functions()}
 
     def _trigger(self, name: str) -> dict[str, Any]:
