@@ -5,34 +5,5 @@ only counts and at most five sample rows per check reach Python. See :mod:`nubes
 for the contracts. Importing this module loads no data library.
 """
 
-from nubes.core.checks import (
-    SAMPLE_ROWS,
-    Check,
-    CheckResult,
-    accepted_values,
-    format_report,
-    freshness,
-    in_range,
-    not_null,
-    row_count,
-    run_checks,
-    schema,
-    sql,
-    unique,
-)
-
-__all__ = [
-    "SAMPLE_ROWS",
-    "Check",
-    "CheckResult",
-    "accepted_values",
-    "format_report",
-    "freshness",
-    "in_range",
-    "not_null",
-    "row_count",
-    "run_checks",
-    "schema",
-    "sql",
-    "unique",
-]
+from nubes.core.checks import *  # noqa: F403
+from nubes.core.checks import __all__ as __all__  # noqa: F401

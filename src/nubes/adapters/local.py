@@ -78,10 +78,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
         except _BadBody as bad:
             self.close_connection = True
-            self._send(problem_response(bad.error, Request(self.command, target, headers=headers), "-"))
+            self._send(self._refused(bad.error, target, headers))
             return
-        request = Request(self.command, target, headers=headers, body=body)
-        self._send(self.server.app.handle(request))
+        self._send(self._answer(Request(self.command, target, headers=headers, body=body)))
+
+    def _answer(self, request: Request) -> Response:
+        """The response to a request read in full (subclasses answer another way: the emulator)."""
+        return self.server.app.handle(request)
+
+    def _refused(self, error: HTTPError, target: str, headers: list[tuple[str, str]]) -> Response:
+        """The response to a request whose body was refused before it was read (size, framing)."""
+        return problem_response(error, Request(self.command, target, headers=headers), "-")
 
     def _send(self, response: Response) -> None:
         self.send_response(response.status)

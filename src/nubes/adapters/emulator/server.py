@@ -7,39 +7,27 @@ read (``Content-Length``) or as soon as the running total passes it (chunked).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from nubes.adapters.emulator.runtime import Emulator
-from nubes.adapters.local import NubesHTTPServer, _BadBody, _Handler
-from nubes.core.app import App, problem_response
+from nubes.adapters.local import NubesHTTPServer, _Handler
+from nubes.core.app import App
+from nubes.core.errors import HTTPError
 from nubes.core.request import Request
+from nubes.core.response import Response
 
 
 class _EmulatedHandler(_Handler):
     server: EmulatorServer
 
-    def _handle(self) -> None:
-        target = self.path
-        if not target.startswith("/"):
-            parts = urlsplit(target)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = list(self.headers.items())
-        try:
-            body = self._read_body()
-        except _BadBody as bad:
-            self.close_connection = True
-            if bad.error.status == 413:
-                emulator = self.server.emulator
-                emulator.log.warning("request refused by the front end", front=emulator.provider.label,
-                                     method=self.command, path=target.split("?", 1)[0], status=413, detail=str(bad.error))
-                self._send(emulator.provider.answer("request_too_large"))
-            else:
-                self._send(problem_response(bad.error, Request(self.command, target, headers=headers), "-"))
-            return
-        request = Request(self.command, target, headers=headers, body=body)
-        self._send(self.server.emulator.handle(request))
+    def _answer(self, request: Request) -> Response:
+        return self.server.emulator.handle(request)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+    def _refused(self, error: HTTPError, target: str, headers: list[tuple[str, str]]) -> Response:
+        if error.status != 413:
+            return super()._refused(error, target, headers)
+        emulator = self.server.emulator
+        emulator.log.warning("request refused by the front end", front=emulator.provider.label,
+                             method=self.command, path=target.split("?", 1)[0], status=413, detail=str(error))
+        return emulator.provider.answer("request_too_large")
 
 
 class EmulatorServer(NubesHTTPServer):
