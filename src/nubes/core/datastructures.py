@@ -140,10 +140,11 @@ class MutableHeaders(Headers):
     def _set(self, key: str, values: list[str]) -> None:
         norm = key.lower()
         if norm in self._index:
-            items = [(k, v) for k, v in self._items if k != norm] + [(norm, v) for v in values]
+            self._items = tuple([(k, v) for k, v in self._items if k != norm] + [(norm, v) for v in values])
+        elif len(values) == 1:
+            self._items += ((norm, values[0]),)  # the common case: a new header, appended
         else:
-            items = [*self._items, *((norm, v) for v in values)]
-        self._items = tuple(items)
+            self._items += tuple((norm, v) for v in values)
         if values:
             self._index[norm] = values
         else:

@@ -104,6 +104,7 @@ class Ledger:
         self._failing = 0  # consecutive failed flushes
         self._retry_at = 0.0
         self._oldest = 0.0  # monotonic time the oldest buffered record arrived
+        self._flush_lock = threading.Lock()
         _LEDGERS.add(self)
 
     # -- the request path ------------------------------------------------------------------------
@@ -154,6 +155,12 @@ class Ledger:
         """
         if not force and self._failing and time.monotonic() < self._retry_at:
             return False
+        # One flush at a time: a caller that finds the buffer empty because another flush holds its
+        # batches must wait for that flush's outcome, not report success before the write landed.
+        with self._flush_lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
         with self._lock:
             records, self._buffer = self._buffer, []
             batches = self._pending + _batches(records)
