@@ -11,7 +11,6 @@ convert, or a required one that is missing, is reported as a 422 naming the para
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import types
 import typing
@@ -43,17 +42,22 @@ def _is_uuid(tp: Any) -> bool:
     return getattr(tp, "__name__", "") == "UUID" and getattr(tp, "__module__", "") == "uuid"
 
 
-@dataclasses.dataclass(frozen=True)
 class Param:
-    """One bindable handler parameter."""
+    """One bindable handler parameter (a plain class: ``dataclasses`` would import ``inspect`` at ``import nubes``).
 
-    name: str
-    source: str  # "path" | "query" | "body"
-    annotation: Any  # the type with Optional/Annotated stripped
-    required: bool
-    default: Any
-    many: bool  # list[...]: every repeat of the query key
-    nullable: bool
+    ``source`` is "path", "query" or "body"; ``annotation`` the type with Optional/Annotated stripped;
+    ``many`` marks ``list[...]`` (every repeat of the query key).
+    """
+
+    __slots__ = ("name", "source", "annotation", "required", "default", "many", "nullable")
+
+    def __init__(self, name: str, source: str, annotation: Any, required: bool, default: Any, many: bool,
+                 nullable: bool) -> None:
+        self.name, self.source, self.annotation = name, source, annotation
+        self.required, self.default, self.many, self.nullable = required, default, many, nullable
+
+    def __repr__(self) -> str:
+        return f"Param({self.name!r}, {self.source!r}, {self.annotation!r}, required={self.required})"
 
     @property
     def item_type(self) -> Any:
@@ -265,7 +269,7 @@ def build(tp: Any, data: Any, loc: str) -> Any:
             raise _BodyErrors(
                 [{"name": ".".join([loc, *map(str, e.get("loc", ()))]), "in": "body", "detail": e.get("msg", "")} for e in errs()]
             ) from None
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
         return _build_dataclass(tp, data, loc)
     origin = get_origin(tp) or tp
     args = get_args(tp)
@@ -305,6 +309,8 @@ def _json_name(tp: Any) -> str:
 
 
 def _build_dataclass(tp: type, data: Any, loc: str) -> Any:
+    import dataclasses
+
     if not isinstance(data, dict):
         raise _BodyErrors([{"name": loc, "in": "body", "detail": f"must be a JSON object ({tp.__name__})"}])
     hints = typing.get_type_hints(tp)

@@ -16,7 +16,6 @@ Polars, DuckDB and PyArrow are never imported here unless the value already is o
 from __future__ import annotations
 
 import base64
-import dataclasses
 import enum
 import io
 import json
@@ -68,7 +67,9 @@ def _default(obj: Any) -> Any:
         return sorted(obj, key=repr) if not all(isinstance(x, str) for x in obj) else sorted(obj)
     if isinstance(obj, bytes | bytearray | memoryview):
         return base64.b64encode(bytes(obj)).decode("ascii")
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if hasattr(obj, "__dataclass_fields__") and not isinstance(obj, type):  # a dataclass instance
+        import dataclasses
+
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     dump = getattr(obj, "model_dump", None)
     if callable(dump):  # pydantic

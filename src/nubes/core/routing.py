@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -100,29 +99,35 @@ class PathTemplate:
         return _PARAM.sub(lambda m: "{" + m.group(1).partition(":")[0] + "}", self.template)
 
 
-@dataclass
 class Route:
-    """A registered handler: its path template, methods and bindable parameters."""
+    """A registered handler: its path template, methods and bindable parameters.
 
-    path: str
-    methods: frozenset[str]
-    handler: Callable[..., Any]
-    params: list[Param]
-    template: PathTemplate
-    name: str
-    summary: str | None = None
-    description: str | None = None
-    tags: tuple[str, ...] = ()
-    internal: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
+    ``query_format`` says whether ``?format=`` picks a table encoding (not when the handler has a
+    ``format`` query parameter of its own).
+    """
 
-    @property
-    def query_format(self) -> bool:
-        """Whether ``?format=`` picks a table encoding (not when the handler has its own ``format``)."""
-        flag = self.__dict__.get("_query_format")
-        if flag is None:
-            flag = self.__dict__["_query_format"] = not any(p.name == "format" and p.source == "query" for p in self.params)
-        return flag
+    def __init__(
+        self,
+        *,
+        path: str,
+        methods: frozenset[str],
+        handler: Callable[..., Any],
+        params: list[Param],
+        template: PathTemplate,
+        name: str,
+        summary: str | None = None,
+        description: str | None = None,
+        tags: tuple[str, ...] = (),
+        internal: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.path, self.methods, self.handler, self.params = path, methods, handler, params
+        self.template, self.name, self.summary, self.description = template, name, summary, description
+        self.tags, self.internal, self.options = tags, internal, options if options is not None else {}
+        self.query_format = not any(p.name == "format" and p.source == "query" for p in params)
+
+    def __repr__(self) -> str:
+        return f"<Route {','.join(sorted(self.methods))} {self.path} -> {self.name}>"
 
 
 class Router:
