@@ -1,0 +1,1 @@
+"""The cloud-neutral core: app, routing, binding, Request/Response, Context, encoding, errors, logs, catalog, analytics, checks, lineage, metering. Imports no cloud SDK; heavy libraries load on first use."""

@@ -1,0 +1,1 @@
+"""Packaging and deployment per cloud (plan, then apply). Not built yet: no issue has asked for it."""
