@@ -1067,7 +1067,9 @@ try:  # DuckDB's own Polars-expression-to-SQL translation; without it filters ru
 except ImportError:  # pragma: no cover - depends on the DuckDB version
     _PUSHDOWN = False
 
-_STREAMING = True  # the Polars IO source yields DuckDB's record batches as they come (False: materialize first)
+_STREAMING = False  # True: yield DuckDB's record batches as they come. Off: a scan Polars stopped reading early
+# could abort the process at exit ("FATAL: exception not rethrown", seen in CI), so results are
+# materialized first (more memory, never a crash).
 _OPEN_STREAMS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
