@@ -7,9 +7,6 @@ tests are skipped with that instruction. The store is configured only through th
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -46,24 +43,3 @@ class TestAzureContract(ObjectStoreContract):
     @pytest.fixture
     def outage(self, azurite: Azurite) -> Callable[[], AbstractContextManager[None]]:
         return azurite.outage
-
-
-def test_missing_sdk_names_the_extra() -> None:
-    """Without azure-storage-blob, opening az:// raises BackendMissing naming nubes[azure]."""
-    code = textwrap.dedent(
-        """
-        import sys
-        sys.modules["azure.storage.blob"] = None
-        import nubes.storage
-        from nubes.errors import BackendMissing
-        try:
-            nubes.storage.open("az://some-container/prefix")
-        except BackendMissing as exc:
-            print("BackendMissing:", exc)
-        else:
-            print("no error")
-        """
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.startswith("BackendMissing:"), out.stdout + out.stderr
-    assert "pip install 'nubes[azure]'" in out.stdout

@@ -6,8 +6,6 @@ AWS_DEFAULT_REGION), set for this module and restored afterwards (``MotoServer.e
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -15,7 +13,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 import nubes.storage
-from nubes.core.errors import BackendMissing, NotFound
+from nubes.core.errors import NotFound
 from nubes.storage import ObjectStore
 from nubes.testing.servers.moto import MotoServer
 from nubes.testing.storage_contract import ObjectStoreContract
@@ -60,25 +58,3 @@ def test_missing_bucket_is_not_found_naming_the_bucket(moto: MotoServer) -> None
     for call in (lambda: store.get("k"), lambda: store.head("k"), lambda: list(store.list()), lambda: store.put("k", b"x")):
         with pytest.raises(NotFound, match="nubes-no-such-bucket"):
             call()
-
-
-def test_missing_boto3_is_backend_missing_naming_the_extra() -> None:
-    code = (
-        "import sys; sys.modules['boto3'] = None\n"
-        "import nubes.storage\n"
-        "from nubes.core.errors import BackendMissing\n"
-        "try:\n"
-        "    nubes.storage.open('s3://bucket/prefix')\n"
-        "except BackendMissing as exc:\n"
-        "    print('MISSING', exc)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert "MISSING" in out.stdout, out.stderr
-    assert "pip install 'nubes[aws]'" in out.stdout
-    assert issubclass(BackendMissing, ImportError)
-
-
-def test_importing_nubes_does_not_import_boto3() -> None:
-    code = "import sys, nubes, nubes.storage, nubes.testing.servers.moto; print('boto3' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert out.stdout.strip() == "False", out.stderr
