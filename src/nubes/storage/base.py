@@ -341,16 +341,24 @@ class BaseStore:
 
 
 class RangeReader(io.RawIOBase):
-    """A seekable read-only raw file over one object, fetching only the ranges asked for."""
+    """A seekable read-only raw file over one object, fetching only the ranges asked for.
+
+    Every ``read(n)`` is one range request of at most ``n`` bytes (:meth:`_fetch`); subclasses
+    change where ranges come from by overriding :meth:`_fetch` (the analytics bridge does).
+    """
 
     block_size = 256 * 1024
 
-    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
+    def __init__(self, store: ObjectStore | None, key: str, size: int, *, name: str | None = None) -> None:
+        super().__init__()
         self._store = store
         self._key = key
         self._size = size
         self._pos = 0
-        self.name = store.url(key)
+        self.name = name if name is not None else store.url(key)  # type: ignore[union-attr]
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        return self._store.get_range(self._key, start, end)  # type: ignore[union-attr]
 
     def readable(self) -> bool:
         return True
@@ -368,22 +376,22 @@ class RangeReader(io.RawIOBase):
         self._pos = base + offset
         return self._pos
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._pos >= self._size or not len(view):
-            return 0
-        end = min(self._pos + len(view), self._size)
-        data = self._store.get_range(self._key, self._pos, end)
-        view[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-    def readall(self) -> bytes:
-        if self._pos >= self._size:
+    def read(self, size: int | None = -1) -> bytes:
+        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
+        if end <= self._pos:
             return b""
-        data = self._store.get_range(self._key, self._pos, None)
+        data = self._fetch(self._pos, end)
         self._pos += len(data)
         return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
     @property
     def size(self) -> int:

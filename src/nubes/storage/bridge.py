@@ -48,7 +48,7 @@ import polars as pl
 from fsspec import AbstractFileSystem
 
 from nubes.core.errors import ConfigError, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import CURRENT_IO, IOStats, ObjectInfo, ObjectStore, check_key
+from nubes.storage.base import CURRENT_IO, IOStats, ObjectInfo, ObjectStore, RangeReader, check_key
 
 PROTOCOL = "nubes"
 Format = Literal["parquet", "csv", "ndjson"]
@@ -359,58 +359,23 @@ class _Core:
         self.ranges.forget(alias, key)
 
 
-class _ObjectFile(io.RawIOBase):
+class _ObjectFile(RangeReader):
     """A read-only seekable file over one object version: every ``read(n)`` is one exact range request
-    (no read-ahead: DuckDB already asks for whole column chunks / large CSV buffers)."""
+    (no read-ahead: DuckDB already asks for whole column chunks / large CSV buffers), through the
+    bridge's counted, cached ranges; a storage error is noted so the DuckDB boundary can re-raise it."""
 
     def __init__(self, core: _Core, alias: str, info: ObjectInfo) -> None:
-        super().__init__()
+        super().__init__(None, info.key, info.size, name=f"{PROTOCOL}://{core.host(alias)}/{info.key}")
         self._core = core
         self._alias = alias
         self._info = info
-        self._pos = 0
-        self.name = f"{PROTOCOL}://{core.host(alias)}/{info.key}"
 
-    @property
-    def size(self) -> int:
-        return self._info.size
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._info.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = self._info.size if size is None or size < 0 else min(self._info.size, self._pos + size)
-        if end <= self._pos:
-            return b""
+    def _fetch(self, start: int, end: int) -> bytes:
         try:
-            data = self._core.get_range(self._alias, self._info, self._pos, end)
+            return self._core.get_range(self._alias, self._info, start, end)
         except StorageError as exc:
             self._core.note(exc)
             raise
-        self._pos += len(data)
-        return data
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
 
 
 class NubesFileSystem(AbstractFileSystem):
