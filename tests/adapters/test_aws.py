@@ -7,7 +7,6 @@ event (its ASGI scope), for REST, HTTP API and ALB.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import io
@@ -17,7 +16,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-from mangum import Mangum
+
+from tests.adapters.mangum_probe import mangum_scope
 
 import nubes
 from nubes.adapters.aws import handler, sources
@@ -65,21 +65,6 @@ def call(event: dict[str, Any], app: nubes.App = probe, **kw: Any) -> dict[str, 
 
 
 # -- Mangum on the same event --------------------------------------------------------------------
-def mangum_scope(event: dict[str, Any], base_path: str = "/") -> dict[str, Any]:
-    captured: dict[str, Any] = {}
-
-    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        captured.update(scope)
-        message = await receive()
-        captured["body"] = message.get("body", b"")
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    asyncio.set_event_loop(asyncio.new_event_loop())
-    Mangum(asgi, lifespan="off", api_gateway_base_path=base_path)(copy.deepcopy(event), LambdaContext())
-    return captured
-
-
 def assert_same_as_mangum(seen_by_nubes: dict[str, Any], scope: dict[str, Any]) -> None:
     assert seen_by_nubes["method"] == scope["method"]
     assert seen_by_nubes["path"] == scope["path"]

@@ -28,7 +28,6 @@ event (ASGI scope) for every request case, in each event format Mangum reads.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import json
@@ -39,6 +38,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import pytest
+
+from tests.adapters.mangum_probe import mangum_scope
 
 import nubes
 from nubes import Request, Response
@@ -643,28 +644,6 @@ MANGUM_FORMATS = {
     "aws-alb-multi": ("alb", Alb(), {"multi_value": True}),
     "aws-url": ("function_url", FunctionUrl(), {}),
 }
-
-
-def mangum_scope(event: dict[str, Any]) -> dict[str, Any]:
-    from mangum import Mangum
-
-    captured: dict[str, Any] = {}
-
-    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        captured.update(scope)
-        message = await receive()
-        captured["body"] = message.get("body", b"")
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        Mangum(asgi, lifespan="off")(copy.deepcopy(event), aws_events.LambdaContext())
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
-    return captured
 
 
 MANGUM_DIFFERENCES: dict[tuple[str, str], str] = {}
