@@ -66,7 +66,7 @@ def aws_cases() -> list[Case]:
     from mangum import Mangum
 
     from nubes.adapters.aws import handler
-    from nubes.testing.events.aws import (
+    from nubes.adapters.aws.builders import (
         LambdaContext,
         alb_event,
         http_api_event,
@@ -118,8 +118,8 @@ def gcp_cases() -> list[Case]:
 
     import flask
 
-    from nubes.adapters.gcp import http_function
-    from nubes.testing.events.gcp import to_flask_request
+    from nubes.adapters.gcp.functions import http_function
+    from nubes.adapters.gcp.builders import to_flask_request
 
     def plain(request: flask.Request) -> flask.Response:
         _ = (request.path, request.args, dict(request.headers), request.get_data())
@@ -146,8 +146,8 @@ def azure_cases() -> list[Case]:
     import azure.functions as func
     from azure.functions.http import HttpResponseConverter
 
-    from nubes.adapters.azure import HTTP_FUNCTION, function_app
-    from nubes.testing.events.azure import invocation_context, to_http_request
+    from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app
+    from nubes.adapters.azure.builders import invocation_context, to_http_request
 
     def plain(req: func.HttpRequest) -> func.HttpResponse:
         _ = (req.url, req.params, dict(req.headers), req.get_body())

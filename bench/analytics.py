@@ -74,7 +74,7 @@ import duckdb
 import polars as pl
 
 import nubes
-from nubes.core import lineage
+from nubes.data import lineage
 from nubes.core.logs import JsonFormatter
 from nubes.testing import Client
 
@@ -616,16 +616,16 @@ def profile_invocation(app: nubes.App, route: str, params: dict[str, Any], top: 
     import importlib
 
     steps = [  # (module, attribute path, label); missing ones (the code moved) are skipped
-        ("nubes.storage.bridge", "_new_connection", "new DuckDB connection (bridge.py _new_connection)"),
-        ("nubes.core.sqlparse", "shape", "parse the query for dataset names (sqlparse.py shape)"),
-        ("nubes.core.analytics", "Session.view", "resolve + CREATE VIEW, binds read_parquet (analytics.py Session.view)"),
-        ("nubes.storage.bridge", "Bridge.scan", "ctx.table: bind + schema (bridge.py Bridge.scan)"),
-        ("nubes.storage.bridge", "Bridge.query", "Polars IO source: DuckDB query -> DataFrame (bridge.py Bridge.query)"),
+        ("nubes.data.bridge", "_new_connection", "new DuckDB connection (bridge.py _new_connection)"),
+        ("nubes.data.sqlparse", "shape", "parse the query for dataset names (sqlparse.py shape)"),
+        ("nubes.data.session", "Session.view", "resolve + CREATE VIEW, binds read_parquet (analytics.py Session.view)"),
+        ("nubes.data.bridge", "Bridge.scan", "ctx.table: bind + schema (bridge.py Bridge.scan)"),
+        ("nubes.data.bridge", "Bridge.query", "Polars IO source: DuckDB query -> DataFrame (bridge.py Bridge.query)"),
         ("nubes.core.encoding", "encode", "encode the answer, runs the lazy query (encoding.py encode)"),
-        ("nubes.storage.bridge", "_Core.get_range", "  storage range reads, summed over DuckDB's threads (bridge.py _Core.get_range)"),
-        ("nubes.storage.bridge", "_Core.head", "  storage HEADs, summed over threads (bridge.py _Core.head)"),
-        ("nubes.core.lineage", "record", "lineage record (lineage.py record)"),
-        ("nubes.storage.bridge", "Bridge.close", "close the DuckDB connection (bridge.py Bridge.close)"),
+        ("nubes.data.bridge", "_Core.get_range", "  storage range reads, summed over DuckDB's threads (bridge.py _Core.get_range)"),
+        ("nubes.data.bridge", "_Core.head", "  storage HEADs, summed over threads (bridge.py _Core.head)"),
+        ("nubes.data.lineage", "record", "lineage record (lineage.py record)"),
+        ("nubes.data.bridge", "Bridge.close", "close the DuckDB connection (bridge.py Bridge.close)"),
     ]
     client = Client(app)
     client.get(route, params=params)  # warm

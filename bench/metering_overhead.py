@@ -26,7 +26,7 @@ os.environ["NUBES_LOG_LEVEL"] = "off"
 
 import nubes  # noqa: E402
 from nubes.core.events import Platform  # noqa: E402
-from nubes.core.metering import flush  # noqa: E402
+from nubes.metering import flush  # noqa: E402
 from nubes.core.request import Request  # noqa: E402
 
 AWS = Platform("aws", function_name="bench", memory_mb=512, region="us-east-1", emulated=True)

@@ -14,7 +14,7 @@ Importing nubes loads no data library and no cloud SDK.
 from nubes import errors
 from nubes.core.app import App
 from nubes.core.context import Context
-from nubes.core.errors import HTTPError, NubesError
+from nubes.errors import HTTPError, NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
 

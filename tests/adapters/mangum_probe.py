@@ -6,7 +6,7 @@ import asyncio
 import copy
 from typing import Any
 
-from nubes.testing.events.aws import LambdaContext
+from nubes.adapters.aws.builders import LambdaContext
 
 
 def mangum_scope(event: dict[str, Any], base_path: str = "/") -> dict[str, Any]:

@@ -22,7 +22,7 @@ from tests.adapters.mangum_probe import mangum_scope
 import nubes
 from nubes.adapters.aws import handler, sources
 from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
-from nubes.testing.events.aws import LambdaContext
+from nubes.adapters.aws.builders import LambdaContext
 
 DATA = Path(__file__).parent.parent / "data" / "aws"
 

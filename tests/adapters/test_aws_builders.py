@@ -1,4 +1,4 @@
-"""``nubes.testing.events.aws``: builders produce payloads shaped like the sam renders, and a request
+"""``nubes.adapters.aws.builders``: builders produce payloads shaped like the sam renders, and a request
 sent through builder -> ``handler(app)`` -> ``to_response`` gets what ``App.handle`` answers."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 import nubes
 from nubes.adapters.aws import handler
-from nubes.testing.events import aws as ev
+from nubes.adapters.aws import builders as ev
 
 DATA = Path(__file__).parent.parent / "data" / "aws"
 

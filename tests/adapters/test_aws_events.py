@@ -15,7 +15,7 @@ import nubes
 from nubes.adapters.aws import handler
 from nubes.adapters.aws.context import reset_cold_start
 from nubes.errors import ConfigError, NoHandler, UnknownEvent
-from nubes.testing.events.aws import (
+from nubes.adapters.aws.builders import (
     LambdaContext,
     s3_put_event,
     schedule_event,
@@ -199,7 +199,7 @@ def test_context_feeds_request_id_deadline_and_platform(rec: Recorder) -> None:
 
 
 def test_context_on_http_reaches_the_response_header() -> None:
-    from nubes.testing.events.aws import http_api_event
+    from nubes.adapters.aws.builders import http_api_event
 
     app = nubes.App("ctx", openapi=False)
 

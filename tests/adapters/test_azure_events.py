@@ -12,10 +12,10 @@ import azure.functions as func
 import pytest
 
 import nubes
-from nubes.adapters.azure import HTTP_FUNCTION, function_app, write_project
-from nubes.core.errors import ConfigError, UnknownEvent
+from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app, write_project
+from nubes.errors import ConfigError, UnknownEvent
 from nubes.core.events import Message, ObjectCreated, Scheduled
-from nubes.testing.events.azure import blob_input_stream, invocation_context, queue_message, timer_request
+from nubes.adapters.azure.builders import blob_input_stream, invocation_context, queue_message, timer_request
 from tests.adapters.test_azure_support import EVENTS_APP, Indexed, assert_worker_loads, fresh
 
 

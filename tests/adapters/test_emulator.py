@@ -239,7 +239,7 @@ def test_overrun_in_process_gets_the_providers_answer(emu_app: nubes.App, provid
 
 
 def test_bad_settings_are_config_errors(emu_app: nubes.App) -> None:
-    from nubes.core.errors import ConfigError
+    from nubes.errors import ConfigError
 
     for kw in ({"timeout": 901}, {"memory": 64}, {"aws_event": "sns"}):
         with pytest.raises(ConfigError):

@@ -15,9 +15,9 @@ from cloudevents.http import CloudEvent
 from werkzeug.test import Client as WerkzeugClient
 
 import nubes
-from nubes.adapters import gcp
+from nubes.adapters.gcp import functions as gcp
 from nubes.errors import UnknownEvent
-from nubes.testing.events.gcp import pubsub_event, scheduler_event, storage_finalized_event
+from nubes.adapters.gcp.builders import pubsub_event, scheduler_event, storage_finalized_event
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 WHEN = datetime(2026, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)

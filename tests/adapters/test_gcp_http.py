@@ -15,8 +15,8 @@ import pytest
 from werkzeug.test import Client as WerkzeugClient
 
 import nubes
-from nubes.adapters import gcp
-from nubes.testing.events.gcp import from_flask_response, scheduler_request, to_flask_request
+from nubes.adapters.gcp import functions as gcp
+from nubes.adapters.gcp.builders import from_flask_response, scheduler_request, to_flask_request
 
 APPS = Path(__file__).resolve().parents[1] / "apps"
 FF_ENV = ("FUNCTION_TARGET", "FUNCTION_SIGNATURE_TYPE", "K_SERVICE", "FUNCTION_MEMORY_MB", "FUNCTION_REGION",

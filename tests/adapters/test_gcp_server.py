@@ -25,7 +25,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
-from nubes.testing.events.gcp import pubsub_event, scheduler_event, storage_finalized_event
+from nubes.adapters.gcp.builders import pubsub_event, scheduler_event, storage_finalized_event
 from nubes.testing.servers import free_port, port_open, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

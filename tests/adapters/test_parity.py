@@ -5,7 +5,7 @@ Each request case (a :class:`nubes.Request`) is replayed through
 * ``local``: the in-process :class:`nubes.testing.Client` (``App.handle`` for the cases the
   Client cannot express: it takes headers as a plain mapping, so no repeated header names);
 * ``aws-v1``, ``aws-v2``, ``aws-alb``, ``aws-alb-multi``, ``aws-url``: the provider payload made
-  by :mod:`nubes.testing.events.aws`, ``nubes.adapters.aws.handler(app)``, and the proxy result
+  by :mod:`nubes.adapters.aws.builders`, ``nubes.adapters.aws.handler(app)``, and the proxy result
   decoded by ``to_response`` the way the front end would;
 * ``gcp``: ``to_flask_request``, ``http_function(app)``, ``from_flask_response``;
 * ``gcp-framework``: the same target served by ``functions_framework.create_app`` (its Flask app,
@@ -47,7 +47,7 @@ from nubes.adapters.aws import handler as aws_handler
 from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
 from nubes.core.loader import load_app
 from nubes.testing import Client
-from nubes.testing.events import aws as aws_events
+from nubes.adapters.aws import builders as aws_events
 
 APP_FILE = Path(__file__).resolve().parent.parent / "apps" / "parity_app.py"
 PATHS = ("local", "aws-v1", "aws-v2", "aws-alb", "aws-alb-multi", "aws-url", "gcp", "gcp-framework", "azure")
@@ -200,8 +200,8 @@ def _run_aws(fmt: str, **kw: Any) -> Callable[[Request], Response]:
 
 
 def run_gcp(request: Request) -> Response:
-    from nubes.adapters.gcp import http_function
-    from nubes.testing.events.gcp import from_flask_response, to_flask_request
+    from nubes.adapters.gcp.functions import http_function
+    from nubes.adapters.gcp.builders import from_flask_response, to_flask_request
 
     return from_flask_response(http_function(app())(to_flask_request(request)))
 
@@ -218,14 +218,14 @@ def run_gcp_framework(request: Request) -> Response:
 
     import functions_framework
 
-    from nubes.testing.events.gcp import from_flask_response
+    from nubes.adapters.gcp.builders import from_flask_response
 
     if _FRAMEWORK is None:
         folder = tempfile.mkdtemp(prefix="nubes-parity-")
         atexit.register(shutil.rmtree, folder, True)
         source = Path(folder) / "main.py"
         source.write_text(
-            "from nubes.adapters.gcp import http_function\n"
+            "from nubes.adapters.gcp.functions import http_function\n"
             "from nubes.core.loader import load_app\n"
             f"main = http_function(load_app({str(APP_FILE) + ':app'!r}))\n"
         )
@@ -248,8 +248,8 @@ def run_gcp_framework(request: Request) -> Response:
 
 def run_azure(request: Request) -> Response:
     global _AZURE
-    from nubes.adapters.azure import HTTP_FUNCTION, function_app
-    from nubes.testing.events.azure import (
+    from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app
+    from nubes.adapters.azure.builders import (
         from_http_response,
         invocation_context,
         to_http_request,

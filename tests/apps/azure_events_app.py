@@ -7,7 +7,7 @@ from typing import Any
 import nubes
 from nubes import Context, Response
 from nubes.core.events import Message, ObjectCreated, Scheduled
-from nubes.core.metering import configure
+from nubes.metering import configure
 
 app = nubes.App("azure-events", storage="az://home-data/base")
 # The tests call its functions directly, with no Azurite behind the home store: keep costs in headers

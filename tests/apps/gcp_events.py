@@ -16,7 +16,7 @@ from typing import Any
 
 import nubes
 from nubes import Context, Message, ObjectCreated, Scheduled
-from nubes.adapters.gcp import cloud_event_function, http_function
+from nubes.adapters.gcp.functions import cloud_event_function, http_function
 
 app = nubes.App("gcp-events", openapi=False)
 _lock = threading.Lock()

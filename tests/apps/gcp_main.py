@@ -2,6 +2,6 @@
 
 from contract_app import app
 
-from nubes.adapters.gcp import http_function
+from nubes.adapters.gcp.functions import http_function
 
 main = http_function(app)

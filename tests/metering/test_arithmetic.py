@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nubes.core.errors import ConfigError
-from nubes.core.metering.compute import Usage, gcf_tier, price
-from nubes.core.metering.prices import DEFAULTS, PriceBook
+from nubes.errors import ConfigError
+from nubes.metering.compute import Usage, gcf_tier, price
+from nubes.metering.prices import DEFAULTS, PriceBook
 
 REL = 1e-9
 

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 import nubes
 from nubes.cli.main import cli
 from nubes.core.events import Platform
-from nubes.core.metering import configure, flush
-from nubes.core.metering.bills import bill
-from nubes.core.metering.compute import Usage, price
+from nubes.metering import configure, flush
+from nubes.metering.bills import bill
+from nubes.metering.compute import Usage, price
 from nubes.core.request import Request
 from nubes.testing import Client
 from tests.metering.conftest import METERING_APP
@@ -34,7 +34,7 @@ def traffic(app: nubes.App) -> list[dict[str, Any]]:
     app.handle(Request("GET", "/ping", headers=[("x-tenant", "initech")]), platform=GCP)
     app.handle(Request("GET", "/sleep", query=[("ms", "5")]), platform=AZURE)
     assert flush(app)
-    from nubes.core.metering.ledger import records
+    from nubes.metering.ledger import records
 
     return list(records(app.storage))
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 import nubes
-from nubes.core.errors import StorageUnavailable
+from nubes.errors import StorageUnavailable
 from nubes.core.events import Platform
-from nubes.core.metering import configure, flush, meter_of
-from nubes.core.metering.ledger import PREFIX, Ledger, records
+from nubes.metering import configure, flush, meter_of
+from nubes.metering.ledger import PREFIX, Ledger, records
 from nubes.core.request import Request
 from nubes.storage.memory import MemoryStore
 
@@ -136,7 +136,7 @@ def test_a_full_buffer_drops_oldest_with_an_error_log(caplog: pytest.LogCaptureF
 
 
 def test_one_object_per_day_and_duckdb_reads_it_through_the_bridge() -> None:
-    from nubes.storage.bridge import Bridge
+    from nubes.data.bridge import Bridge
 
     store = MemoryStore("ledger-days")
     ledger = Ledger(lambda: store, nubes.App("x").log, background=False)

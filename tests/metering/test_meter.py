@@ -14,8 +14,8 @@ import pytest
 
 import nubes
 from nubes.core.loader import load_app
-from nubes.core.metering import configure, flush, meter_of
-from nubes.core.metering.ledger import records
+from nubes.metering import configure, flush, meter_of
+from nubes.metering.ledger import records
 from nubes.testing import Client
 from tests.metering.conftest import METERING_APP, header
 
@@ -154,7 +154,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "aws"
 
 def test_aws_lambda_handler_with_a_real_event(app: nubes.App) -> None:
     from nubes.adapters.aws import handler
-    from nubes.testing.events.aws import LambdaContext
+    from nubes.adapters.aws.builders import LambdaContext
 
     event = json.loads((DATA / "http_sam.json").read_text())
     event["rawPath"] = "/ping"
@@ -180,7 +180,7 @@ def test_gcp_http_function(app: nubes.App, tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("FUNCTION_MEMORY_MB", "1024")
     source = tmp_path / "main.py"
     source.write_text(
-        "from nubes.core.loader import load_app\nfrom nubes.adapters.gcp import http_function\n"
+        "from nubes.core.loader import load_app\nfrom nubes.adapters.gcp.functions import http_function\n"
         f"main = http_function(load_app({str(METERING_APP) + ':app'!r}))\n"
     )
     client = functions_framework.create_app("main", str(source), "http").test_client()
@@ -195,9 +195,9 @@ def test_gcp_http_function(app: nubes.App, tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_azure_function_app(app: nubes.App, monkeypatch: pytest.MonkeyPatch) -> None:
-    from nubes.adapters.azure import HTTP_FUNCTION, function_app
+    from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app
     from nubes.core.request import Request
-    from nubes.testing.events.azure import invocation_context, to_http_request
+    from nubes.adapters.azure.builders import invocation_context, to_http_request
 
     monkeypatch.setenv("NUBES_MEMORY_MB", "384")
     functions = {f.get_function_name(): f for f in function_app(app).get_functions()}
@@ -234,12 +234,12 @@ def test_emulator_headers_and_ledger_match_published_prices(app: nubes.App, prov
 
 
 def test_metering_is_in_app_hooks_by_default() -> None:
-    from nubes.core.metering.meter import Meter
+    from nubes.metering.meter import Meter
 
     app = nubes.App("hooks")
     assert any(isinstance(h, Meter) for h in app.hooks)
     assert meter_of(app) is app.hooks[0]
-    assert "nubes.core.metering.bills" not in sys.modules or True  # bills load only when used
+    assert "nubes.metering.bills" not in sys.modules or True  # bills load only when used
 
 
 def test_in_process_emulation_prices_the_configured_memory_on_every_provider() -> None:

@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 import nubes
 from nubes.cli.main import cli
-from nubes.core.metering import configure, flush
-from nubes.core.metering.bills import bill
-from nubes.core.metering.ledger import PREFIX, records
-from nubes.core.metering.quote import quote
+from nubes.metering import configure, flush
+from nubes.metering.bills import bill
+from nubes.metering.ledger import PREFIX, records
+from nubes.metering.quote import quote
 from nubes.testing import Client
 from tests.metering.conftest import METERING_APP
 

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 import nubes.storage
-from nubes.core.errors import NotFound
+from nubes.errors import NotFound
 from nubes.storage import ObjectStore
 from nubes.testing.servers.gcs import GCSEmulator
 from nubes.testing.storage_contract import ObjectStoreContract

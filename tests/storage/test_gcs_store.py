@@ -27,7 +27,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import storage
 
 import nubes.storage
-from nubes.core.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageUnavailable
+from nubes.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageUnavailable
 from nubes.storage.gcs import GCSStore
 from nubes.testing.servers import free_port, port_open
 from nubes.testing.servers.gcs import GCSEmulator
@@ -385,7 +385,7 @@ def test_no_credentials_is_a_config_error(tmp_path: Any) -> None:
     )
     code = (
         "import nubes.storage\n"
-        "from nubes.core.errors import ConfigError\n"
+        "from nubes.errors import ConfigError\n"
         "try:\n"
         "    nubes.storage.open('gs://bucket/prefix')\n"
         "except ConfigError as exc:\n"

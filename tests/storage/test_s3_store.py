@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 import nubes.storage
-from nubes.core.errors import (
+from nubes.errors import (
     AccessDenied,
     ConfigError,
     NotFound,

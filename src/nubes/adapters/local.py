@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nubes.core.app import App, problem_response
-from nubes.core.errors import HTTPError
+from nubes.errors import HTTPError
 from nubes.core.request import Request
 from nubes.core.response import Response
 

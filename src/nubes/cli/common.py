@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 
 from nubes.core.app import App
-from nubes.core.errors import NubesError
+from nubes.errors import NubesError
 
 cli = typer.Typer(
     name="nubes",

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nubes.cli.common import request_parts, METHODS, AppArg, cli, fail, load
-from nubes.core.errors import NubesError
+from nubes.errors import NubesError
 
 
 def _console() -> Console:
@@ -36,7 +36,7 @@ def costs(
     """The app's bill from its cost ledger, grouped; --what-if compares the clouds on the same traffic."""
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
-    from nubes.core.metering.bills import bill
+    from nubes.metering.bills import bill
 
     application = load(app)
     try:
@@ -107,7 +107,7 @@ def quote(
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
     verb, pairs, headers, body = request_parts(method, path, query, header, data)
-    from nubes.core.metering.quote import quote as make_quote
+    from nubes.metering.quote import quote as make_quote
 
     application = load(app)
     try:
@@ -137,12 +137,12 @@ def prices(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
 ) -> None:
     """The price figures metering uses, each with its unit, source and date."""
-    from nubes.core.metering.prices import PriceBook
+    from nubes.metering.prices import PriceBook
 
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
     if app is not None:
-        from nubes.core.metering import meter_of
+        from nubes.metering import meter_of
 
         book = meter_of(load(app)).book
     else:

@@ -22,7 +22,7 @@ def catalog(
     """List the app's datasets: location, schema, size, rows (where cheap), owner and check status."""
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
-    from nubes.core.catalog_report import describe_catalog
+    from nubes.data.catalog_report import describe_catalog
 
     application = load(app)
     entries = describe_catalog(application, run_checks=checks)
@@ -48,7 +48,7 @@ def check(
     """Run the datasets' quality checks; exit 1 if an error-severity check fails."""
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
-    from nubes.core.catalog_report import describe_catalog
+    from nubes.data.catalog_report import describe_catalog
 
     application = load(app)
     if dataset is not None and dataset not in application.catalog:
@@ -88,7 +88,7 @@ def lineage(
     """Show what invocations read and wrote (dataset, objects, etags, bytes), newest first."""
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
-    from nubes.core import lineage as lineage_store
+    from nubes.data import lineage as lineage_store
 
     application = load(app)
     entries = list(lineage_store.history(application.storage, dataset, limit=limit))

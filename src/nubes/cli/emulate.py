@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from nubes.cli.common import AppArg, cli, err, fail, load
-from nubes.core.errors import NubesError
+from nubes.errors import NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
 

@@ -79,7 +79,7 @@ def show(
     format: FormatOpt = "table",
 ) -> None:
     """A model's versions (metrics, parameters, aliases), or one version's full metadata."""
-    from nubes.core.errors import NubesError
+    from nubes.errors import NubesError
 
     _check_format(format)
     _, registry = _registry(ctx)
@@ -115,7 +115,7 @@ def promote(
     alias: Annotated[str, typer.Option("--alias", help="the alias to point at it")] = "production",
 ) -> None:
     """Point an alias (default: production) at a version; served from the next request on."""
-    from nubes.core.errors import NubesError
+    from nubes.errors import NubesError
 
     _, registry = _registry(ctx)
     try:

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
-from nubes.core.errors import ConfigError, HTTPError, NoHandler, StorageError
+from nubes.errors import ConfigError, HTTPError, NoHandler, StorageError
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
-from nubes.core.current import CURRENT_IO
+from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
     from nubes.core.events import Event, EventRoute, Platform
@@ -39,7 +39,7 @@ class App:
     ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` under the working directory).
     ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``catalog`` is a ``catalog.yaml`` path
     (default: ``catalog.yaml`` beside the module that creates the app, if it exists).
-    ``sql_endpoint=True`` (or a :class:`~nubes.core.sql_endpoint.SqlEndpoint` with limits, or
+    ``sql_endpoint=True`` (or a :class:`~nubes.data.sql_endpoint.SqlEndpoint` with limits, or
     ``NUBES_SQL_ENDPOINT=1`` in the environment) adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
     ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
     ``models=False`` removes the built-in model routes (``/_nubes/models``, see :mod:`nubes.ml.serving`).
@@ -78,16 +78,16 @@ class App:
             yaml_path = Path(caller).resolve().parent / "catalog.yaml" if caller else None
         else:
             yaml_path = Path(catalog)
-        from nubes.core.catalog import Catalog
+        from nubes.data.catalog import Catalog
 
         self.catalog = Catalog(yaml_path)
         self._stores: dict[str, ObjectStore] = {}
-        from nubes.core.analytics import CheckCache
+        from nubes.data.session import CheckCache
 
         self.check_cache = CheckCache()
-        from nubes.core.metering.meter import Meter
+        from nubes.metering.meter import Meter
 
-        self.hooks: list[InvocationHook] = [Meter(self)]  # metering (nubes.core.metering)
+        self.hooks: list[InvocationHook] = [Meter(self)]  # metering (nubes.metering)
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
         self._models: ModelRegistry | None = None
@@ -96,12 +96,12 @@ class App:
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
         self._internal("/_nubes/catalog", ["GET"], _catalog_route, summary="The data catalog")
-        from nubes.core.metering.routes import costs_route, quote_route
+        from nubes.metering.routes import costs_route, quote_route
 
         self._internal("/_nubes/costs", ["GET"], costs_route, summary="Metered costs from the ledger")
         self._internal("/_nubes/quote", ["GET"], quote_route, summary="An invocation's cost on each provider, before it runs")
         if sql_endpoint:
-            from nubes.core.sql_endpoint import sql_route
+            from nubes.data.sql_endpoint import sql_route
 
             self._internal("/_nubes/sql", ["POST"], sql_route, summary="Read-only SQL over the catalog")
         if models:
@@ -303,7 +303,7 @@ class App:
     ) -> Any:
         """Declare a dataset: visible to ``ctx.sql`` as a view named ``name``, to ``ctx.table(name)``,
         listed by ``nubes catalog`` and ``GET /_nubes/catalog``; ``checks`` guard its readers."""
-        from nubes.core.catalog import make_dataset
+        from nubes.data.catalog import make_dataset
 
         return self.catalog.add(
             make_dataset(name, uri, format=format, schema=schema, description=description, owner=owner,
@@ -423,7 +423,7 @@ class App:
                 io.merge(session._bridge.stats)
             entry = session.lineage()
             if entry is not None:
-                from nubes.core import lineage
+                from nubes.data import lineage
 
                 lineage.record(self.storage, {"request_id": ctx.request_id, "app": self.name, "route": ctx.route, **entry})
         except Exception:
@@ -550,7 +550,7 @@ def _openapi_route(ctx: Context) -> dict[str, Any]:
 
 
 def _catalog_route(ctx: Context) -> dict[str, Any]:
-    from nubes.core.catalog_report import describe_catalog
+    from nubes.data.catalog_report import describe_catalog
 
     return {"app": ctx.app.name, "datasets": describe_catalog(ctx.app)}
 

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
-from nubes.core.errors import ConfigError, HTTPError, ValidationError
+from nubes.errors import ConfigError, HTTPError, ValidationError
 from nubes.core.request import Request
 
 

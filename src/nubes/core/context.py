@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     import duckdb
     import polars as pl
 
-    from nubes.core.analytics import Session
+    from nubes.data.session import Session
     from nubes.core.app import App
-    from nubes.core.catalog import Dataset
+    from nubes.data.catalog import Dataset
     from nubes.core.events import Event, Platform
     from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
@@ -81,7 +81,7 @@ class Context:
     def session(self) -> Session:
         """This invocation's analytics session (opened on first use, closed when the invocation ends)."""
         if self._session is None:
-            from nubes.core.analytics import Session
+            from nubes.data.session import Session
 
             self._session = Session(self.app, enforce_checks=self.options.get("checks", True))
         return self._session

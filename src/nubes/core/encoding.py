@@ -26,7 +26,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from nubes.core.errors import HTTPError
+from nubes.errors import HTTPError
 from nubes.core.request import Request
 from nubes.core.response import Response
 
@@ -182,7 +182,7 @@ def negotiate(request: Request, *, query_format: bool) -> str:
     if query_format and "format" in request.query:
         fmt = request.query["format"].strip().lower()
         if fmt not in FORMATS:
-            from nubes.core.errors import ValidationError
+            from nubes.errors import ValidationError
 
             raise ValidationError(
                 [{"name": "format", "in": "query", "detail": "must be one of " + ", ".join(FORMATS)}]

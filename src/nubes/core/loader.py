@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 from nubes.core.app import App
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 
 SPEC_HELP = "APP is path/to/file.py:attr or package.module:attr (attr defaults to 'app')"
 

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from nubes.core.datastructures import Headers, MultiDict, Pairs
-from nubes.core.errors import HTTPError
+from nubes.errors import HTTPError
 
 _UNSET: Any = object()
 

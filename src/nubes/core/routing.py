@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from nubes.core.binding import Param
-from nubes.core.errors import ConfigError, HTTPError
+from nubes.errors import ConfigError, HTTPError
 
 _PARAM = re.compile(r"\{([^{}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl

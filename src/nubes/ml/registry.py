@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import ConfigError, NotFound, PreconditionFailed
+from nubes.errors import ConfigError, NotFound, PreconditionFailed
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -411,14 +411,14 @@ class ModelRegistry:
             raise ConfigError(f"inputs= takes catalog dataset names, URIs or dicts, not {item!r}")
         app = self.app
         if app is not None and item in app.catalog:
-            from nubes.core.catalog import resolve
+            from nubes.data.catalog import resolve
 
             dataset = app.catalog.get(item)
             resolved = resolve(dataset, app.open_store(dataset.store_uri))
             return {"dataset": item, "uri": dataset.uri,
                     "objects": [{"key": o.key, "etag": o.etag, "size": o.size} for o in resolved.objects]}
         if "://" in item:
-            from nubes.core.catalog import split_uri
+            from nubes.data.catalog import split_uri
 
             store_uri, key = split_uri(item)
             if key:

@@ -41,7 +41,7 @@ import zipfile
 from collections.abc import Iterable
 from typing import Any
 
-from nubes.core.errors import ConfigError, NubesError
+from nubes.errors import ConfigError, NubesError
 
 FORMAT = "skops"
 MEDIA_TYPE = "application/vnd.nubes.model+skops"
@@ -142,7 +142,7 @@ def _skops() -> Any:
     try:
         import skops.io as sio
     except ImportError as exc:
-        from nubes.core.errors import BackendMissing
+        from nubes.errors import BackendMissing
 
         raise BackendMissing("the model registry saves models with skops: pip install skops") from exc
     return sio

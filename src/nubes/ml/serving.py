@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import HTTPError
+from nubes.errors import HTTPError
 
 if TYPE_CHECKING:
     from nubes.core.context import Context
@@ -53,7 +53,7 @@ def describe_model(ctx: Context, name: str) -> dict[str, Any]:
 
 
 def predict(ctx: Context, name: str, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
-    from nubes.core.errors import NotFound
+    from nubes.errors import NotFound
     from nubes.ml.serialization import UnsafeModel
 
     _check(name)
@@ -162,7 +162,7 @@ def _count(rows: Any) -> int:
 
 
 def _check(name: str) -> None:
-    from nubes.core.errors import ConfigError
+    from nubes.errors import ConfigError
     from nubes.ml.registry import check_name
 
     try:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from nubes.core.errors import ConfigError, NubesError
+from nubes.errors import ConfigError, NubesError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -40,7 +40,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
 
-from nubes.core.errors import (
+from nubes.errors import (
     AccessDenied,
     BackendMissing,
     ConfigError,

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
-from nubes.core.current import CURRENT_IO
-from nubes.core.errors import (
+from nubes.storage.current import CURRENT_IO
+from nubes.errors import (
     BackendMissing,
     ConfigError,
     InvalidKey,

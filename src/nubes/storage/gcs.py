@@ -33,7 +33,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from nubes.core.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageError
+from nubes.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo
 
 MiB = 1024 * 1024

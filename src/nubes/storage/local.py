@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from nubes.core.errors import AccessDenied, ConfigError, InvalidKey, NotFound, PreconditionFailed, StorageError
+from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo, check_key
 
 INTERNAL = ".nubes-internal"  # reserved folder name for nubes' own files, at any depth

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from nubes.core.errors import ConfigError, NotFound, PreconditionFailed, StorageError
+from nubes.errors import ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo
 
 CHUNK = 1024 * 1024

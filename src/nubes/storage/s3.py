@@ -45,7 +45,7 @@ try:
 except ImportError:  # botocore before flexible checksums by default
     _DEFAULT_CHECKSUM = "CRC32"
 
-from nubes.core.errors import (
+from nubes.errors import (
     AccessDenied,
     ConfigError,
     NotFound,

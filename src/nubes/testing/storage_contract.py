@@ -39,7 +39,7 @@ from typing import Any
 
 import pytest
 
-from nubes.core.errors import InvalidKey, NotFound, PreconditionFailed, StorageError
+from nubes.errors import InvalidKey, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import ObjectInfo, ObjectStore
 
 MB = 1024 * 1024

@@ -19,7 +19,7 @@ from nubes.adapters.aws.context import Invocation, invocation
 from nubes.adapters.aws.events import EventBridgeSchedule, S3ObjectCreated, SqsBatch
 from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
 from nubes.core.app import App
-from nubes.core.errors import ConfigError, UnknownEvent
+from nubes.errors import ConfigError, UnknownEvent
 
 LambdaHandler = Callable[[Any, Any], Any]
 

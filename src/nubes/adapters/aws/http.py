@@ -199,7 +199,7 @@ class HttpSource:
             detail = (f"the response is {_size(result):,} bytes as a {self.name} result, over the {limit:,}-byte limit; "
                       "narrow the query, page the results, or write them to storage and return a reference")
             from nubes.core.app import problem_response
-            from nubes.core.errors import HTTPError
+            from nubes.errors import HTTPError
 
             problem = problem_response(HTTPError(500, detail, title="Response Too Large"), request, inv.request_id)
             problem.headers["x-nubes-request-id"] = inv.request_id

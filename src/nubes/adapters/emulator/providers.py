@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 from nubes.core.request import Request
 from nubes.core.response import Response
 
@@ -50,7 +50,7 @@ FIGURES: dict[str, Figure] = {
     # nubes' emulation defaults for AWS (a console-created function has 3 s / 128 MB; nubes apps
     # with duckdb/polars need more, and 30 s is what an API Gateway front end allows anyway).
     "aws.default_timeout_s": Figure(30, "nubes default (API Gateway HTTP API integration maximum)"),
-    "aws.default_memory_mb": Figure(1024, "nubes default (nubes.testing.events.aws.LambdaContext)"),
+    "aws.default_memory_mb": Figure(1024, "nubes default (nubes.adapters.aws.builders.LambdaContext)"),
     # API Gateway quotas: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html
     # and .../limits.html: HTTP API integration timeout 30 s, REST 29 s (default), payload 10 MB.
     "aws.http_api.timeout_s": Figure(30, "docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html"),
@@ -299,7 +299,7 @@ class Aws(Provider):
         return int(figure("aws.alb.response_bytes" if self.front == "alb" else "aws.payload_bytes"))
 
     def build_event(self, request: Request) -> dict[str, Any]:
-        from nubes.testing.events import aws as events
+        from nubes.adapters.aws import builders as events
 
         if self.front == "rest":
             return events.rest_api_event(request)
@@ -319,7 +319,7 @@ class Aws(Provider):
         return {"op": "aws", "request_id": request_id}, data
 
     def decode(self, meta: Mapping[str, Any], body: bytes) -> tuple[Response, str | None]:
-        from nubes.testing.events.aws import to_response
+        from nubes.adapters.aws.builders import to_response
 
         if not meta.get("ok"):
             return self.answer("function_error"), str(meta.get("error_type") or "Unhandled")

@@ -26,7 +26,7 @@ from nubes.adapters.emulator.providers import Provider, new_request_id
 from nubes.adapters.emulator.providers import provider as make_provider
 from nubes.adapters.emulator.workers import Pool, Worker, WorkerFailed
 from nubes.core.app import App
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -204,7 +204,7 @@ class Emulator:
                        rid: str) -> tuple[dict[str, Any], bytes]:
         name = self.provider.name
         if name == "aws":
-            from nubes.testing.events import aws as ev
+            from nubes.adapters.aws import builders as ev
 
             if kind == "object-created":
                 event = ev.s3_put_event(bucket or self._default_bucket("s3://"), arg, size)
@@ -216,7 +216,7 @@ class Emulator:
         if name == "gcp":
             from cloudevents.conversion import to_structured
 
-            from nubes.testing.events import gcp as ev
+            from nubes.adapters.gcp import builders as ev
 
             if kind == "object-created":
                 ce = ev.storage_finalized_event(bucket or self._default_bucket("gs://"), arg, size)

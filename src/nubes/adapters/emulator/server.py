@@ -10,7 +10,7 @@ from __future__ import annotations
 from nubes.adapters.emulator.runtime import Emulator
 from nubes.adapters.local import NubesHTTPServer, _Handler
 from nubes.core.app import App
-from nubes.core.errors import HTTPError
+from nubes.errors import HTTPError
 from nubes.core.request import Request
 from nubes.core.response import Response
 

@@ -57,7 +57,7 @@ class AwsTarget:
         self.handler = handler(app)
 
     def invoke(self, meta: dict[str, Any], body: bytes) -> Frame:
-        from nubes.testing.events.aws import LambdaContext
+        from nubes.adapters.aws.builders import LambdaContext
 
         context = LambdaContext(self.settings["function_name"], int(self.settings["memory"]),
                                 float(meta.get("remaining", self.settings["timeout"])), meta.get("request_id"))
@@ -71,7 +71,7 @@ class AwsTarget:
 
 _GCP_MAIN = '''"""Written by the nubes emulator: the deployment's main.py."""
 from nubes.adapters.emulator.targets import current_app, current_memory
-from nubes.adapters.gcp import cloud_event_function, http_function
+from nubes.adapters.gcp.functions import cloud_event_function, http_function
 
 main = http_function(current_app(), memory_mb=current_memory())
 on_event = cloud_event_function(current_app(), memory_mb=current_memory())
@@ -120,7 +120,7 @@ class GcpTarget:
 
 class AzureTarget:
     def __init__(self, app: App, settings: dict[str, Any]) -> None:
-        from nubes.adapters.azure import function_app
+        from nubes.adapters.azure.functions import function_app
 
         self.settings = settings
         fa = function_app(app, timeout=float(settings["timeout"]),
@@ -133,7 +133,7 @@ class AzureTarget:
 
     def find(self, kind: str, key: str) -> str | None:
         """The function bound to a blob container / queue / timer schedule, as the host would pick it."""
-        from nubes.adapters.azure import _Names
+        from nubes.adapters.azure.functions import _Names
 
         for name in self.functions:
             trigger = self._trigger(name)
@@ -152,8 +152,8 @@ class AzureTarget:
         return None
 
     def invoke(self, meta: dict[str, Any], body: bytes) -> Frame:
-        from nubes.adapters.azure import HTTP_FUNCTION
-        from nubes.testing.events import azure as ev
+        from nubes.adapters.azure.functions import HTTP_FUNCTION
+        from nubes.adapters.azure import builders as ev
 
         context = ev.invocation_context(meta.get("request_id"))
         try:

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 import nubes
-from nubes.core import lineage
+from nubes.data import lineage
 from nubes.core.loader import load_app
 from nubes.testing import Client
 from nubes.testing.servers.moto import MotoServer
@@ -173,7 +173,7 @@ def test_writes_are_atomic_and_readers_never_see_a_mix(shop: tuple[nubes.App, st
 
 def test_superseded_versions_are_deleted_after_the_grace_period(shop: tuple[nubes.App, str, Path],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from nubes.core import analytics
+    from nubes.data import session as analytics
 
     app, data_uri, _ = shop
     client = Client(app)
@@ -326,7 +326,7 @@ def test_invocations_share_one_database_and_are_metered_apart(tmp_path: Path) ->
     """A warm instance opens one DuckDB database; concurrent invocations each record exactly their own reads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from nubes.core.analytics import app_database
+    from nubes.data.session import app_database
 
     store = nubes.storage.open(f"file://{tmp_path}")
     app = nubes.App("shared", storage=f"mem://shared-{uuid.uuid4().hex}")
@@ -364,7 +364,7 @@ def test_invocations_share_one_database_and_are_metered_apart(tmp_path: Path) ->
 
 
 def test_a_private_session_has_its_own_database(shop: tuple[nubes.App, str, Path]) -> None:
-    from nubes.core.analytics import Session, app_database
+    from nubes.data.session import Session, app_database
 
     app, _, _ = shop
     shared = Session(app)

@@ -9,14 +9,14 @@
     aws_gateway = "rest"           # http (default) | rest | url | none
     [metering.api_keys]            # API key -> tenant (sent as X-Api-Key or Authorization: Bearer)
     "k-123" = "acme"
-    [metering.prices]              # any figure of nubes.core.metering.prices.DEFAULTS
+    [metering.prices]              # any figure of nubes.metering.prices.DEFAULTS
     "aws.lambda.gb_second.x86_64" = 0.0000160000
 
 Environment: ``NUBES_METERING=off`` (no metering at all), ``NUBES_PRICES`` (JSON object, or a path to
 a .json/.toml file of price overrides), ``NUBES_TENANT_HEADER``, ``NUBES_AZURE_PLAN``,
 ``NUBES_AWS_GATEWAY``, ``NUBES_PRICE_LOCAL_AS`` (aws|gcp|azure: how local runs are priced),
 ``NUBES_LEDGER_FLUSH`` (auto|invocation|batch|background|off), ``NUBES_MEMORY_MB`` (memory assumed when
-the platform reports none). In code: ``nubes.core.metering.configure(app, tenant_header=..., prices=...)``.
+the platform reports none). In code: ``nubes.metering.configure(app, tenant_header=..., prices=...)``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 
 FLUSH_MODES = ("auto", "invocation", "batch", "background", "off")
 
@@ -55,7 +55,7 @@ class Settings:
     max_buffer: int = 100_000
 
     def validate(self) -> Settings:
-        from nubes.core.metering.compute import GATEWAYS, PLANS
+        from nubes.metering.compute import GATEWAYS, PLANS
 
         if self.aws_gateway not in GATEWAYS:
             raise ConfigError(f"metering aws_gateway must be one of {GATEWAYS}, not {self.aws_gateway!r}")

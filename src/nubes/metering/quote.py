@@ -16,7 +16,7 @@ Three methods, tried in this order; the answer says which one it used:
   untouched. Checks are not run in the sandbox.
 * ``sizes`` — when the sample run fails: dataset sizes (HEAD/LIST) at a nominal scan rate.
 
-Each estimate is priced with the meter's own arithmetic (:func:`~nubes.core.metering.compute.price`):
+Each estimate is priced with the meter's own arithmetic (:func:`~nubes.metering.compute.price`):
 ``{"estimates": [{"provider", "plan", "low_usd", "expected_usd", "high_usd", "method", ...}], ...}``.
 Memory per provider: ``memory_mb`` if given, else the memory the route ran with on that provider
 (history), else the metering ``memory_mb`` setting, else the provider's default (Lambda 128 MB,
@@ -35,12 +35,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import ConfigError, HTTPError, NotFound
-from nubes.core.metering.compute import PLANS, STORAGE_OPS, Usage, price
+from nubes.errors import ConfigError, HTTPError, NotFound
+from nubes.metering.compute import PLANS, STORAGE_OPS, Usage, price
 
 if TYPE_CHECKING:
     from nubes.core.app import App
-    from nubes.core.catalog import Dataset
+    from nubes.data.catalog import Dataset
     from nubes.core.hooks import Invocation
     from nubes.core.request import Request
     from nubes.storage.base import IOStats, ObjectInfo, ObjectStore
@@ -67,7 +67,7 @@ def quote(
 
     ``method_hint`` forces ``history``, ``sample`` or ``sizes``.
     """
-    from nubes.core.metering import meter_of
+    from nubes.metering import meter_of
     from nubes.core.request import Request
 
     verb = method.upper()
@@ -144,7 +144,7 @@ def quote(
 
 # -- history --------------------------------------------------------------------------------------
 def _from_history(app: App, route: str, method: str, path: str) -> dict[str, Any] | None:
-    from nubes.core.metering.bills import ledger_view
+    from nubes.metering.bills import ledger_view
 
     with ledger_view(app.storage) as con:
         cur = con.execute(
@@ -193,8 +193,8 @@ def _size_ratio(app: App, request_ids: list[str]) -> tuple[float | None, dict[st
     """(current size / size when the history ran) of the datasets the route read, from lineage + HEAD/LIST."""
     import json
 
-    from nubes.core.catalog import resolve
-    from nubes.core.lineage import PREFIX
+    from nubes.data.catalog import resolve
+    from nubes.data.lineage import PREFIX
 
     if not request_ids:
         return None, {}
@@ -243,7 +243,7 @@ def _datasets_of(app: App, route: Any) -> list[Dataset]:
 
 
 def _from_sizes(app: App, route: Any) -> dict[str, Any]:
-    from nubes.core.catalog import resolve
+    from nubes.data.catalog import resolve
 
     total, objects, datasets = 0, 0, {}
     for dataset in _datasets_of(app, route):
@@ -368,7 +368,7 @@ class _SliceCatalog:
 
 class _Sandbox:
     def __init__(self, app: App) -> None:
-        from nubes.core.analytics import CheckCache
+        from nubes.data.session import CheckCache
         from nubes.storage.memory import MemoryStore
 
         self.app = app
@@ -410,7 +410,7 @@ class _Sandbox:
 
     def slice(self, dataset: Dataset, fraction: float) -> Dataset:
         """A copy of ``dataset`` holding about ``fraction`` of each of its objects, in a memory store."""
-        from nubes.core.catalog import MANIFEST, resolve
+        from nubes.data.catalog import MANIFEST, resolve
 
         real_store = self.app.open_store(dataset.store_uri)
         resolved = resolve(dataset, real_store)
@@ -474,7 +474,7 @@ def _slice_parquet(store: ObjectStore, info: ObjectInfo, fraction: float) -> tup
     import os
     import tempfile
 
-    from nubes.storage.bridge import Bridge
+    from nubes.data.bridge import Bridge
 
     with Bridge({"src": store}) as bridge, tempfile.TemporaryDirectory(prefix="nubes-quote-") as tmp:
         con = bridge.duckdb()
@@ -501,7 +501,7 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
 
 
 def _from_sample(app: App, request: Request, repeats: int = 3) -> dict[str, Any]:
-    from nubes.core.metering.meter import peak_rss_mb
+    from nubes.metering.meter import peak_rss_mb
 
     sandbox = _Sandbox(app)
     try:

@@ -1,7 +1,7 @@
 """Queries, writes, checks and lineage for one invocation: what ``ctx.sql``, ``ctx.table`` and ``ctx.write`` do.
 
 A :class:`Session` is opened on the first analytics call of an invocation and closed when the
-invocation ends. It holds a :class:`~nubes.storage.bridge.Bridge` over the stores the invocation
+invocation ends. It holds a :class:`~nubes.data.bridge.Bridge` over the stores the invocation
 touches, so every read is a range read through ``nubes.storage``. The bridge is a session of the app's
 shared DuckDB database (:func:`app_database`: opened once per warm instance, a cursor per invocation,
 its own ``nubes://`` paths, counters and TEMP views), so an invocation does not pay for opening a
@@ -23,27 +23,27 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.catalog import MANIFEST, Dataset, Resolved, infer_format, make_dataset, resolve, split_uri
-from nubes.core.errors import ConfigError, HTTPError, PreconditionFailed
+from nubes.data.catalog import MANIFEST, Dataset, Resolved, infer_format, make_dataset, resolve, split_uri
+from nubes.errors import ConfigError, HTTPError, PreconditionFailed
 
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
 
     from nubes.core.app import App
-    from nubes.core.checks import CheckResult
+    from nubes.data.checks import CheckResult
     from nubes.storage.base import ObjectStore
-    from nubes.storage.bridge import Bridge, Database
+    from nubes.data.bridge import Bridge, Database
 
 _DATABASES: weakref.WeakKeyDictionary[Any, Database] = weakref.WeakKeyDictionary()
 _DATABASES_LOCK = threading.Lock()
 
 
 def app_database(app: App) -> Database:
-    """The app's shared DuckDB database (see :class:`~nubes.storage.bridge.Database`), made on first use."""
+    """The app's shared DuckDB database (see :class:`~nubes.data.bridge.Database`), made on first use."""
     database = _DATABASES.get(app)
     if database is None:
-        from nubes.storage.bridge import Database
+        from nubes.data.bridge import Database
 
         with _DATABASES_LOCK:
             database = _DATABASES.get(app)
@@ -103,7 +103,7 @@ class Session:
     @property
     def bridge(self) -> Bridge:
         if self._bridge is None:
-            from nubes.storage.bridge import Bridge
+            from nubes.data.bridge import Bridge
 
             stores = {"home": self.app.storage}
             self._bridge = Bridge(stores) if self.private else app_database(self.app).session(stores)
@@ -175,7 +175,7 @@ class Session:
 
     def referenced(self, query: str) -> list[str]:
         """Catalog datasets that ``query`` names (DuckDB's parser decides; CTE names are not tables)."""
-        from nubes.core.sqlparse import NotASelect, shape
+        from nubes.data.sqlparse import NotASelect, shape
 
         try:
             names = shape(self.connection, query).tables
@@ -210,7 +210,7 @@ class Session:
 
     def check(self, dataset: Dataset, resolved: Resolved | None = None) -> list[CheckResult]:
         """Run (or reuse the cached results of) ``dataset``'s checks on its current version."""
-        from nubes.core.checks import run_checks
+        from nubes.data.checks import run_checks
 
         if resolved is None:
             resolved = self.view(dataset.name) if dataset.name not in self._views else self._views[dataset.name]
@@ -321,7 +321,7 @@ class Session:
         import os
         import tempfile
 
-        from nubes.core.errors import NotFound
+        from nubes.errors import NotFound
 
         fmt = dataset.format
         version = datetime.now(timezone.utc).strftime("v%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]

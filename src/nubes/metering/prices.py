@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 
 CHECKED = "2026-11"  # when the figures were last compared with their sources
 
@@ -165,7 +165,7 @@ class PriceBook:
         if unknown:
             raise ConfigError(
                 f"unknown price key(s) {unknown}; known keys look like 'aws.lambda.gb_second.x86_64' "
-                "(see nubes.core.metering.prices.DEFAULTS)"
+                "(see nubes.metering.prices.DEFAULTS)"
             )
         self.overrides = flat
         self.values: dict[str, float] = {k: float(f.value) for k, f in DEFAULTS.items()}

@@ -25,9 +25,9 @@ def costs_route(
 
     ``what_if=aws|gcp|azure`` re-prices the same invocations on another provider.
     """
-    from nubes.core.errors import ConfigError, HTTPError
-    from nubes.core.metering import meter_of
-    from nubes.core.metering.bills import bill
+    from nubes.errors import ConfigError, HTTPError
+    from nubes.metering import meter_of
+    from nubes.metering.bills import bill
 
     meter_of(ctx.app).flush(timeout=2.0)
     try:
@@ -52,8 +52,8 @@ def quote_route(
     ``q`` adds query parameters (``key=value``, repeatable), ``data`` a JSON body, ``memory`` the
     memory in MB, ``provider`` restricts the providers, ``basis`` forces history, sample or sizes.
     """
-    from nubes.core.errors import ConfigError, HTTPError
-    from nubes.core.metering.quote import quote
+    from nubes.errors import ConfigError, HTTPError
+    from nubes.metering.quote import quote
 
     if not path.startswith("/"):
         raise HTTPError(422, f"path {path!r} must start with '/'")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import NubesError
+from nubes.errors import NubesError
 
 if TYPE_CHECKING:
     from nubes.core.app import App
-    from nubes.core.checks import CheckResult
+    from nubes.data.checks import CheckResult
 
 
 def describe_catalog(app: App, names: list[str] | None = None, *, run_checks: bool = True) -> list[dict[str, Any]]:
@@ -17,7 +17,7 @@ def describe_catalog(app: App, names: list[str] | None = None, *, run_checks: bo
     A dataset that cannot be read is reported with ``status: "unavailable"`` and the reason; the
     others are still described.
     """
-    from nubes.core.analytics import Session, quote_ident
+    from nubes.data.session import Session, quote_ident
 
     out = []
     datasets = [app.catalog.get(n) for n in names] if names else list(app.catalog)

@@ -13,7 +13,7 @@ The CloudEvent builders follow what Eventarc delivers to Cloud Functions 2nd gen
   "subscription": "projects/PROJECT/subscriptions/SUB"}`` with base64 ``data`` and both spellings
   of ``messageId`` / ``publishTime``, as the push payload carries them.
 * ``scheduler_event`` / ``scheduler_request``: Cloud Scheduler by the nubes convention
-  (see :mod:`nubes.adapters.gcp`).
+  (see :mod:`nubes.adapters.gcp.functions`).
 
 Send a CloudEvent over HTTP with ``cloudevents.conversion.to_binary(event)`` or ``to_structured(event)``.
 """
@@ -33,7 +33,7 @@ import flask
 from cloudevents.http import CloudEvent
 from werkzeug.test import EnvironBuilder
 
-from nubes.adapters.gcp import PUBSUB_PUBLISHED, SCHEDULE_ATTRIBUTE, SCHEDULE_PATH, STORAGE_FINALIZED
+from nubes.adapters.gcp.functions import PUBSUB_PUBLISHED, SCHEDULE_ATTRIBUTE, SCHEDULE_PATH, STORAGE_FINALIZED
 from nubes.core.request import Request
 from nubes.core.response import Response
 

@@ -51,7 +51,7 @@ import azure.functions as func
 from azure.functions.decorators.core import AuthLevel, BlobSource
 
 from nubes.core.app import App
-from nubes.core.errors import ConfigError, NoHandler, UnknownEvent
+from nubes.errors import ConfigError, NoHandler, UnknownEvent
 from nubes.core.events import EventRoute, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.request import Request
 from nubes.core.response import Response

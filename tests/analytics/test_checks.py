@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from nubes import checks
-from nubes.core.checks import _format_duration, _parse_duration, _quote_ident
+from nubes.data.checks import _format_duration, _parse_duration, _quote_ident
 from nubes.errors import ConfigError
 
 T = '"orders"'

@@ -47,7 +47,7 @@ import duckdb
 import polars as pl
 from fsspec import AbstractFileSystem
 
-from nubes.core.errors import ConfigError, NotFound, PreconditionFailed, StorageError
+from nubes.errors import ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import CURRENT_IO, IOStats, ObjectInfo, ObjectStore, RangeReader, check_key
 
 PROTOCOL = "nubes"

@@ -18,17 +18,17 @@ import pytest
 
 import nubes
 import nubes.storage
-from nubes.core import lineage
+from nubes.data import lineage
 from nubes.core.encoding import dumps
-from nubes.core.errors import HTTPError
-from nubes.core.sql_endpoint import (
+from nubes.errors import HTTPError
+from nubes.data.sql_endpoint import (
     Refused,
     Sandbox,
     SqlEndpoint,
     denied_function,
     validate,
 )
-from nubes.storage.bridge import Bridge
+from nubes.data.bridge import Bridge
 from nubes.testing import Client
 
 SALES = pl.DataFrame(
@@ -547,7 +547,7 @@ def test_concurrent_queries_are_isolated(client: Client) -> None:
 
 def test_the_sandbox_never_locks_the_apps_shared_database(lab: tuple[nubes.App, Any], client: Client) -> None:
     """The sandbox has a database of its own; after a query the app's routes still change settings and read."""
-    from nubes.core.analytics import app_database
+    from nubes.data.session import app_database
 
     app = lab[0]
     with Sandbox(app, SqlEndpoint()) as box:

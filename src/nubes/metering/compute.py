@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from nubes.core.errors import ConfigError
-from nubes.core.metering.prices import PriceBook, default_book
+from nubes.errors import ConfigError
+from nubes.metering.prices import PriceBook, default_book
 
 PROVIDERS = ("aws", "gcp", "azure")
 PLANS: dict[str, tuple[str, ...]] = {"aws": ("lambda",), "gcp": ("gen2",), "azure": ("consumption", "flex")}

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import ConfigError, NotFound
+from nubes.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
-    from nubes.core.checks import Check
+    from nubes.data.checks import Check
     from nubes.storage.base import ObjectInfo, ObjectStore
 
 FORMATS = ("parquet", "csv", "ndjson")
@@ -132,7 +132,7 @@ def make_dataset(
         raise ConfigError(f"dataset {name!r}: format {fmt!r} is not one of {', '.join(FORMATS)}")
     if partitioning not in (None, "hive") and not isinstance(partitioning, (list, tuple)):
         raise ConfigError(f"dataset {name!r}: partitioning is 'hive' (key=value folders) or None, not {partitioning!r}")
-    from nubes.core.checks import Check
+    from nubes.data.checks import Check
 
     checks = tuple(checks)
     for check in checks:
@@ -230,7 +230,7 @@ def load_yaml(path: Path) -> list[Dataset]:
 
 def _check_from_yaml(path: Path, dataset: str, spec: Any) -> Check:
     """``not_null: col`` / ``unique: [a, b]`` / ``in_range: {column: x, min: 0}`` -> the check object."""
-    from nubes.core import checks
+    from nubes.data import checks
 
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ConfigError(f"{path}: dataset {dataset!r}: each check is one 'kind: arguments' entry, e.g. '- not_null: id'")

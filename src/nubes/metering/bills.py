@@ -4,7 +4,7 @@
 ``by``: ``request`` (one row per invocation record), ``route``, ``tenant``, ``day`` or ``provider``.
 ``what_if="gcp"`` re-prices every record on that provider (same duration, memory, architecture and
 storage operations; the provider's default plan, or ``azure_plan``) with the same arithmetic the
-meter uses (a DuckDB function over :func:`nubes.core.metering.compute.price`); each row keeps the
+meter uses (a DuckDB function over :func:`nubes.metering.compute.price`); each row keeps the
 cost that was metered as ``metered_usd`` beside the re-priced ``cost_usd``.
 ``free_tier=True`` adds the monthly free grants as a credit in the total (list prices in the rows).
 """
@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import ConfigError
-from nubes.core.metering import ledger as ledger_mod
-from nubes.core.metering.compute import PLANS, STORAGE_OPS, Usage, price
+from nubes.errors import ConfigError
+from nubes.metering import ledger as ledger_mod
+from nubes.metering.compute import PLANS, STORAGE_OPS, Usage, price
 
 if TYPE_CHECKING:
     import duckdb
 
     from nubes.core.app import App
-    from nubes.core.metering.prices import PriceBook
+    from nubes.metering.prices import PriceBook
     from nubes.storage.base import ObjectStore
 
 GROUPS = ("request", "route", "tenant", "day", "provider")
@@ -58,7 +58,7 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
     The objects are found with one LIST (day partitions outside the range are skipped by key) and
     read by DuckDB through the storage bridge (``read_json('nubes://home/_nubes/ledger/...')``).
     """
-    from nubes.storage.bridge import Bridge
+    from nubes.data.bridge import Bridge
 
     keys = ledger_mod.keys(store, since, until)
     bridge = Bridge({"home": store})
@@ -123,7 +123,7 @@ def bill(
     store: ObjectStore | None = None,
 ) -> dict[str, Any]:
     """The app's bill from its ledger (see the module docstring)."""
-    from nubes.core.metering import meter_of
+    from nubes.metering import meter_of
 
     if by not in GROUPS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPS)}, not {by!r}")

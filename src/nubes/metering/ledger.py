@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.current import CURRENT_IO
-from nubes.core.errors import PreconditionFailed
+from nubes.storage.current import CURRENT_IO
+from nubes.errors import PreconditionFailed
 
 if TYPE_CHECKING:
     from nubes.core.logs import BoundLog

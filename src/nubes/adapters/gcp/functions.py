@@ -59,7 +59,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from nubes.core.app import App, problem_response
-from nubes.core.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
+from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -67,7 +67,7 @@ from nubes.core.response import Response
 try:
     import flask
 except ImportError as exc:  # pragma: no cover - the gcp extra brings Flask with functions-framework
-    raise BackendMissing("nubes.adapters.gcp needs functions-framework (and Flask): pip install 'nubes[gcp]'") from exc
+    raise BackendMissing("nubes.adapters.gcp.functions needs functions-framework (and Flask): pip install 'nubes[gcp]'") from exc
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"

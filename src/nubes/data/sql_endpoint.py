@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Any, Self
 
 # Context is needed at run time: the route's annotations are resolved when it is registered.
 from nubes.core.context import Context
-from nubes.core.errors import HTTPError, StorageError
+from nubes.errors import HTTPError, StorageError
 
 if TYPE_CHECKING:
     import duckdb
 
-    from nubes.core.analytics import Session
+    from nubes.data.session import Session
     from nubes.core.app import App
 
 __all__ = ["Sandbox", "SqlEndpoint", "SqlRequest", "Validated", "denied_function", "sql_route", "validate"]
@@ -188,7 +188,7 @@ def validate(connection: duckdb.DuckDBPyConnection, sql: str, catalog_names: Ite
     """
     import duckdb
 
-    from nubes.core.sqlparse import NotASelect, shape
+    from nubes.data.sqlparse import NotASelect, shape
 
     try:
         statements = connection.extract_statements(sql)
@@ -288,7 +288,7 @@ class Sandbox:
     """
 
     def __init__(self, app: App, settings: SqlEndpoint | None = None, *, memory_mb: int | None = None) -> None:
-        from nubes.core.analytics import Session
+        from nubes.data.session import Session
 
         self.settings = settings or config(app)
         # private: a database of its own, since prepare() locks its configuration (never the app's shared one)
@@ -520,7 +520,7 @@ def _record_lineage(ctx: Context, session: Session) -> None:
     try:
         entry = session.lineage()
         if entry is not None:
-            from nubes.core import lineage
+            from nubes.data import lineage
 
             lineage.record(ctx.app.storage, {"request_id": ctx.request_id, "app": ctx.app.name, "route": ctx.route, **entry})
     except Exception:

@@ -9,7 +9,7 @@ component. HTTP responses get ``X-Nubes-Billed-Duration-Ms``, ``X-Nubes-Billed-M
 ``X-Nubes-Cost-Usd`` and ``X-Nubes-Cost-Components`` (``X-Nubes-Request-Id`` is set by the core).
 
 Which prices apply: the platform's provider (``aws``/``gcp``/``azure``, emulated or real); local
-runs are priced as ``local_provider`` (default ``aws``). Settings: :mod:`nubes.core.metering.config`.
+runs are priced as ``local_provider`` (default ``aws``). Settings: :mod:`nubes.metering.config`.
 
 This module is imported by ``App.__init__``: it imports nothing heavy and reads its settings on the
 first invocation.
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nubes.core.app import App
     from nubes.core.hooks import Invocation
-    from nubes.core.metering.config import Settings
-    from nubes.core.metering.ledger import Ledger
-    from nubes.core.metering.prices import PriceBook
+    from nubes.metering.config import Settings
+    from nubes.metering.ledger import Ledger
+    from nubes.metering.prices import PriceBook
 
 try:
     import resource as _resource
@@ -47,7 +47,7 @@ def peak_rss_mb() -> float | None:
 
 
 class Meter:
-    """The invocation hook. ``app.hooks`` holds one; :func:`nubes.core.metering.meter_of` finds it."""
+    """The invocation hook. ``app.hooks`` holds one; :func:`nubes.metering.meter_of` finds it."""
 
     def __init__(self, app: App, **settings: Any) -> None:
         self.app = app
@@ -73,7 +73,7 @@ class Meter:
     # -- settings --------------------------------------------------------------------------------
     def configure(self, **settings: Any) -> Meter:
         """Change settings in code (they win over ``nubes.toml`` and the environment); checked at once."""
-        from nubes.core.metering.config import load
+        from nubes.metering.config import load
 
         with self._lock:
             code = {**self._code, **settings}
@@ -85,7 +85,7 @@ class Meter:
     def settings(self) -> Settings:
         settings = self._settings
         if settings is None:
-            from nubes.core.metering.config import load
+            from nubes.metering.config import load
 
             with self._lock:
                 settings = self._settings = load(self._where, self._code)
@@ -95,7 +95,7 @@ class Meter:
     def book(self) -> PriceBook:
         book = self._book
         if book is None:
-            from nubes.core.metering.prices import PriceBook
+            from nubes.metering.prices import PriceBook
 
             book = self._book = PriceBook(self.settings.prices)
         return book
@@ -106,7 +106,7 @@ class Meter:
             background = self.settings.flush != "invocation"
         ledger = self._ledgers.get(background)
         if ledger is None:
-            from nubes.core.metering.ledger import Ledger
+            from nubes.metering.ledger import Ledger
 
             s = self.settings
             with self._lock:
@@ -165,7 +165,7 @@ class Meter:
 
     def record(self, inv: Invocation, s: Settings | None = None) -> dict[str, Any]:
         """The ledger record of a finished invocation."""
-        from nubes.core.metering.compute import Usage, price
+        from nubes.metering.compute import Usage, price
 
         s = s or self.settings
         platform = inv.platform

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nubes.core.app import App
-    from nubes.core.metering.meter import Meter
+    from nubes.metering.meter import Meter
 
 
 def meter_of(app: App) -> Meter:
     """The app's metering hook (installed by ``App.__init__``); one is added if it was removed."""
-    from nubes.core.metering.meter import Meter
+    from nubes.metering.meter import Meter
 
     for hook in app.hooks:
         if isinstance(hook, Meter):

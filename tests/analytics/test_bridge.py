@@ -15,10 +15,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import nubes.storage as storage
-from nubes.core.errors import AccessDenied, ConfigError, NotFound
-from nubes.storage import bridge as bridge_module
+from nubes.errors import AccessDenied, ConfigError, NotFound
+from nubes.data import bridge as bridge_module
 from nubes.storage.base import ObjectStore
-from nubes.storage.bridge import Bridge, NubesFileSystem, connect, infer_format
+from nubes.data.bridge import Bridge, NubesFileSystem, connect, infer_format
 from nubes.storage.memory import MemoryStore
 
 ROWS = 200_000
@@ -288,7 +288,7 @@ def test_concurrent_readers_see_old_or_new(bridge: Bridge, store: ObjectStore) -
 
 
 def test_write_conditions_and_bad_input(bridge: Bridge, store: ObjectStore) -> None:
-    from nubes.core.errors import PreconditionFailed
+    from nubes.errors import PreconditionFailed
 
     first = bridge.write("c.parquet", "SELECT 1 AS v", if_none_match=True)
     with pytest.raises(PreconditionFailed):
@@ -452,7 +452,7 @@ def test_is_between_with_a_column_bound_or_under_not_stays_correct(store: Object
 
 
 def test_range_cache_keeps_only_small_ranges() -> None:
-    from nubes.storage.bridge import _RangeCache
+    from nubes.data.bridge import _RangeCache
 
     cache = _RangeCache(32 * 1024 * 1024)
     cache.put(("a", "k", "e"), 0, b"x" * 1024)
@@ -463,7 +463,7 @@ def test_range_cache_keeps_only_small_ranges() -> None:
 
 # -- a shared database: one per warm instance, a session bridge per invocation -------------------------
 def test_sessions_share_one_database_but_not_views_or_paths(store: ObjectStore, tmp_path: Path) -> None:
-    from nubes.storage.bridge import Database
+    from nubes.data.bridge import Database
 
     _upload(store, "s.csv", _local(tmp_path, "s.csv", SAMPLE))
     database = Database()
@@ -495,7 +495,7 @@ def test_concurrent_sessions_are_metered_apart(store: ObjectStore, tmp_path: Pat
     """Sessions on threads run at the same time on one database; each counts only its own reads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from nubes.storage.bridge import Database
+    from nubes.data.bridge import Database
 
     for i in range(4):
         _upload(store, f"c/{i}.parquet", _local(tmp_path, f"{i}.parquet", f"SELECT range AS v FROM range({(i + 1) * 20_000})"))
@@ -546,7 +546,7 @@ def test_a_scan_left_unfinished_does_not_outlive_its_bridge(tmp_path: Path, wide
     """Closing the bridge (and the process exiting) with a scan Polars stopped reading is clean."""
     code = (
         "import polars as pl, nubes.storage as s\n"
-        "from nubes.storage.bridge import Bridge, Database\n"
+        "from nubes.data.bridge import Bridge, Database\n"
         f"store = s.open('file://{tmp_path}')\n"
         "db = Database()\n"
         "for i in range(6):\n"

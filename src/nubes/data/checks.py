@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nubes.core.errors import ConfigError
+from nubes.errors import ConfigError
 
 if TYPE_CHECKING:
     import duckdb
