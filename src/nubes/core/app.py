@@ -7,22 +7,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
-from nubes.errors import ConfigError, HTTPError, NoHandler, StorageError
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
+from nubes.errors import ConfigError, HTTPError, NoHandler, StorageError
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
+    from nubes.core.auth import Auth
     from nubes.core.events import Event, EventRoute, Platform
+    from nubes.core.extensions import Extension
     from nubes.core.hooks import Invocation, InvocationHook
-    from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,13 +38,19 @@ class App:
     """A nubes application: the same object runs locally, on AWS Lambda, Cloud Functions and Azure.
 
     ``storage`` is the URI of the app's home store, where it keeps its own state (default:
-    ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` under the working directory).
-    ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``catalog`` is a ``catalog.yaml`` path
-    (default: ``catalog.yaml`` beside the module that creates the app, if it exists).
-    ``sql_endpoint=True`` (or a :class:`~nubes.data.sql_endpoint.SqlEndpoint` with limits, or
-    ``NUBES_SQL_ENDPOINT=1`` in the environment) adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
-    ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
-    ``models=False`` removes the built-in model routes (``/_nubes/models``, see :mod:`nubes.ml.serving`).
+    ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` beside the file that creates the app).
+    ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``max_rows`` caps the rows of a table a
+    route may answer with (per route: ``max_rows=``).
+
+    Features attach as extensions (:mod:`nubes.core.extensions`); by default the data, ML and metering
+    extensions, which read these options: ``catalog`` (a ``catalog.yaml`` path; default: the one beside
+    the app's file), ``sql_endpoint`` (``True`` or a :class:`~nubes.data.sql_endpoint.SqlEndpoint`;
+    default ``NUBES_SQL_ENDPOINT``) adds ``POST /_nubes/sql``, ``models=False`` removes the model
+    routes. ``extensions=[...]`` replaces the defaults; ``app.include(ext)`` adds one.
+
+    ``auth`` (:mod:`nubes.core.auth`): an :class:`~nubes.core.auth.Auth`, ``False`` (no authentication,
+    every route open) or ``None`` (default: ``[auth]`` in ``nubes.toml`` and the environment, read on
+    the first request). Built-in ``/_nubes/`` routes need the ``admin`` role unless opened.
     """
 
     def __init__(
@@ -58,6 +66,8 @@ class App:
         sql_endpoint: bool | Any = None,
         max_rows: int = 100_000,
         models: bool = True,
+        extensions: Iterable[Extension] | None = None,
+        auth: Auth | bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("App needs a name, e.g. nubes.App('sales')")
@@ -68,47 +78,90 @@ class App:
         self.router = Router()
         self.event_routes: list[EventRoute] = []
         self.max_rows = max_rows
-        if sql_endpoint is None:  # not set in code: the environment decides (off by default)
-            sql_endpoint = os.environ.get("NUBES_SQL_ENDPOINT", "").lower() in ("1", "true", "yes", "on")
-        self.sql_endpoint = sql_endpoint
-        from pathlib import Path
-
-        if catalog is None:
-            caller = sys._getframe(1).f_globals.get("__file__")
-            yaml_path = Path(caller).resolve().parent / "catalog.yaml" if caller else None
-        else:
-            yaml_path = Path(catalog)
-        from nubes.data.catalog import Catalog
-
-        self.catalog = Catalog(yaml_path)
+        caller = sys._getframe(1).f_globals.get("__file__")
+        self.root: str = os.path.dirname(os.path.abspath(caller)) if caller else os.getcwd()
+        """The directory of the file that created the app (the working directory if none)."""
+        self.options: dict[str, Any] = {"catalog": catalog, "sql_endpoint": sql_endpoint, "models": models}
+        """Options for the extensions, by name (each extension documents the ones it reads)."""
         self._stores: dict[str, ObjectStore] = {}
-        from nubes.data.session import CheckCache
-
-        self.check_cache = CheckCache()
-        from nubes.metering.meter import Meter
-
-        self.hooks: list[InvocationHook] = [Meter(self)]  # metering (nubes.metering)
+        self.hooks: list[InvocationHook] = []
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
-        self._models: ModelRegistry | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.log = BoundLog(logger(), app=name)
+        self.extensions: dict[str, Extension] = {}
+        self._attributes: dict[str, Any] = {}
+        self._lazy: dict[str, Callable[[App], Any]] = {}
+        self._context_attributes: dict[str, Any] = {}
+        self.context_class: type[Context] = Context
+        if auth is not None and auth is not False and auth is not True and not hasattr(auth, "check"):
+            raise ConfigError(f"App(auth={auth!r}): use an nubes.core.auth.Auth, False (no authentication) or None")
+        self._auth_spec = auth
+        self._auth: Auth | None = None
+        self._needs: dict[Route, Any] = {}
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
-        self._internal("/_nubes/catalog", ["GET"], _catalog_route, summary="The data catalog")
-        from nubes.metering.routes import costs_route, quote_route
+        if extensions is None:
+            from nubes.core.extensions import defaults
 
-        self._internal("/_nubes/costs", ["GET"], costs_route, summary="Metered costs from the ledger")
-        self._internal("/_nubes/quote", ["GET"], quote_route, summary="An invocation's cost on each provider, before it runs")
-        if sql_endpoint:
-            from nubes.data.sql_endpoint import sql_route
+            extensions = defaults()
+        for extension in extensions:
+            self.include(extension)
 
-            self._internal("/_nubes/sql", ["POST"], sql_route, summary="Read-only SQL over the catalog")
-        if models:
-            self._internal("/_nubes/models", ["GET"], _models_route, summary="The registered models")
-            self._internal("/_nubes/models/{name}", ["GET"], _model_route, summary="One model's versions")
-            self._internal("/_nubes/models/{name}/predict", ["POST"], _predict_route,
-                           summary="Predictions of a registered model")
+    # -- extensions ------------------------------------------------------------------------
+    def include(self, extension: Extension) -> App:
+        """Attach ``extension`` (see :mod:`nubes.core.extensions`): its ``setup(self)`` runs now."""
+        name = getattr(extension, "name", None)
+        if not name or not callable(getattr(extension, "setup", None)):
+            raise ConfigError(f"{extension!r} is not an extension: it needs a name and a setup(app) method")
+        if name in self.extensions:
+            raise ConfigError(f"extension {name!r} is already included in app {self.name!r}")
+        self.extensions[name] = extension
+        extension.setup(self)
+        return self
+
+    def add_internal_route(self, path: str, methods: Iterable[str], fn: Callable[..., Any], **kw: Any) -> None:
+        """Register a built-in route under ``/_nubes/`` (for extensions)."""
+        if not path.startswith(INTERNAL_PREFIX):
+            raise ConfigError(f"internal route {path!r} must start with {INTERNAL_PREFIX}")
+        self._internal(path, list(methods), fn, **kw)
+
+    def add_attribute(self, name: str, value: Any) -> None:
+        """Make ``value`` reachable as ``app.<name>`` (for extensions)."""
+        self._claim(name)
+        self._attributes[name] = value
+
+    def add_lazy_attribute(self, name: str, factory: Callable[[App], Any]) -> None:
+        """Make ``factory(app)`` reachable as ``app.<name>``, built once on first access (for extensions)."""
+        self._claim(name)
+        self._lazy[name] = factory
+
+    def add_context_attribute(self, name: str, value: Any) -> None:
+        """Give every handler's ``ctx`` an attribute ``name``: a function becomes a method, or a ``property``."""
+        if hasattr(Context, name) or name in self._context_attributes:
+            raise ConfigError(f"context attribute {name!r} is already defined")
+        self._context_attributes[name] = value
+        self.context_class = type("Context", (Context,), {"__slots__": (), **self._context_attributes})
+
+    def _claim(self, name: str) -> None:
+        if name in self.__dict__ or hasattr(type(self), name) or name in self._attributes or name in self._lazy:
+            raise ConfigError(f"app attribute {name!r} is already defined")
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: the attributes extensions added
+        if name.startswith("__") or "_attributes" not in self.__dict__:
+            raise AttributeError(name)
+        try:
+            return self._attributes[name]
+        except KeyError:
+            pass
+        factory = self._lazy.get(name)
+        if factory is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        with self._lock:
+            if name not in self._attributes:
+                self._attributes[name] = factory(self)
+        return self._attributes[name]
 
     # -- registration ----------------------------------------------------------------------
     def route(
@@ -217,6 +270,10 @@ class App:
             raise ConfigError(f"route {path!r}: unknown HTTP method(s) {sorted(unknown)}; use {sorted(_METHODS)}")
         template = PathTemplate(path)
         where = f"route {'/'.join(sorted(upper))} {path} ({getattr(fn, '__qualname__', fn)})"
+        if options and "auth" in options:
+            from nubes.core.auth import requirement
+
+            requirement(options["auth"], f"{where}: auth")  # a bad setting fails at import, not per request
         params = signature_params(fn, template.names, where)
         import inspect
 
@@ -243,10 +300,39 @@ class App:
         """The app's own routes in match order (nubes' built-in ``/_nubes/`` routes excluded)."""
         return [r for r in self.router.routes if not r.internal]
 
+    # -- authentication ----------------------------------------------------------------------
+    @property
+    def auth(self) -> Auth:
+        """The app's authentication settings (:mod:`nubes.core.auth`), resolved on first use."""
+        if self._auth is None:
+            with self._lock:
+                if self._auth is None:
+                    from nubes.core.auth import Auth, NoAuth
+
+                    spec = self._auth_spec
+                    self._auth = NoAuth() if spec is False else spec if isinstance(spec, Auth) else Auth.from_config(self.root)
+        return self._auth
+
+    def _authorize(self, route: Route, request: Request) -> Any:
+        """The caller of ``request`` if ``route`` lets them in; raises the 401/403 HTTPError otherwise."""
+        auth = self._auth or self.auth
+        needs = self._needs
+        if route in needs:
+            needed = needs[route]
+        else:
+            needed = needs[route] = auth.requirement_for(route)
+        return auth.check(request, needed)
+
     # -- storage ---------------------------------------------------------------------------
     @property
     def storage_uri(self) -> str:
-        return self._storage_uri or os.environ.get("NUBES_STORAGE") or DEFAULT_STORAGE
+        """The home store's URI; the default ``file://.nubes`` is resolved beside the app's file."""
+        uri = self._storage_uri or os.environ.get("NUBES_STORAGE") or DEFAULT_STORAGE
+        if uri == DEFAULT_STORAGE:
+            from pathlib import Path
+
+            uri = (Path(self.root) / ".nubes").as_uri()
+        return uri
 
     @property
     def storage(self) -> ObjectStore:
@@ -258,18 +344,6 @@ class App:
 
                     self._storage = open_store(self.storage_uri)
         return self._storage
-
-    @property
-    def models(self) -> ModelRegistry:
-        """The model registry in the app's home store (:mod:`nubes.ml.registry`), opened on first use."""
-        if self._models is None:
-            store = self.storage
-            with self._lock:
-                if self._models is None:
-                    from nubes.ml.registry import ModelRegistry
-
-                    self._models = ModelRegistry(store, app=self)
-        return self._models
 
     def open_store(self, uri: str) -> ObjectStore:
         """The store at ``uri``, opened once per warm instance and shared by its invocations."""
@@ -286,29 +360,6 @@ class App:
                         store = open_store(uri)
                     self._stores[uri] = store
         return store
-
-    # -- catalog ---------------------------------------------------------------------------
-    def dataset(
-        self,
-        name: str,
-        uri: str,
-        *,
-        format: str | None = None,  # noqa: A002
-        schema: dict[str, str] | None = None,
-        description: str = "",
-        owner: str = "",
-        tags: Iterable[str] = (),
-        checks: Iterable[Any] = (),
-        partitioning: str | None = None,
-    ) -> Any:
-        """Declare a dataset: visible to ``ctx.sql`` as a view named ``name``, to ``ctx.table(name)``,
-        listed by ``nubes catalog`` and ``GET /_nubes/catalog``; ``checks`` guard its readers."""
-        from nubes.data.catalog import make_dataset
-
-        return self.catalog.add(
-            make_dataset(name, uri, format=format, schema=schema, description=description, owner=owner,
-                         tags=tags, checks=checks, partitioning=partitioning)
-        )
 
     # -- dispatch --------------------------------------------------------------------------
     def handle(
@@ -336,8 +387,11 @@ class App:
                 route, values = self.router.match(request.method, request.raw_path)
                 if inv is not None:
                     inv.route = route.path
-                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform,
-                              options=route.options)
+                principal = self._authorize(route, request)
+                if inv is not None:
+                    inv.principal = principal
+                ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
+                                         platform=platform, options=route.options, principal=principal)
                 kwargs = bind(route.params, request, values)
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
@@ -387,14 +441,14 @@ class App:
         hooks = [h for h in self.hooks if getattr(h, "enabled", True)]
         if not hooks:
             return None
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from nubes.core.hooks import Invocation
         from nubes.storage.base import IOStats
 
         if platform is None:
             from nubes.core.events import LOCAL as platform
-        inv = Invocation(self, rid, kind, platform, started, datetime.now(timezone.utc), IOStats(), **what)
+        inv = Invocation(self, rid, kind, platform, started, datetime.now(UTC), IOStats(), **what)
         inv.state["hooks"] = hooks
         for hook in hooks:
             try:
@@ -413,23 +467,16 @@ class App:
         return inv.log_fields
 
     def _finish(self, ctx: Context, log: BoundLog) -> None:
-        """End an invocation's analytics session and record its lineage (never fails the invocation)."""
-        session = ctx._session
-        if session is None:
+        """Run the callbacks extensions registered with ``ctx.on_finish`` (never fails the invocation)."""
+        callbacks = ctx._finishers
+        if not callbacks:
             return
-        try:
-            io = CURRENT_IO.get()
-            if io is not None and session._bridge is not None:
-                io.merge(session._bridge.stats)
-            entry = session.lineage()
-            if entry is not None:
-                from nubes.data import lineage
-
-                lineage.record(self.storage, {"request_id": ctx.request_id, "app": self.name, "route": ctx.route, **entry})
-        except Exception:
-            log.exception("could not record lineage", route=ctx.route)
-        finally:
-            session.close()
+        ctx._finishers = None
+        for callback in reversed(callbacks):
+            try:
+                callback(ctx)
+            except Exception:
+                log.exception("invocation clean-up failed", route=ctx.route, callback=getattr(callback, "__qualname__", None))
 
     def handle_event(
         self,
@@ -459,8 +506,8 @@ class App:
         token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
             for route in routes:
-                ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform,
-                              options=route.options)
+                ctx = self.context_class(None, self, rid, log, deadline=deadline, route=route.name, event=event,
+                                         platform=platform, options=route.options)
                 try:
                     result = route.handler(ctx, event)
                     if hasattr(result, "__await__"):
@@ -547,27 +594,3 @@ async def _await(awaitable: Any) -> Any:
 
 def _openapi_route(ctx: Context) -> dict[str, Any]:
     return ctx.app.openapi()
-
-
-def _catalog_route(ctx: Context) -> dict[str, Any]:
-    from nubes.data.catalog_report import describe_catalog
-
-    return {"app": ctx.app.name, "datasets": describe_catalog(ctx.app)}
-
-
-def _models_route(ctx: Context) -> dict[str, Any]:
-    from nubes.ml.serving import list_models
-
-    return list_models(ctx)
-
-
-def _model_route(ctx: Context, name: str) -> dict[str, Any]:
-    from nubes.ml.serving import describe_model
-
-    return describe_model(ctx, name)
-
-
-def _predict_route(ctx: Context, name: str, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
-    from nubes.ml.serving import predict
-
-    return predict(ctx, name, version, alias)
