@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
+from nubes.core.event_handlers import EventHandlers
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
-from nubes.errors import ConfigError, HTTPError, NoHandler, StorageError
+from nubes.errors import ConfigError, HTTPError, StorageError
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
     from nubes.core.auth import Auth
-    from nubes.core.events import Event, EventRoute, Platform
+    from nubes.core.events import EventRoute, Platform
     from nubes.core.extensions import Extension
     from nubes.core.hooks import Invocation, InvocationHook
     from nubes.storage.base import ObjectStore
@@ -34,7 +35,7 @@ DEFAULT_STORAGE = "file://.nubes"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-class App:
+class App(EventHandlers):
     """A nubes application: the same object runs locally, on AWS Lambda, Cloud Functions and Azure.
 
     ``storage`` is the URI of the app's home store, where it keeps its own state (default:
@@ -201,52 +202,6 @@ class App:
     def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
         return self.route(path, ["DELETE"], **kw)
 
-    # -- event handlers --------------------------------------------------------------------
-    def on_object_created(self, prefix: str = "", *, store: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, event: ObjectCreated)`` when an object whose key starts
-        with ``prefix`` is created (in ``store``, a URI such as ``s3://bucket``; any store if None)."""
-        from nubes.core.events import EventRoute
-
-        return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, options=options))
-
-    def on_message(self, queue: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, message: Message)`` for each message of ``queue`` (any queue if None)."""
-        from nubes.core.events import EventRoute
-
-        return self._on(EventRoute("message", _nothing, "", queue=queue, options=options))
-
-    def on_schedule(self, name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, event: Scheduled)`` when the schedule ``name`` fires.
-
-        ``cron`` (six-field NCRONTAB ``sec min hour day month weekday``) says when, for deployment
-        and for providers whose timers are declared with the function (Azure).
-        """
-        if not name:
-            raise ConfigError("on_schedule needs the schedule's name (the EventBridge rule / Scheduler job / timer)")
-        from nubes.core.events import EventRoute
-
-        return self._on(EventRoute("schedule", _nothing, "", schedule=name, cron=cron, options=options))
-
-    def _on(self, route: EventRoute) -> Callable[[F], F]:
-        def decorator(fn: F) -> F:
-            import inspect
-
-            where = f"{route.kind} handler {getattr(fn, '__qualname__', fn)}"
-            try:
-                positional = [
-                    p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                ]
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{where}: cannot read its signature: {exc}") from None
-            if len(positional) < 2:
-                raise ConfigError(f"{where}: an event handler takes (ctx, event), e.g. def handler(ctx, event): ...")
-            route.handler = fn
-            route.name = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}"
-            self.event_routes.append(route)
-            return fn
-
-        return decorator
-
     def _internal(self, path: str, methods: list[str], fn: Callable[..., Any], **kw: Any) -> None:
         self._add(path, methods, fn, internal=True, **kw)
 
@@ -395,7 +350,7 @@ class App:
                 kwargs = bind(route.params, request, values)
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
-                    result = _run(result)
+                    result = run_awaitable(result)
                 response = encoding.encode(result, request, query_format=route.query_format,
                                            max_rows=route.options.get("max_rows", self.max_rows))
             except _Options as opt:
@@ -478,63 +433,6 @@ class App:
             except Exception:
                 log.exception("invocation clean-up failed", route=ctx.route, callback=getattr(callback, "__qualname__", None))
 
-    def handle_event(
-        self,
-        event: Event,
-        *,
-        request_id: str | None = None,
-        deadline: float | None = None,
-        platform: Platform | None = None,
-    ) -> list[Any]:
-        """Call every handler registered for ``event`` as ``handler(ctx, event)``; return their results.
-
-        Raises :class:`~nubes.errors.NoHandler` if none matches, and lets a handler's exception
-        propagate (after logging it) so the adapter can report the failure the provider's way
-        (e.g. the message in SQS ``batchItemFailures``). One JSON log line per call.
-        """
-        started = time.perf_counter()
-        rid = request_id or new_request_id()
-        log = self.log.bind(request_id=rid)
-        routes = [r for r in self.event_routes if r.matches(event)]
-        if not routes:
-            log.warning("no handler", event=type(event).__name__, detail=_describe(event))
-            raise NoHandler(f"no handler in app {self.name!r} for {_describe(event)}; registered: "
-                            + (", ".join(r.describe() for r in self.event_routes) or "none"))
-        results = []
-        outcome = "ok"
-        inv = self._begin(rid, "event", platform, started, event=event, route=",".join(r.name for r in routes))
-        token = CURRENT_IO.set(inv.io) if inv is not None else None
-        try:
-            for route in routes:
-                ctx = self.context_class(None, self, rid, log, deadline=deadline, route=route.name, event=event,
-                                         platform=platform, options=route.options)
-                try:
-                    result = route.handler(ctx, event)
-                    if hasattr(result, "__await__"):
-                        result = _run(result)
-                finally:
-                    self._finish(ctx, log)
-                results.append(result)
-        except Exception:
-            outcome = "error"
-            log.exception("event handler failed", event=type(event).__name__, detail=_describe(event))
-            raise
-        finally:
-            if token is not None:
-                CURRENT_IO.reset(token)
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            fields = self._end(inv, 200 if outcome == "ok" else 500, duration_ms, None, log) if inv is not None else {}
-            log.info(
-                "invocation",
-                event=type(event).__name__,
-                detail=_describe(event),
-                handlers=[r.name for r in routes],
-                outcome=outcome,
-                duration_ms=duration_ms,
-                **fields,
-            )
-        return results
-
     def openapi(self) -> dict[str, Any]:
         """This app's routes as an OpenAPI 3.1 document."""
         from nubes.core.openapi import document
@@ -553,22 +451,6 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _nothing(ctx: Context, event: Event) -> None:  # placeholder until the decorator binds the handler
-    return None
-
-
-def _describe(event: Event) -> str:
-    from nubes.core.events import Message, ObjectCreated, Scheduled
-
-    if isinstance(event, ObjectCreated):
-        return f"object created {event.url}"
-    if isinstance(event, Message):
-        return f"message {event.id} on queue {event.queue or '?'}"
-    if isinstance(event, Scheduled):
-        return f"schedule {event.name!r} at {event.time.isoformat()}"
-    return repr(event)
-
-
 def problem_response(exc: HTTPError, request: Request, request_id: str) -> Response:
     """An RFC 9457 ``application/problem+json`` response for ``exc``."""
     body = exc.problem()
@@ -578,7 +460,7 @@ def problem_response(exc: HTTPError, request: Request, request_id: str) -> Respo
     return response
 
 
-def _run(awaitable: Any) -> Any:
+def run_awaitable(awaitable: Any) -> Any:
     import asyncio
 
     try:
