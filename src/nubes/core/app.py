@@ -14,6 +14,7 @@ from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
 from nubes.core.event_handlers import EventHandlers
+from nubes.core.extensions import Extensible
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -23,6 +24,7 @@ from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
     from nubes.core.auth import Auth
+    from nubes.core.jobs import Jobs, JobRun
     from nubes.core.events import EventRoute, Platform
     from nubes.core.extensions import Extension
     from nubes.core.hooks import Invocation, InvocationHook
@@ -31,11 +33,12 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 INTERNAL_PREFIX = "/_nubes/"
+JOB_PATH = "/_nubes/jobs/{job_id}"
 DEFAULT_STORAGE = "file://.nubes"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-class App(EventHandlers):
+class App(Extensible, EventHandlers):
     """A nubes application: the same object runs locally, on AWS Lambda, Cloud Functions and Azure.
 
     ``storage`` is the URI of the app's home store, where it keeps its own state (default:
@@ -100,6 +103,7 @@ class App(EventHandlers):
         self._auth_spec = auth
         self._auth: Auth | None = None
         self._needs: dict[Route, Any] = {}
+        self._jobs: Jobs | None = None
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
         if extensions is None:
@@ -108,61 +112,6 @@ class App(EventHandlers):
             extensions = defaults()
         for extension in extensions:
             self.include(extension)
-
-    # -- extensions ------------------------------------------------------------------------
-    def include(self, extension: Extension) -> App:
-        """Attach ``extension`` (see :mod:`nubes.core.extensions`): its ``setup(self)`` runs now."""
-        name = getattr(extension, "name", None)
-        if not name or not callable(getattr(extension, "setup", None)):
-            raise ConfigError(f"{extension!r} is not an extension: it needs a name and a setup(app) method")
-        if name in self.extensions:
-            raise ConfigError(f"extension {name!r} is already included in app {self.name!r}")
-        self.extensions[name] = extension
-        extension.setup(self)
-        return self
-
-    def add_internal_route(self, path: str, methods: Iterable[str], fn: Callable[..., Any], **kw: Any) -> None:
-        """Register a built-in route under ``/_nubes/`` (for extensions)."""
-        if not path.startswith(INTERNAL_PREFIX):
-            raise ConfigError(f"internal route {path!r} must start with {INTERNAL_PREFIX}")
-        self._internal(path, list(methods), fn, **kw)
-
-    def add_attribute(self, name: str, value: Any) -> None:
-        """Make ``value`` reachable as ``app.<name>`` (for extensions)."""
-        self._claim(name)
-        self._attributes[name] = value
-
-    def add_lazy_attribute(self, name: str, factory: Callable[[App], Any]) -> None:
-        """Make ``factory(app)`` reachable as ``app.<name>``, built once on first access (for extensions)."""
-        self._claim(name)
-        self._lazy[name] = factory
-
-    def add_context_attribute(self, name: str, value: Any) -> None:
-        """Give every handler's ``ctx`` an attribute ``name``: a function becomes a method, or a ``property``."""
-        if hasattr(Context, name) or name in self._context_attributes:
-            raise ConfigError(f"context attribute {name!r} is already defined")
-        self._context_attributes[name] = value
-        self.context_class = type("Context", (Context,), {"__slots__": (), **self._context_attributes})
-
-    def _claim(self, name: str) -> None:
-        if name in self.__dict__ or hasattr(type(self), name) or name in self._attributes or name in self._lazy:
-            raise ConfigError(f"app attribute {name!r} is already defined")
-
-    def __getattr__(self, name: str) -> Any:
-        # only called when normal lookup fails: the attributes extensions added
-        if name.startswith("__") or "_attributes" not in self.__dict__:
-            raise AttributeError(name)
-        try:
-            return self._attributes[name]
-        except KeyError:
-            pass
-        factory = self._lazy.get(name)
-        if factory is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        with self._lock:
-            if name not in self._attributes:
-                self._attributes[name] = factory(self)
-        return self._attributes[name]
 
     # -- registration ----------------------------------------------------------------------
     def route(
@@ -202,6 +151,30 @@ class App(EventHandlers):
     def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
         return self.route(path, ["DELETE"], **kw)
 
+    def job(self, path: str, methods: Iterable[str] = ("POST",), **kw: Any) -> Callable[[F], F]:
+        """A route whose handler runs asynchronously: the caller gets 202 and a job to poll
+        (:mod:`nubes.core.jobs`); the same as ``@app.post(path, job=True)``."""
+        return self.route(path, methods, job=True, **kw)
+
+    @property
+    def jobs(self) -> Jobs:
+        """The app's jobs (:class:`~nubes.core.jobs.Jobs`), opened on first use."""
+        if self._jobs is None:
+            with self._lock:
+                if self._jobs is None:
+                    from nubes.core.jobs import Jobs
+
+                    self._jobs = Jobs(self)
+        return self._jobs
+
+    def run_job(self, job_id: str, *, platform: Platform | None = None, deadline: float | None = None,
+                request_id: str | None = None) -> str:
+        """Run one attempt of job ``job_id`` here, if no one else is: ``"done"`` (it finished, or had
+        nothing to do) or ``"retry"`` (the attempt failed and the job is queued for another)."""
+        from nubes.core.jobs import run_job
+
+        return run_job(self, job_id, platform=platform, deadline=deadline, request_id=request_id)
+
     def _internal(self, path: str, methods: list[str], fn: Callable[..., Any], **kw: Any) -> None:
         self._add(path, methods, fn, internal=True, **kw)
 
@@ -229,6 +202,8 @@ class App(EventHandlers):
             from nubes.core.auth import requirement
 
             requirement(options["auth"], f"{where}: auth")  # a bad setting fails at import, not per request
+        if options and options.get("job") and not any(r.path == JOB_PATH for r in self.router.routes):
+            self._add_job_routes()
         params = signature_params(fn, template.names, where)
         import inspect
 
@@ -249,6 +224,14 @@ class App(EventHandlers):
                 options=options or {},
             )
         )
+
+    def _add_job_routes(self) -> None:
+        from nubes.core.jobs import job_cancel, job_result, job_status
+
+        # visible to the job's submitter and admins (checked per job), so open at the route level
+        self._internal(JOB_PATH, ["GET"], job_status, summary="A job's status, progress and result", options={"auth": False})
+        self._internal(JOB_PATH, ["DELETE"], job_cancel, summary="Cancel a queued job", options={"auth": False})
+        self._internal(JOB_PATH + "/result", ["GET"], job_result, summary="A finished job's result", options={"auth": False})
 
     @property
     def routes(self) -> list[Route]:
@@ -324,11 +307,13 @@ class App(EventHandlers):
         request_id: str | None = None,
         deadline: float | None = None,
         platform: Platform | None = None,
+        job: JobRun | None = None,
     ) -> Response:
         """Answer one request. Never raises: every failure becomes a problem+json response.
 
         ``deadline`` is the monotonic time by which the provider stops the invocation;
-        ``platform`` says where it runs (adapters pass both).
+        ``platform`` says where it runs (adapters pass both). ``job`` runs a job's stored request
+        (see :meth:`run_job`): its handler is called as the submitter, instead of being queued.
         """
         started = time.perf_counter()
         rid = request_id or new_request_id()
@@ -342,17 +327,20 @@ class App(EventHandlers):
                 route, values = self.router.match(request.method, request.raw_path)
                 if inv is not None:
                     inv.route = route.path
-                principal = self._authorize(route, request)
+                principal = job.principal if job is not None else self._authorize(route, request)
                 if inv is not None:
                     inv.principal = principal
-                ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
-                                         platform=platform, options=route.options, principal=principal)
                 kwargs = bind(route.params, request, values)
-                result = route.handler(ctx, **kwargs)
-                if hasattr(result, "__await__"):
-                    result = run_awaitable(result)
-                response = encoding.encode(result, request, query_format=route.query_format,
-                                           max_rows=route.options.get("max_rows", self.max_rows))
+                if job is None and route.options.get("job"):
+                    response = self.jobs.submit(route, request, principal)
+                else:
+                    ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
+                                             platform=platform, options=route.options, principal=principal, job=job)
+                    result = route.handler(ctx, **kwargs)
+                    if hasattr(result, "__await__"):
+                        result = run_awaitable(result)
+                    response = encoding.encode(result, request, query_format=route.query_format,
+                                               max_rows=route.options.get("max_rows", self.max_rows))
             except _Options as opt:
                 response = Response(b"", 204, {"allow": opt.allow})
             except HTTPError as exc:

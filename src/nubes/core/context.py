@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from nubes.core.app import App
     from nubes.core.auth import Principal
+    from nubes.core.jobs import JobRun
     from nubes.core.events import Event, Platform
     from nubes.storage.base import ObjectStore
 
@@ -39,6 +40,7 @@ authenticated caller, :class:`~nubes.core.auth.Principal`, or None).
         "app",
         "deadline",
         "event",
+        "job",
         "log",
         "options",
         "platform",
@@ -63,6 +65,7 @@ authenticated caller, :class:`~nubes.core.auth.Principal`, or None).
         platform: Platform | None = None,
         options: dict[str, Any] | None = None,
         principal: Principal | None = None,
+        job: JobRun | None = None,
     ) -> None:
         self.request = request
         self.event = event
@@ -78,6 +81,7 @@ authenticated caller, :class:`~nubes.core.auth.Principal`, or None).
         self.route = route
         self.options = options or {}
         self.principal = principal
+        self.job = job
         self._extension_state: dict[str, Any] | None = None
         self._finishers: list[Callable[[Context], None]] | None = None
 
@@ -98,6 +102,12 @@ authenticated caller, :class:`~nubes.core.auth.Principal`, or None).
         if self._finishers is None:
             self._finishers = []
         self._finishers.append(callback)
+
+    def progress(self, value: float | None = None, message: str | None = None) -> None:
+        """Report a job's progress (``value`` from 0 to 1, a ``message``): polling callers see it in the
+        job document. Outside a job (``@app.job``) it does nothing, so one handler serves both."""
+        if self.job is not None:
+            self.job.progress(value, message)
 
     def __getattr__(self, name: str) -> Any:
         # only reached when normal lookup fails: say where extension attributes come from
