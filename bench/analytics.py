@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analytics_data import (  # noqa: E402
+from analytics_data import (
     SHAPES,
     SIZES,
     WarmDuckDB,
@@ -181,7 +181,7 @@ def main() -> None:
         paths = generate(Path(args.data) if args.data else tmp / "data", sizes)
         print(f"nubes analytics bench: {os.cpu_count()} CPUs, duckdb {duckdb.__version__}, polars {pl.__version__}, "
               f"Python {sys.version.split()[0]}; load average {os.getloadavg()[0]:.1f}; median of {args.repeat} interleaved runs")
-        for name, path in paths.items():
+        for _name, path in paths.items():
             print(f"  {path.name}: {path.stat().st_size / 1e6:.1f} MB")
         warm = WarmDuckDB()
         rows: list[Row] = []

@@ -158,7 +158,7 @@ class WarmDuckDB:
         text = SQL[shape].format(facts=f"read_parquet('{facts}')", dims=f"read_parquet('{dims}')")
         cur = self.con.execute(text, {"lo": lo, "hi": hi}) if shape == "filter" else self.con.execute(text)
         names = [d[0] for d in cur.description]
-        return json.dumps([dict(zip(names, row)) for row in cur.fetchall()], default=str).encode()
+        return json.dumps([dict(zip(names, row, strict=False)) for row in cur.fetchall()], default=str).encode()
 
 
 def raw_polars(shape: str, facts: Path, dims: Path, lo: int, hi: int) -> bytes:
@@ -176,7 +176,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, str) and isinstance(b, str):
         return a.replace(" ", "T") == b.replace(" ", "T")
     return bool(a == b)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analytics_data import SHAPES, SIZES, filter_bounds, generate  # noqa: E402
+from analytics_data import SHAPES, SIZES, filter_bounds, generate
 
 VARIANTS = ("nubes-sql", "duckdb", "nubes-table", "polars")
 
