@@ -28,7 +28,7 @@ from nubes.data.sql_endpoint import (
     denied_function,
     validate,
 )
-from nubes.data.bridge import Bridge
+from nubes.data import Bridge
 from nubes.testing import Client
 
 SALES = pl.DataFrame(

@@ -339,6 +339,7 @@ class App:
                 ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform,
                               options=route.options)
                 kwargs = bind(route.params, request, values)
+                encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
                 result = route.handler(ctx, **kwargs)
                 if hasattr(result, "__await__"):
                     result = _run(result)

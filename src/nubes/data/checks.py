@@ -19,14 +19,14 @@ Importing this module loads neither DuckDB nor Polars; :func:`format_report` imp
 from __future__ import annotations
 
 import datetime as _dt
-import decimal
 import math
 import re
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nubes.core.encoding import jsonable
+from nubes.data.sqltext import ident
 from nubes.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -85,8 +85,9 @@ class CheckResult:
         return "WARN" if self.severity == "warn" else "FAIL"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict: sample values become JSON types (dates as ISO 8601 strings,
-        decimals/UUIDs as strings, bytes as hex, non-finite floats as strings)."""
+        """A JSON-serialisable dict: sample values become JSON types by the rules every nubes answer
+        uses (:func:`nubes.core.encoding.jsonable`: ISO 8601 dates, decimals as numbers, NaN as null,
+        bytes as base64)."""
         return {
             "check": self.check,
             "severity": self.severity,
@@ -94,37 +95,12 @@ class CheckResult:
             "status": self.status,
             "failing": self.failing,
             "detail": self.detail,
-            "sample": [{str(k): _jsonable(v) for k, v in row.items()} for row in self.sample],
+            "sample": [{str(k): jsonable(v) for k, v in row.items()} for row in self.sample],
         }
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
-    if isinstance(value, _dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def _quote_ident(name: str) -> str:
-    """``name`` as a SQL identifier: wrapped in double quotes, embedded double quotes doubled."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _check_severity(severity: str) -> str:
@@ -223,7 +199,7 @@ class _NotNull(_RowCheck):
         super().__init__(f"not_null({column})", severity)
 
     def predicate(self) -> tuple[str, list[Any]]:
-        return f"{_quote_ident(self.column)} IS NULL", []
+        return f"{ident(self.column)} IS NULL", []
 
     def describe(self, failing: int) -> str:
         if not failing:
@@ -247,8 +223,8 @@ class _Unique(Check):
         super().__init__(f"unique({', '.join(self.columns)})", severity)
 
     def run(self, conn: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
-        keys = ", ".join(_quote_ident(c) for c in self.columns)
-        not_null = " AND ".join(f"{_quote_ident(c)} IS NOT NULL" for c in self.columns)
+        keys = ", ".join(ident(c) for c in self.columns)
+        not_null = " AND ".join(f"{ident(c)} IS NOT NULL" for c in self.columns)
         dups = (f"SELECT {keys}, COUNT(*) AS _nubes_n FROM {relation} WHERE {not_null} "
                 f"GROUP BY {keys} HAVING COUNT(*) > 1")
         groups, failing = conn.execute(
@@ -288,7 +264,7 @@ class _AcceptedValues(_RowCheck):
 
     def predicate(self) -> tuple[str, list[Any]]:
         marks = ", ".join("?" for _ in self.values)
-        return f"{_quote_ident(self.column)} NOT IN ({marks})", list(self.values)
+        return f"{ident(self.column)} NOT IN ({marks})", list(self.values)
 
     def describe(self, failing: int) -> str:
         if not failing:
@@ -337,7 +313,7 @@ class _InRange(_RowCheck):
         return ", ".join(parts)
 
     def predicate(self) -> tuple[str, list[Any]]:
-        col = _quote_ident(self.column)
+        col = ident(self.column)
         terms, params = [], []
         if self.min is not None:
             terms.append(f"{col} < ?")
@@ -479,7 +455,7 @@ class _Freshness(Check):
         super().__init__(f"freshness({column}, max_age={label})", severity)
 
     def run(self, conn: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
-        col = _quote_ident(self.column)
+        col = ident(self.column)
         # epoch() reads TIMESTAMPTZ as the instant it is and a naive TIMESTAMP/DATE as UTC, so the
         # session TimeZone never matters; only two scalars reach Python.
         latest, text = conn.execute(
