@@ -100,6 +100,7 @@ class Bridge:
         self._fs: NubesFileSystem | None = None
         self._native: dict[str, tuple[str, ObjectInfo]] = {}  # local path DuckDB reads -> (alias, info)
         self._seen = 0  # DuckDB log context up to which native reads are counted
+        self._dirty = False  # the connection may have run statements since native reads were last counted
         if database is not None:
             if connection is not None:
                 raise ConfigError("pass a Bridge either connection= or database=, not both")
@@ -163,6 +164,7 @@ class Bridge:
         directly are DuckDB's own; wrap them in :meth:`translate_errors` to get :mod:`nubes.errors`).
 
         A session bridge's objects are at the paths :meth:`path` and :meth:`native_path` give."""
+        self._dirty = True
         return self._con
 
     def close(self) -> None:
@@ -177,7 +179,7 @@ class Bridge:
                 self._con.close()
             if self._fs is not None:
                 self._fs._unbind(self._token)
-            self._database._closed()
+            self._database._closed(self._token)
             return
         if self._fs is not None:
             with contextlib.suppress(Exception):
@@ -224,10 +226,11 @@ class Bridge:
 
     def _collect(self) -> None:
         """Add the native reads DuckDB logged for this session's cursor since the last call to its counters."""
-        if not self._native or self._closed or self._database is None:
+        if not self._native or not self._dirty or self._closed or self._database is None:
             return
         with self._cursor_lock:
-            self._seen, reads = self._database.native_reads(self._con, self._seen)
+            self._dirty = False
+            self._seen, reads = self._database.native_reads(self._token, self._con, self._seen)
         for path, (count, nbytes) in reads.items():
             owner = self._native.get(path)
             if owner is not None:
@@ -293,6 +296,7 @@ class Bridge:
 
     def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
         """Run or bind ``query`` on the bridge's connection, translating storage errors at bind time."""
+        self._dirty = True
         with self.translate_errors():
             return self._con.sql(query, params=params) if params is not None else self._con.sql(query)
 

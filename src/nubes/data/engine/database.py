@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 
 LOG_TRUNCATE_AT = 20_000  # log entries read since the last truncation (done when no session is open)
 
-_LOG_SQL = (
+_LOG_SQL = (  # the reads of this cursor's connection
     "SELECT l.context_id, l.message FROM duckdb_logs() AS l JOIN duckdb_log_contexts() AS c "
     "ON l.context_id = c.context_id WHERE c.connection_id = current_connection_id() "
     "AND l.context_id > $1 AND l.type = 'FileSystem'"
 )
+_LOG_ALONE_SQL = "SELECT context_id, message FROM duckdb_logs() WHERE context_id > $1 AND type = 'FileSystem'"
 
 
 def new_connection(**config: Any) -> duckdb.DuckDBPyConnection:
@@ -67,6 +68,8 @@ class Database:
         self._tokens = itertools.count(1)
         self._salt = os.urandom(3).hex()
         self._open_sessions = 0
+        self._alone: dict[str, bool] = {}  # open session -> no other session was open during its life
+        self._seen = 0  # the last log context any session has counted
         self._logged = 0
         self._views: dict[str, tuple[Any, int]] = {}  # dataset -> (fingerprint of the shared view, sessions using it)
         from nubes.data.engine.caches import Bounded
@@ -100,11 +103,15 @@ class Database:
             cursor = self._connection().cursor()
             token = f"s{self._salt}{next(self._tokens):x}"
             self._open_sessions += 1
+            for other in self._alone:
+                self._alone[other] = False
+            self._alone[token] = len(self._alone) == 0
         return token, cursor
 
-    def _closed(self) -> None:
+    def _closed(self, token: str) -> None:
         with self._lock:
             self._open_sessions -= 1
+            self._alone.pop(token, None)
             if self._open_sessions == 0 and self._logged > LOG_TRUNCATE_AT and self._con is not None:
                 self._con.execute("CALL truncate_duckdb_logs()")
                 self._logged = 0
@@ -120,10 +127,13 @@ class Database:
         """Session bridges open now."""
         return self._open_sessions
 
-    def native_reads(self, cursor: duckdb.DuckDBPyConnection, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
-        """Reads DuckDB made of local files on ``cursor``'s connection since log context ``after``:
-        ``(last context seen, {path: (reads, bytes)})``."""
-        rows = cursor.execute(_LOG_SQL, [after]).fetchall()
+    def native_reads(self, token: str, cursor: duckdb.DuckDBPyConnection, after: int) -> tuple[int, dict[str, tuple[int, int]]]:
+        """Reads DuckDB made of local files on session ``token``'s cursor since log context ``after``:
+        ``(last context seen, {path: (reads, bytes)})``. A session that has been the only one open since it
+        opened owns every read logged since the last one counted (a cheaper query than by connection)."""
+        with self._lock:
+            alone, seen = self._alone.get(token, False), self._seen
+        rows = (cursor.execute(_LOG_ALONE_SQL, [max(after, seen)]) if alone else cursor.execute(_LOG_SQL, [after])).fetchall()
         out: dict[str, tuple[int, int]] = {}
         last = after
         for context, message in rows:
@@ -134,6 +144,7 @@ class Database:
                 out[entry["path"]] = (reads + 1, nbytes + int(entry.get("bytes", 0)))
         with self._lock:
             self._logged += len(rows)
+            self._seen = max(self._seen, last)
         return last, out
 
     # -- dataset views shared by sessions -------------------------------------------------------

@@ -79,11 +79,17 @@ def footer_length(tail: bytes) -> int:
 
 
 def parse(metadata: bytes) -> Footer:
-    """Read ``FileMetaData`` (the footer without its last 8 bytes)."""
+    """Read ``FileMetaData`` (the footer without its last 8 bytes); a FooterError for anything malformed."""
     try:
-        doc, _ = _Reader(metadata).struct(0)
-    except (IndexError, struct.error, UnicodeDecodeError, RecursionError) as exc:
-        raise FooterError(f"malformed Parquet footer: {exc}") from None
+        return _parse(metadata)
+    except FooterError:
+        raise
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError, OverflowError, struct.error, RecursionError) as exc:
+        raise FooterError(f"malformed Parquet footer: {type(exc).__name__}: {exc}") from None
+
+
+def _parse(metadata: bytes) -> Footer:
+    doc, _ = _Reader(metadata).struct(0)
     schema = [s for s in doc.get(2, []) if isinstance(s, dict)]
     leaf_types = _leaf_types(schema)
     groups = []
