@@ -26,8 +26,6 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from nubes.data.engine.access import StoreAccess
 from nubes.data.engine.caches import Bounded
 from nubes.data.engine.database import Database, new_connection
@@ -38,6 +36,7 @@ from nubes.errors import ConfigError, NotFound, StorageError
 from nubes.storage.base import IOStats, ObjectInfo, ObjectStore, check_key
 
 if TYPE_CHECKING:
+    import duckdb
     import polars as pl
 
     from nubes.data.engine.filesystem import NubesFileSystem
@@ -101,21 +100,31 @@ class Bridge:
         self._native: dict[str, tuple[str, ObjectInfo]] = {}  # local path DuckDB reads -> (alias, info)
         self._seen = 0  # DuckDB log context up to which native reads are counted
         self._dirty = False  # the connection may have run statements since native reads were last counted
+        self._cursor_: duckdb.DuckDBPyConnection | None = None
         if database is not None:
             if connection is not None:
                 raise ConfigError("pass a Bridge either connection= or database=, not both")
-            self._token, self._con = database._open()
+            self._token = database._open()  # its cursor is opened on first use: a Polars-only session never loads DuckDB
             self._access = StoreAccess(named, metadata_ttl, cache_bytes, prefix=self._token + ".")
             self._own = True
             return
         self._access = StoreAccess(named, metadata_ttl, cache_bytes)
         self._own = connection is None
-        self._con = connection if connection is not None else new_connection()
-        if self._con.filesystem_is_registered(PROTOCOL):
+        self._cursor_ = connection if connection is not None else new_connection()
+        if self._cursor_.filesystem_is_registered(PROTOCOL):
             raise ConfigError(f"this DuckDB database already has a {PROTOCOL}:// filesystem; use one Bridge per connection")
         self.fs  # noqa: B018 - a bridge of its own serves nubes://ALIAS/KEY at once (a session's, on first use)
 
     # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        if self._cursor_ is None:
+            if self._closed:
+                raise ConfigError("this bridge is closed")
+            assert self._database is not None
+            self._cursor_ = self._database._cursor()
+        return self._cursor_
+
     @property
     def fs(self) -> NubesFileSystem:
         """The ``nubes://`` fsspec filesystem DuckDB reads this bridge's stores through (made on first use)."""
@@ -175,8 +184,9 @@ class Bridge:
         self._collect()
         self._closed = True
         if self._database is not None:
-            with contextlib.suppress(Exception):
-                self._con.close()
+            if self._cursor_ is not None:
+                with contextlib.suppress(Exception):
+                    self._cursor_.close()
             if self._fs is not None:
                 self._fs._unbind(self._token)
             self._database._closed(self._token)
@@ -241,6 +251,8 @@ class Bridge:
         """Turn DuckDB errors caused by storage into :mod:`nubes.errors` at this boundary: a glob or key that
         matches nothing is ``NotFound``; a storage error raised inside a DuckDB callback is re-raised as
         itself, chained to the DuckDB error. Other errors pass through unchanged."""
+        import duckdb
+
         mark = self._access.mark()
         try:
             yield
@@ -348,8 +360,7 @@ class Bridge:
             footers = [self.footer(alias, i) for i in infos]
             if all(footers):
                 parts = [ps.Part(alias, i, p, f) for i, p, f in zip(infos, locals_, footers, strict=True)]  # type: ignore[arg-type]
-                with self.translate_errors():
-                    return ps.scan_local_parquet(self, parts, bool(hive_partitioning))
+                return ps.scan_local_parquet(self, parts, bool(hive_partitioning))
         parts = [ps.Part(alias, i, self.path(i.key, store=alias), self.footer(alias, i) if fmt == "parquet" else None)
                  for i in infos]
         return ps.scan_with_engine(self, parts, fmt, hive_partitioning, options)
@@ -423,6 +434,8 @@ def _check_alias(alias: Any) -> None:
 
 def serialize(con: duckdb.DuckDBPyConnection, data: Any, path: str, fmt: Format, options: dict[str, Any]) -> None:
     """Write ``data`` (SQL text, a DuckDB relation, a Polars DataFrame or LazyFrame) to the file ``path``."""
+    import duckdb
+
     if isinstance(data, str):
         data = con.sql(data)
     kind = f"{type(data).__module__.split('.', 1)[0]}.{type(data).__name__}"

@@ -29,9 +29,9 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 if TYPE_CHECKING:
+    import duckdb
+
     from nubes.data.engine.bridge import Bridge
     from nubes.data.engine.filesystem import NubesFileSystem
     from nubes.storage.base import ObjectStore
@@ -50,6 +50,8 @@ def new_connection(**config: Any) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection as the engine uses it: extensions are never downloaded (parquet
     and json are built in) and DuckDB's external file cache is off (a Python filesystem's modification
     times are too coarse for it to tell two versions of an object apart)."""
+    import duckdb
+
     return duckdb.connect(config={
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -98,15 +100,23 @@ class Database:
                     self._fs = fs
         return self._fs
 
-    def _open(self) -> tuple[str, duckdb.DuckDBPyConnection]:
-        with self._lock:  # a connection serves one call at a time, cursor() included
-            cursor = self._connection().cursor()
+    def _open(self) -> str:
+        """A new session's token (its cursor is made by :meth:`_cursor`, when it first needs one)."""
+        with self._lock:
             token = f"s{self._salt}{next(self._tokens):x}"
             self._open_sessions += 1
             for other in self._alone:
                 self._alone[other] = False
             self._alone[token] = len(self._alone) == 0
-        return token, cursor
+        return token
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        with self._lock:  # a connection serves one call at a time, cursor() included
+            cursor = self._connection().cursor()
+        # DuckDB logs a fresh cursor's first relation bind without its connection id: one statement first, so
+        # that every read of the session carries it (about 0.1 ms; needed whenever sessions overlap)
+        cursor.execute("SELECT 1").fetchall()
+        return cursor
 
     def _closed(self, token: str) -> None:
         with self._lock:
