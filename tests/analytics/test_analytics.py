@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 
 import nubes
-from nubes.data import lineage
 from nubes.core.loader import load_app
+from nubes.data import lineage
 from nubes.testing import Client
 from nubes.testing.servers.moto import MotoServer
 
@@ -193,7 +193,7 @@ def test_superseded_versions_are_deleted_after_the_grace_period(shop: tuple[nube
 
 
 def test_append_adds_a_version_and_failed_write_keeps_the_old(shop: tuple[nubes.App, str, Path]) -> None:
-    app, data_uri, _ = shop
+    app, _data_uri, _ = shop
     client = Client(app)
     first = client.post("/daily/rebuild").json()["rows"]
     assert client.post("/daily/rebuild?mode=append").json()["rows"] == 2 * first

@@ -15,12 +15,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import nubes.storage as storage
-from nubes.errors import AccessDenied, ConfigError, NotFound
-from nubes.storage.base import ObjectStore
 from nubes.data.engine.bridge import Bridge, connect
-from nubes.data.engine.database import Database
 from nubes.data.engine.filesystem import NubesFileSystem
 from nubes.data.formats import infer_format
+from nubes.errors import AccessDenied, ConfigError, NotFound
+from nubes.storage.base import ObjectStore
 from nubes.storage.memory import MemoryStore
 
 ROWS = 200_000

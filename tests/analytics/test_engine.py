@@ -3,6 +3,7 @@ native SQL reads counted per session, shared views by version, SQL without Polar
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -60,10 +61,8 @@ def test_any_footer_bytes_parse_or_fail_cleanly(junk: bytes, where: int, value: 
     mutated = bytearray(real)
     mutated[where % len(mutated)] = value
     for candidate in (junk, bytes(mutated), real[: where % len(real)]):
-        try:
+        with contextlib.suppress(pf.FooterError):
             pf.parse(candidate)
-        except pf.FooterError:
-            pass
 
 
 def _real_footer() -> bytes:

@@ -26,9 +26,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from nubes.errors import HTTPError
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import HTTPError
 
 FORMATS: dict[str, str] = {
     "json": "application/json",
@@ -79,12 +79,11 @@ def _default(obj: Any) -> Any:
     module = type(obj).__module__.split(".", 1)[0]
     if module == "uuid":
         return str(obj)
-    if module == "numpy":
-        if hasattr(obj, "tolist"):
-            value = obj.tolist()  # scalars become Python numbers; arrays nested lists
-            if type(obj).__name__ == "datetime64":
-                return str(obj)
-            return value
+    if module == "numpy" and hasattr(obj, "tolist"):
+        value = obj.tolist()  # scalars become Python numbers; arrays nested lists
+        if type(obj).__name__ == "datetime64":
+            return str(obj)
+        return value
     if module in ("polars", "duckdb", "pyarrow"):
         return to_polars(obj).to_dicts()
     if isinstance(obj, Mapping):
@@ -183,10 +182,7 @@ def encode_table(value: Any, fmt: str, max_rows: int | None = None) -> Response:
     buf = io.BytesIO()
     if fmt in ("json", "ndjson", "csv"):
         df = _plain_columns(df, pl)
-        if fmt == "csv":
-            body = df.write_csv().encode("utf-8")
-        else:
-            body = (df.write_json() if fmt == "json" else df.write_ndjson()).encode("utf-8")
+        body = df.write_csv().encode("utf-8") if fmt == "csv" else (df.write_json() if fmt == "json" else df.write_ndjson()).encode("utf-8")
     elif fmt == "parquet":
         df.write_parquet(buf)
         body = buf.getvalue()
@@ -228,10 +224,7 @@ def _encode_rows(relation: Any, fmt: str, max_rows: int | None) -> Response:
         body = text.getvalue().encode("utf-8")
     else:
         records = [dict(zip(names, row, strict=True)) for row in rows]
-        if fmt == "json":
-            body = dumps(records)
-        else:
-            body = b"".join(dumps(r) + b"\n" for r in records)
+        body = dumps(records) if fmt == "json" else b"".join(dumps(r) + b"\n" for r in records)
     return Response(body, 200, {"vary": "Accept"}, FORMATS[fmt])
 
 

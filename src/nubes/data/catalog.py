@@ -18,7 +18,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,7 +93,7 @@ def make_dataset(
     name: str,
     uri: str,
     *,
-    format: str | None = None,  # noqa: A002
+    format: str | None = None,
     schema: Mapping[str, str] | None = None,
     description: str = "",
     owner: str = "",
@@ -219,7 +219,7 @@ def _check_from_yaml(path: Path, dataset: str, spec: Any) -> Check:
     (kind, args), = spec.items()
     if kind not in CHECK_KINDS:
         raise ConfigError(f"{path}: dataset {dataset!r}: unknown check {kind!r}; use one of {', '.join(CHECK_KINDS)}")
-    factory = getattr(checks, kind)
+    factory: Callable[..., Check] = getattr(checks, kind)
     try:
         if isinstance(args, dict):
             return factory(**args)
@@ -260,11 +260,11 @@ def resolve(dataset: Dataset, store: ObjectStore, *, listings: Bounded[Any] | No
     pattern = dataset.pattern
     if pattern is not None and not dataset.is_glob:
         return Resolved(dataset, store, [store.head(pattern)])
+    objects: list[ObjectInfo] | None
     if pattern is None:
         found = _from_manifest(store, manifests)
         if found is not None:
-            manifest, objects = found
-            return Resolved(dataset, store, list(objects), manifest)
+            return Resolved(dataset, store, list(found[1]), found[0])
         key: tuple[str, ...] = (store.uri, "", dataset.format)
         objects = listings.get(key) if listings is not None else None
         if objects is None:
@@ -298,7 +298,7 @@ def _from_manifest(store: ObjectStore, manifests: Bounded[Any] | None) -> tuple[
         etag = store.head(MANIFEST).etag
     except NotFound:
         return None
-    found = manifests.get((store.uri, etag))
+    found: tuple[dict[str, Any], list[ObjectInfo]] | None = manifests.get((store.uri, etag))
     if found is None:
         try:
             manifest = json.loads(store.get(MANIFEST))

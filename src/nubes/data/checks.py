@@ -131,7 +131,7 @@ def _fetch_dicts(conn: duckdb.DuckDBPyConnection, query: str, params: Sequence[A
     """Run ``query`` (which must carry its own LIMIT) and return its rows as dicts."""
     cur = conn.execute(query, list(params))
     names = [d[0] for d in cur.description or ()]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=False)) for row in cur.fetchall()]
 
 
 def _scalar(conn: duckdb.DuckDBPyConnection, query: str, params: Sequence[Any] = ()) -> Any:
@@ -433,7 +433,7 @@ def _format_duration(td: _dt.timedelta) -> str:
 
 
 def _utc_now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 class _Freshness(Check):
@@ -464,7 +464,7 @@ class _Freshness(Check):
             return self.result(False, None, f"no non-NULL {self.column} to judge freshness by")
         now = self.now()
         if now.tzinfo is None:
-            now = now.replace(tzinfo=_dt.timezone.utc)
+            now = now.replace(tzinfo=_dt.UTC)
         age = _dt.timedelta(seconds=now.timestamp() - float(latest))
         if age > self.max_age:
             return self.result(False, None, f"latest {self.column} is {text} ({_format_duration(age)} old), "
@@ -514,7 +514,7 @@ class _Schema(Check):
 
     def run(self, conn: duckdb.DuckDBPyConnection, relation: str) -> CheckResult:
         rel = conn.sql(f"SELECT * FROM {relation}")  # binds only: no rows are read
-        actual = {name: str(typ).upper() for name, typ in zip(rel.columns, rel.types)}
+        actual = {name: str(typ).upper() for name, typ in zip(rel.columns, rel.types, strict=False)}
         by_folded = {name.lower(): name for name in actual}
         problems = []
         seen = set()
@@ -564,7 +564,7 @@ def run_checks(conn: duckdb.DuckDBPyConnection, relation: str, checks: Sequence[
             result = check.run(conn, relation)
             if not isinstance(result, CheckResult):
                 raise TypeError(f"{type(check).__name__}.run returned {type(result).__name__}, not CheckResult")
-        except Exception as exc:  # noqa: BLE001 - isolation is the contract
+        except Exception as exc:
             name = getattr(check, "name", None) or type(check).__name__
             severity = getattr(check, "severity", "error")
             severity = severity if severity in SEVERITIES else "error"

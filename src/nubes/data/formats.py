@@ -56,12 +56,11 @@ def infer_format(key: str) -> Format:
 
 def check_format(fmt: str) -> Format:
     """``fmt`` as a :data:`Format` (``json`` is NDJSON); a ConfigError for anything else."""
-    fmt = fmt.lower()
-    if fmt == "json":
-        fmt = "ndjson"
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; use 'parquet', 'csv' or 'ndjson'")
-    return fmt  # type: ignore[return-value]
+    name = fmt.lower()
+    for known in FORMATS:
+        if name == known or (name == "json" and known == "ndjson"):
+            return known
+    raise ConfigError(f"unknown format {fmt!r}; use 'parquet', 'csv' or 'ndjson'")
 
 
 def reader_call(urls: list[str], fmt: Format, *, hive: bool | None = None, options: dict[str, Any] | None = None) -> str:

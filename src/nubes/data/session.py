@@ -196,7 +196,8 @@ class Session(DatasetWriter):
     def _layout(resolved: Resolved) -> tuple[Any, bool]:
         manifest = resolved.manifest or {}
         dataset = resolved.dataset
-        return manifest.get("format", dataset.format), dataset.partitioning == "hive" or bool(manifest.get("partition_by"))
+        hive = dataset.partitioning == "hive" or bool(manifest.get("partition_by"))
+        return manifest.get("format", dataset.format), hive
 
     def referenced(self, query: str) -> list[str]:
         """Catalog datasets that ``query`` names (DuckDB's parser decides, once per text; CTE names are not tables)."""
@@ -216,7 +217,8 @@ class Session(DatasetWriter):
     def sql(self, query: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> duckdb.DuckDBPyRelation:
         for name in self.referenced(query):
             self.view(name)
-        return self.bridge.sql(query, params if params else None)
+        relation: duckdb.DuckDBPyRelation = self.bridge.sql(query, params if params else None)
+        return relation
 
     def table(self, name: str) -> pl.LazyFrame:
         resolved = self.resolve(name)
@@ -264,7 +266,7 @@ class Session(DatasetWriter):
         reads = []
         touched = {(o["store"], o["key"]): o for o in (self._bridge.objects_read() if self._bridge else [])}
         for name, resolved in self._views.items():
-            objects = []
+            objects: list[dict[str, Any]] = []
             for o in resolved.objects:
                 entry = touched.get((resolved.store.uri, o.key))
                 objects.append({"key": o.key, "etag": o.etag, "size": o.size,

@@ -49,8 +49,8 @@ from nubes.errors import HTTPError, StorageError
 if TYPE_CHECKING:
     import duckdb
 
-    from nubes.data.session import Session
     from nubes.core.app import App
+    from nubes.data.session import Session
 
 __all__ = ["Sandbox", "SqlEndpoint", "SqlRequest", "Validated", "denied_function", "sql_route", "validate"]
 
@@ -407,7 +407,7 @@ class _Watchdog:
         while not self._done.is_set():
             try:
                 self._con.interrupt()
-            except Exception:  # noqa: BLE001  (the connection is gone: nothing left to stop)
+            except Exception:
                 return
             self._done.wait(0.05)
 

@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nubes.data.catalog import MANIFEST, Dataset, make_dataset
@@ -59,7 +59,7 @@ class DatasetWriter:
         target: str,
         frame: Any,
         *,
-        format: str = "parquet",  # noqa: A002
+        format: str = "parquet",
         partition_by: Sequence[str] | str | None = None,
         mode: str = "overwrite",
     ) -> Dataset:
@@ -126,7 +126,7 @@ class DatasetWriter:
             raise ConfigError(f"ctx.write partition_by column(s) {missing} are not in the frame (columns: {df.columns})")
         groups = df.partition_by(partition_by, as_dict=True, include_key=False) if partition_by else {(): df}
         for values, part in groups.items():
-            folder = os.path.join(out, *(f"{c}={_hive_value(v)}" for c, v in zip(partition_by, values)))
+            folder = os.path.join(out, *(f"{c}={_hive_value(v)}" for c, v in zip(partition_by, values, strict=False)))
             os.makedirs(folder, exist_ok=True)
             path = os.path.join(folder, f"part-0.{fmt}")
             if fmt == "parquet":
@@ -153,7 +153,7 @@ class DatasetWriter:
         from nubes.errors import NotFound
 
         fmt = dataset.format
-        version = datetime.now(timezone.utc).strftime("v%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
+        version = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
         written: list[tuple[str, str, int]] = []
         with tempfile.TemporaryDirectory(prefix="nubes-ds-") as tmp:
             self._spool(frame, fmt, partition_by, tmp)
@@ -170,7 +170,7 @@ class DatasetWriter:
                 previous: dict[str, Any] | None = json.loads(store.get(MANIFEST))
             except NotFound:
                 previous, etag = None, None
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             files = [k for k, _, _ in written]
             retired = list((previous or {}).get("retired", []))
             if mode == "append" and previous:

@@ -15,7 +15,8 @@ from typing import Any
 
 from nubes.data.engine.caches import InfoCache, RangeCache
 from nubes.errors import PreconditionFailed, StorageError
-from nubes.storage.base import CURRENT_IO, IOStats, ObjectInfo, ObjectStore
+from nubes.storage.base import IOStats, ObjectInfo, ObjectStore
+from nubes.storage.current import CURRENT_IO
 
 
 @contextlib.contextmanager

@@ -36,8 +36,8 @@ from nubes.errors import ConfigError, NotFound, StorageError
 from nubes.storage.base import IOStats, ObjectInfo, ObjectStore, check_key
 
 if TYPE_CHECKING:
-    import duckdb
     import polars as pl
+    from duckdb import DuckDBPyConnection, DuckDBPyRelation
 
     from nubes.data.engine.filesystem import NubesFileSystem
     from nubes.data.engine.parquet_footer import Footer
@@ -79,7 +79,7 @@ class Bridge:
         self,
         stores: ObjectStore | Mapping[str, ObjectStore],
         *,
-        connection: duckdb.DuckDBPyConnection | None = None,
+        connection: DuckDBPyConnection | None = None,
         database: Database | None = None,
         metadata_ttl: float = 2.0,
         cache_bytes: int = 32 * 1024 * 1024,
@@ -100,7 +100,7 @@ class Bridge:
         self._native: dict[str, tuple[str, ObjectInfo]] = {}  # local path DuckDB reads -> (alias, info)
         self._seen = 0  # DuckDB log context up to which native reads are counted
         self._dirty = False  # the connection may have run statements since native reads were last counted
-        self._cursor_: duckdb.DuckDBPyConnection | None = None
+        self._cursor_: DuckDBPyConnection | None = None
         if database is not None:
             if connection is not None:
                 raise ConfigError("pass a Bridge either connection= or database=, not both")
@@ -117,7 +117,7 @@ class Bridge:
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
-    def _con(self) -> duckdb.DuckDBPyConnection:
+    def _con(self) -> DuckDBPyConnection:
         if self._cursor_ is None:
             if self._closed:
                 raise ConfigError("this bridge is closed")
@@ -168,7 +168,7 @@ class Bridge:
             items = sorted(self._access.touched.items())
         return [{"store": self._access.stores[alias].uri, "key": key, **entry} for (alias, key), entry in items]
 
-    def duckdb(self) -> duckdb.DuckDBPyConnection:
+    def duckdb(self) -> DuckDBPyConnection:
         """The DuckDB connection on which this bridge's objects are readable (errors of statements run on it
         directly are DuckDB's own; wrap them in :meth:`translate_errors` to get :mod:`nubes.errors`).
 
@@ -278,7 +278,7 @@ class Bridge:
         return None
 
     @contextlib.contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _cursor(self) -> Iterator[DuckDBPyConnection]:
         """A cursor of the bridge's connection for one statement, closed after (several may run at once)."""
         with self._cursor_lock:
             cursor = self._con.cursor()
@@ -288,7 +288,7 @@ class Bridge:
             cursor.close()
 
     # -- reading -------------------------------------------------------------------------------
-    def read_sql(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,  # noqa: A002
+    def read_sql(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,
                  hive_partitioning: bool | None = None, **options: Any) -> str:
         """The DuckDB table-function call reading ``source`` (a key, a glob or a list of them) — for use in SQL."""
         sources = [source] if isinstance(source, str) else list(source)
@@ -297,8 +297,8 @@ class Bridge:
         fmt = check_format(format) if format is not None else infer_format(sources[0])
         return reader_call([self.path(s, store=store) for s in sources], fmt, hive=hive_partitioning, options=options)
 
-    def read(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,  # noqa: A002
-             hive_partitioning: bool | None = None, **options: Any) -> duckdb.DuckDBPyRelation:
+    def read(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,
+             hive_partitioning: bool | None = None, **options: Any) -> DuckDBPyRelation:
         """A lazy DuckDB relation over ``source`` (key, glob or list), format from the extension unless given.
 
         ``options`` go to ``read_parquet``/``read_csv``/``read_json``. Binding reads only metadata; a missing
@@ -306,7 +306,7 @@ class Bridge:
         call = self.read_sql(source, format=format, store=store, hive_partitioning=hive_partitioning, **options)
         return self.sql(f"SELECT * FROM {call}")
 
-    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> duckdb.DuckDBPyRelation:
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> DuckDBPyRelation:
         """Run or bind ``query`` on the bridge's connection, translating storage errors at bind time."""
         self._dirty = True
         with self.translate_errors():
@@ -341,7 +341,7 @@ class Bridge:
         cache.put(key, footer)
         return footer or None
 
-    def scan(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,  # noqa: A002
+    def scan(self, source: str | Sequence[str], *, format: str | None = None, store: str | None = None,
              hive_partitioning: bool | None = None, **options: Any) -> pl.LazyFrame:
         """A Polars LazyFrame over ``source`` (keys, globs or a list; the objects are found now, so a missing
         source raises NotFound here). Projection, ``head`` and the filter's row-group skipping are pushed into
@@ -383,7 +383,7 @@ class Bridge:
         return out
 
     # -- writing -------------------------------------------------------------------------------
-    def write(self, key: str, data: Any, *, format: str | None = None, store: str | None = None,  # noqa: A002
+    def write(self, key: str, data: Any, *, format: str | None = None, store: str | None = None,
               if_none_match: bool = False, if_match: str | None = None, **options: Any) -> ObjectInfo:
         """Serialize ``data`` and store it at ``key`` atomically; return the new object's info.
 
@@ -432,7 +432,7 @@ def _check_alias(alias: Any) -> None:
         raise ConfigError(f"store alias {alias!r} must be letters, digits, '_' or '-'")
 
 
-def serialize(con: duckdb.DuckDBPyConnection, data: Any, path: str, fmt: Format, options: dict[str, Any]) -> None:
+def serialize(con: DuckDBPyConnection, data: Any, path: str, fmt: Format, options: dict[str, Any]) -> None:
     """Write ``data`` (SQL text, a DuckDB relation, a Polars DataFrame or LazyFrame) to the file ``path``."""
     import duckdb
 
@@ -451,6 +451,6 @@ def serialize(con: duckdb.DuckDBPyConnection, data: Any, path: str, fmt: Format,
         raise ConfigError(f"cannot write a {type(data).__name__}; pass a DuckDB relation, a Polars DataFrame/LazyFrame or SQL")
 
 
-def connect(stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any) -> duckdb.DuckDBPyConnection:
+def connect(stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any) -> DuckDBPyConnection:
     """A new DuckDB connection on which ``nubes://ALIAS/KEY`` reads the given stores (see :class:`Bridge`)."""
     return Bridge(stores, **kwargs).duckdb()

@@ -38,7 +38,7 @@ class ObjectFile(RangeReader):
             raise
 
 
-class NubesFileSystem(AbstractFileSystem):
+class NubesFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec has no type hints
     """fsspec filesystem over object stores: ``nubes://ALIAS/KEY`` is ``KEY`` in the store named ``ALIAS``.
 
     Read-only (writes go through :meth:`Bridge.write`, which is atomic). Folders are implied by ``/``
@@ -71,9 +71,9 @@ class NubesFileSystem(AbstractFileSystem):
             self._sessions = {t: c for t, c in self._sessions.items() if t != token}
 
     @classmethod
-    def _strip_protocol(cls, path: str) -> str:  # type: ignore[override]
+    def _strip_protocol(cls, path: str) -> str:
         if isinstance(path, (list, tuple)):
-            return [cls._strip_protocol(p) for p in path]  # type: ignore[return-value]
+            return [cls._strip_protocol(p) for p in path]  # type: ignore[return-value, unused-ignore]
         path = str(path)
         if path.startswith(PROTOCOL + "://"):
             path = path[len(PROTOCOL) + 3 :]
@@ -205,11 +205,11 @@ class NubesFileSystem(AbstractFileSystem):
             found[entry["name"]] = entry
         if not found and key:
             try:
-                entry = self.info(path)
+                single: dict[str, Any] | None = self.info(path)
             except FileNotFoundError:
-                entry = None
-            if entry is not None and entry["type"] == "file":
-                found[entry["name"]] = entry
+                single = None
+            if single is not None and single["type"] == "file":
+                found[single["name"]] = single
         names = sorted(found)
         return {n: found[n] for n in names} if detail else names
 
@@ -233,7 +233,7 @@ class NubesFileSystem(AbstractFileSystem):
         s = 0 if start is None else (start if start >= 0 else max(0, size + start))
         e = size if end is None else (end if end >= 0 else max(0, size + end))
         f.seek(s)
-        return f.read(max(0, e - s))
+        return bytes(f.read(max(0, e - s)))
 
     def _rm(self, path: str) -> None:
         raise PermissionError(f"{PROTOCOL}:// is read-only for DuckDB: {path}")

@@ -72,7 +72,7 @@ def footer_length(tail: bytes) -> int:
     """The footer's length (metadata + 8) from the last 8 bytes of a Parquet file."""
     if len(tail) < 8 or tail[-4:] != MAGIC:
         raise FooterError("not a Parquet file (no PAR1 at its end, or it is encrypted)")
-    length = struct.unpack("<I", tail[-8:-4])[0] + 8
+    length = int(struct.unpack("<I", tail[-8:-4])[0]) + 8
     if length > MAX_FOOTER:
         raise FooterError(f"Parquet footer of {length} bytes is over the {MAX_FOOTER} byte limit")
     return length
@@ -131,10 +131,11 @@ def _leaf_types(schema: list[dict[int, Any]]) -> dict[str, str]:
             continue
         physical, converted, logical = element.get(1), element.get(6), element.get(10)
         logical_kind = next(iter(logical), None) if isinstance(logical, dict) else None
+        int_type = logical.get(10) if isinstance(logical, dict) else None
         if physical in (_INT32, _INT64):
             if converted == _DATE or logical_kind == 6:
                 kind = "date"
-            elif converted in _UNSIGNED or (logical_kind == 10 and not logical[10].get(2, True)):
+            elif converted in _UNSIGNED or (isinstance(int_type, dict) and not int_type.get(2, True)):
                 continue
             elif converted in (None, 15, 16, 17, 18) and logical_kind in (None, 10):
                 kind = "int64" if physical == _INT64 else "int32"

@@ -123,13 +123,13 @@ def scan_local_parquet(bridge: Bridge, parts: list[Part], hive: bool) -> pl.Lazy
             footer = part.footer
             assert footer is not None
             kept = plan.groups(footer, columns) or []
-            chunks = lambda gs: sum(len(v) for g in gs for c, v in footer.row_groups[g].columns.items() if c in columns)  # noqa: E731
             if len(kept) == len(footer.row_groups) or hive:
-                whole.append((part, 1 + chunks(range(len(footer.row_groups))), footer.length + footer.chunk_bytes(columns, range(len(footer.row_groups)))))
+                everything = range(len(footer.row_groups))
+                whole.append((part, 1 + _chunks(footer, columns, everything), footer.length + footer.chunk_bytes(columns, everything)))
                 continue
             for first, rows, members in runs(footer, kept):
                 lazy = pl.scan_parquet(part.url, glob=False, use_statistics=False).slice(first, rows)
-                pieces.append((lazy, [(part, 1 + chunks(members), footer.length + footer.chunk_bytes(columns, members))]))
+                pieces.append((lazy, [(part, 1 + _chunks(footer, columns, members), footer.length + footer.chunk_bytes(columns, members))]))
         if whole:
             lazy = pl.scan_parquet([p.url for p, _, _ in whole], hive_partitioning=hive, hive_schema=hive_schema, glob=False,
                                    use_statistics=False)
@@ -152,6 +152,11 @@ def scan_local_parquet(bridge: Bridge, parts: list[Part], hive: bool) -> pl.Lazy
             yield plan.empty()
 
     return register_io_source(source, schema=schema, explain_name="nubes-parquet")
+
+
+def _chunks(footer: Footer, columns: set[str], groups: range | list[int]) -> int:
+    """How many column chunks (one range read each) ``columns`` have in ``groups``."""
+    return sum(len(chunks) for g in groups for name, chunks in footer.row_groups[g].columns.items() if name in columns)
 
 
 def _same_version(bridge: Bridge, part: Part) -> None:
