@@ -324,7 +324,7 @@ class Bridge:
         instance by store, key and etag), or None if it cannot be read as one."""
         from nubes.data.engine import parquet_footer as pf
 
-        cache = self._database.footers if self._database is not None else _FOOTERS
+        cache = self._cache
         key = (self._access.stores[alias].uri, info.key, info.etag)
         found = cache.get(key)
         if found is not None:
@@ -360,10 +360,15 @@ class Bridge:
             footers = [self.footer(alias, i) for i in infos]
             if all(footers):
                 parts = [ps.Part(alias, i, p, f) for i, p, f in zip(infos, locals_, footers, strict=True)]  # type: ignore[arg-type]
-                return ps.scan_local_parquet(self, parts, bool(hive_partitioning))
+                return ps.scan_local_parquet(self, parts, bool(hive_partitioning), self._cache)
         parts = [ps.Part(alias, i, self.path(i.key, store=alias), self.footer(alias, i) if fmt == "parquet" else None)
                  for i in infos]
         return ps.scan_with_engine(self, parts, fmt, hive_partitioning, options)
+
+    @property
+    def _cache(self) -> Bounded[Any]:
+        """Footers and schemas by object version: the warm instance's (a Database's), else this process's."""
+        return self._database.footers if self._database is not None else _FOOTERS
 
     def _objects(self, alias: str, sources: list[str]) -> list[ObjectInfo]:
         """The objects ``sources`` name now (a glob is listed); NotFound when one names nothing."""

@@ -28,6 +28,7 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from nubes.data.engine import pruning
+from nubes.data.engine.caches import Bounded
 from nubes.data.engine.parquet_footer import Footer
 from nubes.data.sqltext import ident
 from nubes.storage.base import ObjectInfo
@@ -104,10 +105,14 @@ class _Plan:
         return pl.DataFrame(schema={c: self.schema[c] for c in self.wanted})
 
 
-def scan_local_parquet(bridge: Bridge, parts: list[Part], hive: bool) -> pl.LazyFrame:
-    """Local Parquet files read natively by Polars (see the module docstring)."""
+def scan_local_parquet(bridge: Bridge, parts: list[Part], hive: bool, cache: Bounded[Any]) -> pl.LazyFrame:
+    """Local Parquet files read natively by Polars (see the module docstring); their schema is kept in
+    ``cache`` by the objects' versions."""
     paths = [p.url for p in parts]
-    schema = pl.scan_parquet(paths, hive_partitioning=hive, glob=False).collect_schema()
+    key = ("schema", hive, tuple((p.url, p.info.etag) for p in parts))
+    schema = cache.get(key)
+    if schema is None:
+        schema = cache.put(key, pl.scan_parquet(paths, hive_partitioning=hive, glob=False).collect_schema())
     in_files = set().union(*(set(p.footer.row_groups[0].columns) if p.footer and p.footer.row_groups else set() for p in parts))
     hive_schema = {c: t for c, t in schema.items() if c not in in_files} if hive else None
 
