@@ -114,9 +114,10 @@ def make_dataset(
         raise ConfigError(f"dataset {name!r}: format {fmt!r} is not one of {', '.join(FORMATS)}") from None
     if partitioning not in (None, "hive") and not isinstance(partitioning, (list, tuple)):
         raise ConfigError(f"dataset {name!r}: partitioning is 'hive' (key=value folders) or None, not {partitioning!r}")
-    from nubes.data.checks import Check
-
     checks = tuple(checks)
+    if checks:  # nubes.data.checks is loaded only by apps that declare checks
+        from nubes.data.checks import Check
+
     for check in checks:
         if not isinstance(check, Check):
             raise ConfigError(f"dataset {name!r}: {check!r} is not a check; use nubes.checks.not_null(...) and friends")
