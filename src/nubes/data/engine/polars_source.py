@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from nubes.data.engine.bridge import Bridge
 
 MAX_QUERY_ROWS = 1 << 20  # row groups merged into one DuckDB query up to this many rows
+NATIVE_BATCH_ROWS = 1 << 15  # rows per batch of a native Polars read (bounds what a scan holds at once)
 
 
 @dataclass
@@ -143,7 +144,7 @@ def scan_local_parquet(bridge: Bridge, parts: list[Part], hive: bool, cache: Bou
             for part, reads, nbytes in counted:
                 bridge._access.read_elsewhere(part.alias, part.info, reads, nbytes)
             try:
-                for batch in lazy.select(plan.needed).collect_batches(chunk_size=batch_size, lazy=True):
+                for batch in lazy.select(plan.needed).collect_batches(chunk_size=batch_size or NATIVE_BATCH_ROWS, lazy=True):
                     out = plan.finish(batch)
                     if out is not None:
                         yield out
