@@ -67,6 +67,7 @@ class Database:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._fs: NubesFileSystem | None = None
         self._lock = threading.Lock()
+        self._view_lock = threading.Lock()
         self._tokens = itertools.count(1)
         self._salt = os.urandom(3).hex()
         self._open_sessions = 0
@@ -161,20 +162,17 @@ class Database:
     def pin_view(self, cursor: duckdb.DuckDBPyConnection, name: str, fingerprint: Any, create_sql: str) -> bool:
         """Use the shared view ``name`` at ``fingerprint`` (created or replaced now if no session uses another
         version): True if the session may use it, False if it needs a TEMP view of its own."""
-        with self._lock:
-            current = self._views.get(name)
-            if current is not None and current[0] == fingerprint:
-                self._views[name] = (fingerprint, current[1] + 1)
-                return True
-            if current is not None and current[1] > 0:
-                return False
-            self._views[name] = (fingerprint, 1)
-        try:
-            cursor.execute(create_sql)
-        except BaseException:
+        with self._view_lock:  # a view is made once per version: others wait for it rather than race it
             with self._lock:
-                self._views.pop(name, None)
-            raise
+                current = self._views.get(name)
+                if current is not None and current[0] == fingerprint:
+                    self._views[name] = (fingerprint, current[1] + 1)
+                    return True
+                if current is not None and current[1] > 0:
+                    return False
+            cursor.execute(create_sql)
+            with self._lock:
+                self._views[name] = (fingerprint, 1)
         return True
 
     def unpin_view(self, name: str) -> None:
@@ -183,13 +181,6 @@ class Database:
             current = self._views.get(name)
             if current is not None:
                 self._views[name] = (current[0], max(0, current[1] - 1))
-
-    def forget_view(self, name: str) -> None:
-        """The dataset ``name`` changed (a write): its shared view is made again on next use."""
-        with self._lock:
-            current = self._views.get(name)
-            if current is not None:
-                self._views[name] = (object(), current[1])
 
     def close(self) -> None:
         """Close the database (open session bridges stop working)."""
