@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ PREFIX = "_nubes/lineage/"
 
 def record(store: ObjectStore, entry: dict[str, Any]) -> str:
     """Store one invocation's lineage ``entry``; return its key."""
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     entry = {"time": now.isoformat(), **entry}
     key = f"{PREFIX}day={now:%Y-%m-%d}/{now:%H%M%S%f}-{entry.get('request_id', 'unknown')}.json"
     store.put(key, json.dumps(entry, default=str).encode(), content_type="application/json", if_none_match=True)

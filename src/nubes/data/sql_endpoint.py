@@ -407,7 +407,7 @@ class _Watchdog:
         while not self._done.is_set():
             try:
                 self._con.interrupt()
-            except Exception:
+            except Exception:  # noqa: BLE001  (the connection is gone: nothing left to stop)
                 return
             self._done.wait(0.05)
 
