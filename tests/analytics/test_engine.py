@@ -227,3 +227,28 @@ def test_native_scan_inside_polars_does_not_deadlock(tmp_path: Path, threads: st
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False, env=env)
     assert out.returncode == 0 and out.stdout.strip() == "13", out.stderr[-2000:]
     assert path.exists()
+
+
+def test_the_read_log_is_truncated_between_invocations_and_counts_stay_right(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nubes.data.engine import database
+    from nubes.data.session import app_database
+
+    monkeypatch.setattr(database, "LOG_TRUNCATE_SESSIONS", 3)
+    path = _wide(tmp_path / "w.parquet", rows=4_000, group=1_000)
+    os.utime(path, (0, 0))  # an old file: DuckDB trusts its cached footer, so every invocation reads the same
+    app = nubes.App("trunc", storage=f"mem://trunc-{uuid.uuid4().hex}")
+    app.dataset("w", path.as_uri())
+
+    @app.get("/x")
+    def total(ctx: nubes.Context) -> dict:
+        return {"x": ctx.sql("SELECT sum(x) FROM w").fetchall()[0][0]}
+
+    client = Client(app)
+    client.get("/x")
+    counts = []
+    for _ in range(7):
+        assert client.get("/x").status_code == 200
+        counts.append(next(lineage.history(app.storage, "w"))["reads"][0]["bytes_read"])
+    assert len(set(counts)) == 1 and counts[0] > 0, counts
+    con = app_database(app)._connection()
+    assert con.execute("SELECT count(*) FROM duckdb_logs()").fetchall()[0][0] < 3 * 40  # truncated every 3 sessions

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from nubes.data.engine.filesystem import NubesFileSystem
     from nubes.storage.base import ObjectStore
 
-LOG_TRUNCATE_AT = 20_000  # log entries read since the last truncation (done when no session is open)
+LOG_TRUNCATE_AT = 20_000  # log entries read since the last truncation (done when no session is open) ...
+LOG_TRUNCATE_SESSIONS = 1_000  # ... or sessions closed since then (their writes are logged too, and never read)
 
 _LOG_SQL = (  # the reads of this cursor's connection
     "SELECT l.context_id, l.message FROM duckdb_logs() AS l JOIN duckdb_log_contexts() AS c "
@@ -74,6 +75,7 @@ class Database:
         self._alone: dict[str, bool] = {}  # open session -> no other session was open during its life
         self._seen = 0  # the last log context any session has counted
         self._logged = 0
+        self._closes = 0
         self._views: dict[str, tuple[Any, int]] = {}  # dataset -> (fingerprint of the shared view, sessions using it)
         from nubes.data.engine.caches import Bounded
 
@@ -122,10 +124,12 @@ class Database:
     def _closed(self, token: str) -> None:
         with self._lock:
             self._open_sessions -= 1
+            self._closes += 1
             self._alone.pop(token, None)
-            if self._open_sessions == 0 and self._logged > LOG_TRUNCATE_AT and self._con is not None:
+            full = self._logged > LOG_TRUNCATE_AT or self._closes >= LOG_TRUNCATE_SESSIONS
+            if self._open_sessions == 0 and full and self._con is not None:
                 self._con.execute("CALL truncate_duckdb_logs()")
-                self._logged = 0
+                self._logged = self._closes = 0
 
     def session(self, stores: ObjectStore | Mapping[str, ObjectStore], **kwargs: Any) -> Bridge:
         """A :class:`~nubes.data.engine.bridge.Bridge` over ``stores`` on a new cursor of this database."""
