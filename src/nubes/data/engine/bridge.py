@@ -228,7 +228,11 @@ class Bridge:
         alias = self._alias(store)
         if self._database is None:
             return None
-        path = local_path(self._access.stores[alias], info.key)
+        target = self._access.stores[alias]
+        paths = self._database.footers  # where a key's file is does not change: resolved once per warm instance
+        found = paths.get(("path", target.uri, info.key))
+        path = found if found is not None else paths.put(("path", target.uri, info.key), local_path(target, info.key) or "")
+        path = path or None
         if path is not None:
             self._native[path] = (alias, info)
             self._access.touch(alias, info)
