@@ -101,16 +101,21 @@ def test_local_scan_counts_exactly_what_it_needs(tmp_path: Path) -> None:
         assert scan.collect().item() == expected
 
 
-def test_sql_reads_local_files_natively_and_counts_them(tmp_path: Path) -> None:
-    path = _wide(tmp_path / "w.parquet")
-    app = nubes.App("native", storage=f"mem://native-{uuid.uuid4().hex}")
+def _summing_app(path: Path) -> tuple[nubes.App, Client]:
+    """An app with dataset ``w`` at ``path`` and ``GET /x`` answering ``sum(x)`` through ``ctx.sql``."""
+    app = nubes.App("sums", storage=f"mem://sums-{uuid.uuid4().hex}")
     app.dataset("w", path.as_uri())
 
     @app.get("/x")
     def total(ctx: nubes.Context) -> dict:
         return {"x": ctx.sql("SELECT sum(x) FROM w").fetchall()[0][0]}
 
-    client = Client(app)
+    return app, Client(app)
+
+
+def test_sql_reads_local_files_natively_and_counts_them(tmp_path: Path) -> None:
+    path = _wide(tmp_path / "w.parquet")
+    app, client = _summing_app(path)
     for _ in range(2):
         assert client.get("/x").json() == {"x": float(duckdb.sql(f"SELECT sum(x) FROM '{path}'").fetchall()[0][0])}
     read = next(lineage.history(app.storage, "w"))["reads"][0]
@@ -236,14 +241,7 @@ def test_the_read_log_is_truncated_between_invocations_and_counts_stay_right(tmp
     monkeypatch.setattr(database, "LOG_TRUNCATE_SESSIONS", 3)
     path = _wide(tmp_path / "w.parquet", rows=4_000, group=1_000)
     os.utime(path, (0, 0))  # an old file: DuckDB trusts its cached footer, so every invocation reads the same
-    app = nubes.App("trunc", storage=f"mem://trunc-{uuid.uuid4().hex}")
-    app.dataset("w", path.as_uri())
-
-    @app.get("/x")
-    def total(ctx: nubes.Context) -> dict:
-        return {"x": ctx.sql("SELECT sum(x) FROM w").fetchall()[0][0]}
-
-    client = Client(app)
+    app, client = _summing_app(path)
     client.get("/x")
     counts = []
     for _ in range(7):
