@@ -331,6 +331,7 @@ class App(Extensible, EventHandlers):
                 if inv is not None:
                     inv.principal = principal
                 kwargs = bind(route.params, request, values)
+                encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
                 if job is None and route.options.get("job"):
                     response = self.jobs.submit(route, request, principal)
                 else:
