@@ -20,6 +20,7 @@ from nubes.core.routing import PathTemplate, Route, Router, _Options
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
+    from nubes.core.asgi import ASGIApp
     from nubes.core.events import Event, EventRoute, Platform
     from nubes.core.hooks import Invocation, InvocationHook
     from nubes.ml.registry import ModelRegistry
@@ -487,6 +488,13 @@ class App:
                 **fields,
             )
         return results
+
+    @property
+    def asgi(self) -> ASGIApp:
+        """This app as an ASGI 3 application (:mod:`nubes.core.asgi`), made on first use."""
+        from nubes.core.asgi import asgi_of
+
+        return asgi_of(self)
 
     def openapi(self) -> dict[str, Any]:
         """This app's routes as an OpenAPI 3.1 document."""
