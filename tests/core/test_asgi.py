@@ -180,3 +180,19 @@ def test_the_pool_bounds_its_threads_and_passes_errors_back() -> None:
     pool.close()
     assert results[:3] == [0, 2, 4] and isinstance(results[3], ValueError) and results[4:] == [8, 10]
     assert max(peak) == 2
+
+
+def test_the_pool_reuses_the_last_idle_thread_and_releases_its_threads_on_close() -> None:
+    pool = ThreadPool(8, name="reuse-test")
+
+    async def sequential() -> set[str]:
+        return {await pool.run(lambda _: threading.current_thread().name, None) for _ in range(50)}
+
+    assert len(asyncio.run(sequential())) == 1 and pool.threads == 1
+    pool.close()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("reuse-test") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.threads == 0 and not any(t.name.startswith("reuse-test") for t in threading.enumerate())
+    assert asyncio.run(pool.run(lambda x: x + 1, 1)) == 2  # a closed pool starts afresh when used again
+    pool.close()
