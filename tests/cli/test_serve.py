@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,35 @@ def test_memory_stays_bounded_under_oversized_and_broken_bodies(server: tuple[st
     assert 100 * 1024 * 1024 < sent < 120 * 1024 * 1024
     assert rss_mb(pid) - before < 160  # at most the 100 MB limit held at once, then released or reused
     assert call(server, "GET", "/hello/ok").status == 200
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_answers_requests_in_flight_then_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    port = free_port()
+    serve_app = Path(__file__).parents[1] / "apps" / "serve_app.py"
+    proc = subprocess.Popen([NUBES, "serve", str(serve_app), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "NUBES_LOG_LEVEL": "off",
+                                                         "NUBES_STORAGE": f"file://{tmp_path}/home"})
+    try:
+        wait_until(lambda: port_open(port), timeout=60, what="nubes serve")
+        for _ in range(30):
+            assert call(("127.0.0.1", port), "GET", "/ping").status == 200
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/sleep?s=1")
+        time_sent = time.monotonic()
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == {"slept": 1.0}  # finished, not cut off
+        conn.close()
+        assert proc.wait(timeout=30) == 0 and time.monotonic() - time_sent < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert "nubes: stopped" in stderr and "Traceback" not in stderr
+    ledger = list((tmp_path / "home" / "_nubes" / "ledger").rglob("*.ndjson"))
+    records = [line for path in ledger for line in path.read_text().splitlines() if line]
+    assert len(records) == 31  # every answered request is in the ledger: the exit flushed the buffer
