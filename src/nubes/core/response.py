@@ -56,8 +56,10 @@ class ResponseHeaders(MutableHeaders):
         super().__init__(pairs)
 
     def _set(self, key: str, values: list[str]) -> None:
+        seen = key in _NAMES_SEEN
         for value in values:
-            check_header(key, value)
+            if not (seen and type(value) is str and value.isprintable()):  # the common case needs no call
+                check_header(key, value)
         super()._set(key, values)
 
 
