@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import nubes
-from nubes.core.asgi import ASGIApp, ThreadPool
+from nubes.core.asgi import ASGIApp
+from nubes.core.handler_pool import ThreadPool
 from nubes.core.request import Request
 from nubes.core.response import Response
 
@@ -195,4 +196,18 @@ def test_the_pool_reuses_the_last_idle_thread_and_releases_its_threads_on_close(
         time.sleep(0.01)
     assert pool.threads == 0 and not any(t.name.startswith("reuse-test") for t in threading.enumerate())
     assert asyncio.run(pool.run(lambda x: x + 1, 1)) == 2  # a closed pool starts afresh when used again
+    pool.close()
+
+
+def test_quick_calls_share_a_hot_thread_and_blocking_ones_spread() -> None:
+    pool = ThreadPool(8, name="spread-test")
+
+    async def burst(fn: Callable[[Any], Any], count: int) -> list[Any]:
+        return await asyncio.gather(*[pool.run(fn, n) for n in range(count)])
+
+    assert asyncio.run(burst(lambda n: n * 2, 200)) == [n * 2 for n in range(200)]
+    assert pool.threads <= 2  # 200 concurrent quick calls: no thread woken per call
+    started = time.monotonic()
+    asyncio.run(burst(lambda n: time.sleep(0.3), 4))
+    assert time.monotonic() - started < 0.9 and pool.threads >= 4  # blocking calls ran at once
     pool.close()

@@ -8,14 +8,14 @@ sends the :class:`~nubes.Response` back.
 Contract:
 
 * The body is read as it streams in: a ``Content-Length`` over ``max_body`` is refused before any
-  of it is read, and a streamed (chunked) body as soon as its running total passes ``max_body``:
+  of it is read (one that is not digits, or sent with ``Transfer-Encoding``, is a 400), and a streamed (chunked) body as soon as its running total passes ``max_body``:
   413 ``application/problem+json`` with ``Connection: close``, so no more than ``max_body`` bytes
   (plus one server read) are ever buffered. The default is 100 MB.
 * Each read of the body waits at most ``read_timeout`` seconds (10) and the whole body must arrive
   within ``body_timeout`` seconds (120), else 408 and the connection is closed: a client that sends
   a short or trickling body cannot hold the request forever.
 * Handlers are synchronous and may block: the answer is computed in a pool of at most ``threads``
-  threads, never on the event loop. A client that disconnects meanwhile gets nothing; the handler
+  threads (:mod:`nubes.core.handler_pool`), never on the event loop. A client that disconnects meanwhile gets nothing; the handler
   still runs to its end (it cannot be interrupted), and its answer is dropped.
 * ``lifespan`` events are answered (startup; shutdown stops the pool and calls ``on_shutdown``).
   WebSocket connections are refused.
@@ -23,19 +23,15 @@ Contract:
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
+from nubes.core.handler_pool import DEFAULT_THREADS, ThreadPool
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import HTTPError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from nubes.core.app import App
 
 Scope = MutableMapping[str, Any]
@@ -46,7 +42,6 @@ Send = Callable[[Message], Awaitable[None]]
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 120.0
 DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_THREADS = 40
 
 _NO_BODY_STATUS = frozenset({204, 304})
 _SKIPPED = frozenset({"content-length", "connection", "transfer-encoding"})
@@ -58,106 +53,6 @@ class _Refused(Exception):
 
     def __init__(self, error: HTTPError) -> None:
         self.error = error
-
-
-class ThreadPool:
-    """At most ``size`` daemon threads running blocking calls for an event loop.
-
-    :meth:`run` awaits ``fn(arg)`` computed in a thread: the thread that became idle last (the
-    others stay asleep, so quick handlers keep one or two threads hot), else a new thread while
-    there are fewer than ``size``, else the call waits in a backlog for the first thread to finish.
-    Results come back in batches: a thread wakes the loop only when no earlier result is still
-    waiting to be delivered. Lighter than ``loop.run_in_executor`` (no chained futures).
-    """
-
-    def __init__(self, size: int = DEFAULT_THREADS, name: str = "nubes-handler") -> None:
-        if size < 1:
-            raise ValueError(f"a thread pool needs at least one thread, not {size}")
-        self.size = size
-        self.name = name
-        self._idle: list[SimpleQueue[tuple[Any, ...] | None]] = []  # each idle thread's inbox, the last idle on top
-        self._backlog: deque[tuple[Any, ...]] = deque()  # calls waiting for a thread
-        self._done: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
-        self._lock = threading.Lock()
-        self._threads = 0
-        self._generation = 0  # bumped by close(): threads of an earlier generation exit after their call
-        self._waking = False  # a delivery is scheduled on the loop and has not started yet
-
-    @property
-    def threads(self) -> int:
-        """How many threads the pool has started (and not closed)."""
-        return self._threads
-
-    async def run(self, fn: Callable[[Any], Any], arg: Any) -> Any:
-        import asyncio
-
-        future = asyncio.get_running_loop().create_future()
-        job = (future, fn, arg)
-        with self._lock:
-            inbox = self._idle.pop() if self._idle else None
-            start = inbox is None and self._threads < self.size
-            if start:
-                self._threads += 1
-            elif inbox is None:
-                self._backlog.append(job)
-        if inbox is not None:
-            inbox.put(job)
-        elif start:
-            self._start(job)
-        return await future
-
-    def _start(self, job: tuple[Any, ...]) -> None:
-        threading.Thread(target=self._work, args=(job, self._generation), name=f"{self.name}-{self._threads}",
-                         daemon=True).start()
-
-    def _work(self, job: tuple[Any, ...] | None, generation: int) -> None:
-        inbox: SimpleQueue[tuple[Any, ...] | None] = SimpleQueue()
-        done = self._done
-        while job is not None:
-            future, fn, arg = job
-            try:
-                result, error = fn(arg), None
-            except BaseException as exc:
-                result, error = None, exc
-            done.append((future, result, error))
-            with self._lock:
-                current = generation == self._generation
-                job = self._backlog.popleft() if self._backlog and current else None
-                if job is None and current:
-                    self._idle.append(inbox)
-                wake, self._waking = not self._waking, True
-            if wake:
-                try:
-                    future.get_loop().call_soon_threadsafe(self._deliver)
-                except RuntimeError:  # the loop is closed: nobody is waiting any more
-                    with self._lock:
-                        self._waking = False
-            if job is None and current:
-                job = inbox.get()
-
-    def _deliver(self) -> None:
-        """On the loop: hand every finished result to its awaiting coroutine."""
-        with self._lock:
-            self._waking = False
-        done = self._done
-        while done:
-            future, result, error = done.popleft()
-            if future.done():  # cancelled: the client went away
-                continue
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
-
-    def close(self) -> None:
-        """Let every thread finish its current call and exit (calls still in the backlog are dropped)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-            self._backlog.clear()
-            self._threads = 0
-            self._generation += 1
-        for inbox in idle:
-            inbox.put(None)
 
 
 class ASGIApp:
