@@ -8,9 +8,10 @@ sends the :class:`~nubes.Response` back.
 Contract:
 
 * The body is read as it streams in: a ``Content-Length`` over ``max_body`` is refused before any
-  of it is read (one that is not digits, or sent with ``Transfer-Encoding``, is a 400), and a streamed (chunked) body as soon as its running total passes ``max_body``:
-  413 ``application/problem+json`` with ``Connection: close``, so no more than ``max_body`` bytes
-  (plus one server read) are ever buffered. The default is 100 MB.
+  of it is read (one that is not digits, or sent with ``Transfer-Encoding``, is a 400), and a
+  streamed (chunked) body as soon as its running total passes ``max_body``: 413
+  ``application/problem+json`` with ``Connection: close``, so no more than ``max_body`` bytes (plus
+  one server read) are ever buffered. The default is 100 MB.
 * Each read of the body waits at most ``read_timeout`` seconds (10) and the whole body must arrive
   within ``body_timeout`` seconds (120), else 408 and the connection is closed: a client that sends
   a short or trickling body cannot hold the request forever.
