@@ -9,12 +9,15 @@
 
 Modules: :mod:`nubes.ml.train` (``train``, ``TrainResult``), :mod:`nubes.ml.features` (lags, leads,
 rolling windows, differences, date parts), :mod:`nubes.ml.registry` (``ModelRegistry``, reached as
-``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` (the safe artifact format) and
+``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` (the safe artifact format), :mod:`nubes.ml.allowlist` (what an
+artifact may build; ``nubes.ml.trust(...)`` adds exact names), and
 :mod:`nubes.ml.serving` (the ``/_nubes/models`` routes).
 """
 
+from nubes.ml.allowlist import trust, untrust
 from nubes.ml.registry import ModelRegistry, ModelVersion
 from nubes.ml.serialization import UnsafeModel
 from nubes.ml.train import BadColumns, MissingColumns, TrainResult, train
 
-__all__ = ["BadColumns", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train"]
+__all__ = ["BadColumns", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train", "trust",
+           "untrust"]

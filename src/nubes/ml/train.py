@@ -161,7 +161,7 @@ def _from_columns(values: Mapping[str, Any], columns: Mapping[str, str]) -> pl.D
 
 
 def _number(value: Any) -> Any:
-    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
     if isinstance(value, bool):
         return float(value)
@@ -194,10 +194,7 @@ def _cast(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
         elif kind == "date":
             expr = col.str.to_date(strict=True) if dtype == pl.String else col.cast(pl.Date, strict=True)
         else:
-            if dtype == pl.String:
-                expr = col.str.to_datetime(time_unit="us", strict=True)
-            else:
-                expr = col
+            expr = col.str.to_datetime(time_unit="us", strict=True) if dtype == pl.String else col
             expr = expr.cast(pl.Datetime("us"), strict=True) if not (isinstance(dtype, pl.Datetime) and dtype.time_zone) \
                 else expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
         exprs.append(expr.alias(name))
