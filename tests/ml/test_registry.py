@@ -117,7 +117,7 @@ def test_concurrent_registrations_get_distinct_versions(registry: ModelRegistry,
         try:
             barrier.wait()
             versions.append(registry.register("race", result.model).version)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(threads_n)]

@@ -15,9 +15,11 @@ artifact may build; ``nubes.ml.trust(...)`` adds exact names), and
 """
 
 from nubes.ml.allowlist import trust, untrust
+from nubes.ml.frames import BadColumns, MissingColumns
 from nubes.ml.registry import ModelRegistry, ModelVersion
 from nubes.ml.serialization import UnsafeModel
-from nubes.ml.train import BadColumns, MissingColumns, TrainResult, train
+from nubes.ml.splits import BadSplit
+from nubes.ml.train import TrainResult, train
 
-__all__ = ["BadColumns", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train", "trust",
+__all__ = ["BadColumns", "BadSplit", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train", "trust",
            "untrust"]

@@ -56,8 +56,9 @@ from nubes.errors import ConfigError
 ENV = "NUBES_MODEL_TRUST"
 #: nubes' own pipeline steps (see nubes.ml.train and nubes.ml.pipeline).
 NUBES_TYPES = frozenset({
-    "nubes.ml.train.FrameInput", "nubes.ml.train.DateParts",
-    "nubes.ml.pipeline.SequenceFeatures", "nubes.ml.pipeline.KindSelector",
+    "nubes.ml.pipeline.FrameInput", "nubes.ml.pipeline.DateParts", "nubes.ml.pipeline.SequenceFeatures",
+    "nubes.ml.pipeline.KindSelector",
+    "nubes.ml.train.FrameInput", "nubes.ml.train.DateParts",  # the names artifacts written before 0.2 use
 })
 MAX_NODES = 2_000_000
 MAX_DEPTH = 400

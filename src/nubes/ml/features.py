@@ -201,5 +201,15 @@ def _keys(by: str | Sequence[str] | None, order_by: str | Sequence[str] | None) 
     return out
 
 
+def __getattr__(name: str) -> Any:
+    """``Features``: the pipeline step that computes these features inside a model (see
+    :class:`nubes.ml.pipeline.SequenceFeatures`); imported on first use (it needs scikit-learn)."""
+    if name == "Features":
+        from nubes.ml.pipeline import SequenceFeatures
+
+        return SequenceFeatures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["DATE_PARTS", "ROLLING_STATS", "TIME_PARTS", "date_parts", "diffs", "drop_incomplete", "lags", "leads",
            "part_expr", "rolling"]

@@ -205,7 +205,7 @@ class SequenceModel:
     # -- running ----------------------------------------------------------------------------------
     def frame(self, rows: Any) -> Any:
         """``rows`` as a Polars frame of the declared columns (MissingColumns / BadColumns name problems)."""
-        from nubes.ml.train import to_frame
+        from nubes.ml.frames import to_frame
 
         return to_frame(rows, self.columns)
 

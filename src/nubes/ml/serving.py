@@ -99,7 +99,7 @@ def input_columns(model: Any) -> dict[str, str] | None:
 
 def run(model: Any, rows: Any, *, name: str, version: int, max_rows: int | None = None) -> dict[str, Any]:
     """Predict ``rows`` with ``model`` and shape the answer (422 for missing or bad columns)."""
-    from nubes.ml.train import BadColumns, MissingColumns
+    from nubes.ml.frames import BadColumns, MissingColumns
 
     count = _count(rows)
     if max_rows is not None and count > max_rows:
@@ -185,7 +185,7 @@ def _plain_input(model: Any, rows: Any) -> Any:
     ``feature_names_in_`` (422 naming missing ones), or rows given as lists of numbers."""
     import numpy as np
 
-    from nubes.ml.train import BadColumns
+    from nubes.ml.frames import BadColumns
 
     names = getattr(model, "feature_names_in_", None)
     if isinstance(rows, list) and rows and all(isinstance(r, list) for r in rows):
@@ -197,7 +197,7 @@ def _plain_input(model: Any, rows: Any) -> Any:
         width = getattr(model, "n_features_in_", "its")
         raise HTTPError(422, f"this model was fitted without column names, so records cannot be matched to its {width} "
                              "inputs; send a list of rows ([[...], ...]) in the order it was fitted on")
-    from nubes.ml.train import to_frame
+    from nubes.ml.frames import to_frame
 
     return to_frame(rows, {str(n): "number" for n in names})  # MissingColumns / BadColumns name the problem
 
