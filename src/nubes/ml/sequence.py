@@ -153,6 +153,24 @@ class SequenceModel:
             raise ConfigError(f"the ONNX model takes {self.graph['steps']} steps per input, but window={window}")
         self._session: Any = None
         self._lock = threading.Lock()
+        self._trial()
+
+    def _trial(self) -> None:
+        """Run the graph once on zeros: a graph that cannot run, or whose output does not fit the task,
+        is refused when it is made or loaded, not at a request."""
+        import numpy as np
+
+        try:
+            out = self.run_windows(np.zeros((2, self.window, len(self.features)), dtype=np.float32), scale=False)
+        except Exception as exc:  # onnxruntime's own error types (Fail, InvalidArgument ...)
+            raise ConfigError(f"the ONNX model does not run on (2, {self.window}, {len(self.features)}) input: "
+                              f"{str(exc).splitlines()[0][:300]}") from None
+        want = len(self.classes or []) if self.task == "classification" else 1
+        ok = out.shape[1] == want or (self.task == "classification" and want == 2 and out.shape[1] == 1
+                                      and self.output == "logits")
+        if out.shape[0] != 2 or not ok:
+            raise ConfigError(f"the ONNX model outputs {out.shape[1]} value(s) per window; a {self.task} model with "
+                              f"{want} {'classes' if self.task == 'classification' else 'target'} needs {want}")
 
     # -- the registry's view ----------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
@@ -222,12 +240,12 @@ class SequenceModel:
                                                          providers=["CPUExecutionProvider"])
         return self._session
 
-    def run_windows(self, X: Any) -> Any:
+    def run_windows(self, X: Any, *, scale: bool = True) -> Any:
         """The graph's first output for windows ``X`` (scaled here), as float64 of shape (n, k)."""
         import numpy as np
 
         X = np.asarray(X, dtype=np.float32)
-        if self.scale:
+        if self.scale and scale:
             X = X.copy()
             for i, name in enumerate(self.features):
                 if name in self.scale:
