@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-import skops.io as sio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_wine
@@ -29,8 +28,10 @@ from sklearn.linear_model import LogisticRegression
 
 import nubes
 from nubes.ml import UnsafeModel, serialization, train
-from nubes.ml.allowlist import audit, builtin_names
+from nubes.ml.allowlist import audit, builtin_names, skops_io
 from nubes.testing import Client
+
+sio = skops_io()  # skops.io, without letting scikit-learn's estimator walk import torch
 
 
 # -- crafting ----------------------------------------------------------------------------------

@@ -160,7 +160,7 @@ def test_graphs_are_checked_before_a_session_exists(app: nubes.App, tmp_path: Pa
         SequenceModel(lstm_graph(extra_node=helper.make_node("RandomNormal", [], ["noise"], shape=[1])),
                       features=["temp", "wind"], window=WINDOW)
     custom = helper.make_node("Evil", ["y"], ["z"], domain="com.example")
-    with pytest.raises(ConfigError, match="custom domain|operator sets"):
+    with pytest.raises(ConfigError, match=r"custom domain|operator sets"):
         SequenceModel(lstm_graph(extra_node=custom), features=["temp", "wind"], window=WINDOW)
     with pytest.raises(ConfigError, match="takes 2 features"):
         SequenceModel(lstm_graph(), features=["temp", "wind", "rain"], window=WINDOW)

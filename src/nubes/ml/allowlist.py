@@ -328,7 +328,7 @@ def audit(schema: Any, extra: Iterable[Any] = ()) -> list[Refusal]:
     refused: list[Refusal] = []
     for node, _ in _nodes(schema):
         loader, module, cls = node.get("__loader__"), node.get("__module__"), node.get("__class__")
-        if not all(isinstance(v, str) for v in (loader, module, cls)):
+        if not (isinstance(loader, str) and isinstance(module, str) and isinstance(cls, str)):
             refused.append(Refusal(str(loader), f"{module}.{cls}", "malformed node"))
             continue
         name = f"{module}.{cls}"

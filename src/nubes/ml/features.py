@@ -149,7 +149,7 @@ def date_parts(frame: Frame, column: str, parts: Iterable[str] | None = None, *,
     import polars as pl
 
     _check(frame, [column])
-    dtype = frame.collect_schema()[column]
+    dtype: Any = frame.collect_schema()[column]
     col = pl.col(column)
     if dtype == pl.String:
         sample = frame.select(pl.col(column).drop_nulls().first())

@@ -37,7 +37,7 @@ def _kinds(frame: pl.DataFrame) -> dict[str, str]:
     return {name: column_kind(name, dtype) for name, dtype in frame.schema.items()}
 
 
-class FrameInput(TransformerMixin, BaseEstimator):
+class FrameInput(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """First pipeline step: any table-like input -> a Polars frame of the training columns, cast."""
 
     def __init__(self, columns: dict[str, str] | None = None) -> None:
@@ -60,7 +60,7 @@ class FrameInput(TransformerMixin, BaseEstimator):
         return tags
 
 
-class DateParts(TransformerMixin, BaseEstimator):
+class DateParts(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Date / date-time columns -> numeric parts (year, month, day, weekday, day of year [, hour, minute])."""
 
     def __init__(self, columns: dict[str, str] | None = None) -> None:
@@ -124,7 +124,7 @@ def _ints(value: Any, what: str) -> list[int]:
     return values
 
 
-class SequenceFeatures(TransformerMixin, BaseEstimator):
+class SequenceFeatures(TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Features computed from the raw rows, in order (``order_by``) and per group (``by``), inside the
     model: lags (``{col}_lag{n}``), rolling statistics over the last ``w`` rows (``{col}_roll{w}_{stat}``,
     partial windows at the start), differences (``{col}_diff{n}``) and parts of the ``date`` column
@@ -186,14 +186,15 @@ class SequenceFeatures(TransformerMixin, BaseEstimator):
 
         frame = X if isinstance(X, pl.DataFrame) else pl.DataFrame(X)
         sources = self._sources(frame)
-        keys = {"order_by": self.order_by, "by": self.by}
+        order_by, by = self.order_by, self.by
         f = frame
         if self.lags:
-            f = F.lags(f, sources, _ints(self.lags, "lags"), **keys)
+            f = F.lags(f, sources, _ints(self.lags, "lags"), order_by=order_by, by=by)
         if self.windows:
-            f = F.rolling(f, sources, _ints(self.windows, "windows"), list(self.stats), shift=self.shift, min_periods=1, **keys)
+            f = F.rolling(f, sources, _ints(self.windows, "windows"), list(self.stats), shift=self.shift, min_periods=1,
+                          order_by=order_by, by=by)
         if self.diffs:
-            f = F.diffs(f, sources, _ints(self.diffs, "diffs"), **keys)
+            f = F.diffs(f, sources, _ints(self.diffs, "diffs"), order_by=order_by, by=by)
         if self.date is not None:
             f = F.date_parts(f, self.date, list(self.parts), cyclical=self.cyclical)
         made = [c for c in f.columns if c not in frame.columns]

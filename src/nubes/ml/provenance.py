@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from types import FrameType
 from typing import Any
 
 LIBRARIES = ("nubes", "scikit-learn", "numpy", "scipy", "polars", "skops", "onnxruntime")
@@ -60,7 +61,7 @@ def caller_code() -> dict[str, Any] | None:
     """The module (outside nubes.ml) that called register(): its file name and SHA-256."""
     import sys
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if not module.startswith("nubes.ml"):

@@ -37,7 +37,7 @@ import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from nubes.errors import ConfigError
 
@@ -315,7 +315,7 @@ def export_torch(module: Any, *, window: int, width: int) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buf, input_names=["x"], output_names=["y"],
+        torch.onnx.export(module, (example,), cast(Any, buf), input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
     return buf.getvalue()
 

@@ -74,7 +74,8 @@ class TrainResult:
     feature_steps: dict[str, Any] | None = None
 
     def predict(self, data: Any) -> np.ndarray:
-        return self.model.predict(data)
+        predictions: np.ndarray = self.model.predict(data)
+        return predictions
 
     def summary(self) -> dict[str, Any]:
         """Everything but the model, as JSON-ready data (return it from a training route)."""
