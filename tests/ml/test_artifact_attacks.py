@@ -22,7 +22,6 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.datasets import load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
@@ -93,10 +92,8 @@ def socket_fds() -> int:
 
 
 @pytest.fixture(scope="module")
-def wine() -> pl.DataFrame:
-    raw = load_wine()
-    names = [n.replace("/", "_") for n in raw.feature_names]
-    return pl.DataFrame(raw.data, schema=names).with_columns(pl.Series("cultivar", [f"c{t}" for t in raw.target]))
+def wine(wine_labels: pl.DataFrame) -> pl.DataFrame:
+    return wine_labels
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 
 import nubes
@@ -26,10 +25,8 @@ from nubes.ml import ModelRegistry, UnsafeModel, serialization, train
 
 
 @pytest.fixture(scope="module")
-def wine() -> pl.DataFrame:
-    raw = load_wine()
-    names = [n.replace("/", "_") for n in raw.feature_names]
-    return pl.DataFrame(raw.data, schema=names).with_columns(pl.Series("cultivar", raw.target))
+def wine(wine_codes: pl.DataFrame) -> pl.DataFrame:
+    return wine_codes
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.feature_selection import SelectFromModel
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -22,10 +22,8 @@ from nubes.ml import BadColumns, MissingColumns, TrainResult, train
 
 
 @pytest.fixture(scope="module")
-def wine() -> pl.DataFrame:
-    raw = load_wine()
-    names = [n.replace("/", "_") for n in raw.feature_names]
-    return pl.DataFrame(raw.data, schema=names).with_columns(pl.Series("cultivar", [f"c{t}" for t in raw.target]))
+def wine(wine_labels: pl.DataFrame) -> pl.DataFrame:
+    return wine_labels
 
 
 @pytest.fixture(scope="module")

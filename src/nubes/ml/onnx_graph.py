@@ -18,7 +18,6 @@ session is created, :func:`check` refuses a graph unless
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 MAX_BYTES_ENV = "NUBES_ONNX_MAX_BYTES"
@@ -53,11 +52,9 @@ class BadGraph(ValueError):
 
 
 def max_bytes() -> int:
-    raw = os.environ.get(MAX_BYTES_ENV)
-    try:
-        return int(raw) if raw else MAX_BYTES
-    except ValueError:
-        return MAX_BYTES
+    from nubes.ml.serialization import env_limit
+
+    return env_limit(MAX_BYTES_ENV, MAX_BYTES)
 
 
 def check(data: bytes, *, features: int | None = None) -> dict[str, Any]:

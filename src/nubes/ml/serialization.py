@@ -78,12 +78,18 @@ def _refuse(message: str, *, reason: str, what: str, types: Iterable[str] = ()) 
     return UnsafeModel(message, reason=reason, types=types)
 
 
-def max_bytes() -> int:
-    raw = os.environ.get(MAX_BYTES_ENV)
+def env_limit(name: str, default: int) -> int:
+    """A positive integer limit from the environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name)
     try:
-        return int(raw) if raw else MAX_BYTES
+        value = int(raw) if raw else default
     except ValueError:
-        return MAX_BYTES
+        return default
+    return value if value > 0 else default
+
+
+def max_bytes() -> int:
+    return env_limit(MAX_BYTES_ENV, MAX_BYTES)
 
 
 def read_schema(data: bytes, *, what: str = "model artifact", limit: int | None = None) -> Any:

@@ -204,9 +204,9 @@ def _plain_input(model: Any, rows: Any) -> Any:
 
 def read_rows(ctx: Context, columns: dict[str, str] | None = None) -> Any:
     """The request body as rows: a list of records, a list of rows, a dict of columns, or a Polars
-    DataFrame. With ``columns`` (the model's raw inputs and kinds), a JSON list of records is read
-    straight into typed columns by Polars; anything that fast path cannot read exactly (strings
-    for numbers, a column absent from every record, NaN literals) goes through the general path."""
+    DataFrame. With ``columns`` (the model's raw inputs and kinds), a JSON list of records for a
+    model of numeric inputs is read straight into typed columns by Polars (:func:`_fast_records`);
+    anything that path cannot read exactly goes through the general path."""
     request = ctx.request
     if request is None or not request.body.strip():
         raise HTTPError(400, "send the rows to predict in the body: JSON records, CSV or Parquet")
@@ -251,15 +251,18 @@ def _json_rows(data: Any) -> Any:
 
 
 def _fast_records(body: bytes, columns: dict[str, str]) -> Any:
-    """A Polars frame of ``columns`` read from a JSON array of records, or None to take the general path."""
+    """A Polars frame of ``columns`` read from a JSON array of records, or None to take the general path.
+
+    Only for models whose inputs are all numbers: Polars reads a JSON number, boolean or null into a
+    Float64 column exactly as the general path converts it, and refuses anything else (a string, a
+    list, NaN), which then goes the general way. For text columns it would turn ``false`` into
+    ``"false"`` where the general path writes ``"False"``, so those never take this path."""
     import polars as pl
 
-    head = body.lstrip()[:1]
-    if head != b"[":
+    if not columns or any(kind != "number" for kind in columns.values()) or body.lstrip()[:1] != b"[":
         return None
-    schema = {name: (pl.Float64 if kind == "number" else pl.String) for name, kind in columns.items()}
     try:
-        frame = pl.read_json(io.BytesIO(body), schema=schema)
+        frame = pl.read_json(io.BytesIO(body), schema=dict.fromkeys(columns, pl.Float64))
     except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError):
         return None
     if frame.height and any(frame[c].null_count() == frame.height for c in frame.columns):
