@@ -7,11 +7,14 @@
     ctx.models.register("diagnosis", result, inputs=["patients"])
     ctx.models.promote("diagnosis", 1)
 
-Modules: :mod:`nubes.ml.train` (``train``, ``TrainResult``), :mod:`nubes.ml.features` (lags, leads,
-rolling windows, differences, date parts), :mod:`nubes.ml.registry` (``ModelRegistry``, reached as
-``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` (the safe artifact format), :mod:`nubes.ml.allowlist` (what an
-artifact may build; ``nubes.ml.trust(...)`` adds exact names), and
-:mod:`nubes.ml.serving` (the ``/_nubes/models`` routes).
+Modules: :mod:`nubes.ml.train` (``train``, ``TrainResult``), :mod:`nubes.ml.pipeline` (its steps),
+:mod:`nubes.ml.splits` and :mod:`nubes.ml.metrics` (checked splits, holdout metrics),
+:mod:`nubes.ml.features` (lags, leads, rolling windows, differences, date parts; ``Features``, the
+step that computes them inside a model), :mod:`nubes.ml.registry` (``ModelRegistry``, reached as
+``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` and :mod:`nubes.ml.allowlist` (the safe
+artifact format and what an artifact may build; ``nubes.ml.trust(...)`` adds exact names),
+:mod:`nubes.ml.serving` (the ``/_nubes/models`` routes) and :mod:`nubes.ml.sequence` (LSTM/GRU models
+exported to ONNX, served with onnxruntime).
 """
 
 from nubes.ml.allowlist import trust, untrust

@@ -3,7 +3,8 @@
 Layout under the registry's prefix (``models/`` in the app's home store for ``app.models``)::
 
     models/NAME/versions/000001.json      metadata of version 1 (immutable; a tombstone once deleted)
-    models/NAME/artifacts/SHA256.skops    the fitted model, content-addressed (see nubes.ml.serialization)
+    models/NAME/artifacts/SHA256.skops    the fitted model, content-addressed (see nubes.ml.serialization;
+                                          .onnx for sequence models, see nubes.ml.sequence)
     models/NAME/aliases/production.json   {"version": 1, ...}: which version an alias points to
 
 Version numbers come from conditional writes: a registration lists the versions, then creates
@@ -13,7 +14,8 @@ therefore never get the same version, on every backend, with no lock service. De
 leave a tombstone so their numbers are never handed out again.
 
 Integrity: the metadata records the artifact's SHA-256, checked before the bytes are parsed, and
-the bytes are only ever read by the skops loader with nubes' trusted-type policy (never pickle).
+the bytes are only ever read by the skops loader under nubes' exact allow-list (never pickle;
+see :mod:`nubes.ml.serialization`), or, for ONNX sequence models, checked by :mod:`nubes.ml.onnx_graph`.
 With ``NUBES_MODEL_KEY`` set (or ``key=``), each version's metadata -- digest included -- carries
 an HMAC-SHA256 made with that key, and a version whose HMAC is missing or wrong is refused before
 anything else is read. The key belongs in the function's secret configuration (environment or a
@@ -51,7 +53,7 @@ class ModelRegistry:
     in the app's home store; any store works: ``ModelRegistry(nubes.storage.open("s3://b/ml"))``.
 
     ``key`` (default: ``NUBES_MODEL_KEY``) signs and verifies version metadata; ``trusted`` adds
-    type names or ``prefix.*`` patterns to the artifact policy (:mod:`nubes.ml.serialization`).
+    exact class or function names to the artifact allow-list (:mod:`nubes.ml.allowlist`).
     Loaded models are cached per registry object (so per warm instance), keyed by version and
     artifact digest; an alias is looked up on every call, so moving it takes effect at once.
     """

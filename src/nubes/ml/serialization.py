@@ -49,7 +49,7 @@ class UnsafeModel(NubesError):
     """An artifact was refused: not written by nubes, tampered with, or naming untrusted types.
 
     ``reason`` is a short code (``"foreign-format"``, ``"untrusted-types"``, ``"digest-mismatch"``,
-    ``"bad-signature"``, ``"unsigned"``, ``"too-large"``, ``"bad-structure"``, ``"corrupt"``);
+    ``"bad-signature"``, ``"unsigned"``, ``"too-large"``, ``"bad-structure"``, ``"bad-graph"``, ``"corrupt"``);
     ``types`` lists the refused type names, if any.
     """
 
