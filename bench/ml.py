@@ -95,9 +95,10 @@ os.environ["NUBES_LOG_LEVEL"] = "off"
 mode, home, body_path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 body = open(body_path, "rb").read()
 if mode == "raw":
-    for blocked in ("torch", "jax", "cupy", "dask", "sparse", "ndonnx"):
-        sys.modules.setdefault(blocked, None)  # as nubes does: skops' estimator walk must not import torch & co
+    from nubes.ml.allowlist import _BlockWalkImports  # as nubes does: skops' estimator walk must not import torch
+    sys.meta_path.insert(0, _BlockWalkImports())
     import numpy as np, polars as pl, skops.io as sio
+    sys.meta_path.pop(0)
     data = open(sys.argv[5], "rb").read()
     model = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
     def call():
@@ -132,7 +133,9 @@ def peak_rss(home: str, body: bytes, artifact: bytes, n: int) -> dict[str, dict[
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         for mode in ("raw", "nubes"):
             result = subprocess.run([sys.executable, "-c", RSS_SCRIPT, mode, home, body_path, str(n), art_path],
-                                    capture_output=True, text=True, env=env, timeout=600, check=True)
+                                    capture_output=True, text=True, env=env, timeout=600, check=False)
+            if result.returncode:
+                raise RuntimeError(f"the {mode} RSS process failed: {result.stderr[-2000:]}")
             out[mode] = json.loads(result.stdout.strip().splitlines()[-1])
     return out
 
@@ -143,7 +146,16 @@ def main() -> int:
     parser.add_argument("--no-s3", action="store_true")
     parser.add_argument("--no-rss", action="store_true")
     args = parser.parse_args()
+    real_stderr = sys.stderr
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the nubes JSON log lines are written, to nowhere
+    try:
+        return run(args)
+    except BaseException:
+        sys.stderr = real_stderr
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
 
     import numpy as np
     from sklearn.ensemble import RandomForestClassifier

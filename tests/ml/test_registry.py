@@ -254,3 +254,21 @@ def test_subprocess_never_imports_pickle_based_loaders(tmp_path: Path, result) -
     out = subprocess.run(check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Pipeline"
+
+
+def test_loading_models_does_not_import_torch() -> None:
+    """skops lists scikit-learn's estimators at import by importing every sklearn module, which imports
+    torch when it is installed (seconds and hundreds of MiB); nubes keeps it out, and torch, Polars and
+    scikit-learn still work afterwards."""
+    code = (
+        "import sys\n"
+        "from nubes.ml.allowlist import skops_io, builtin_names\n"
+        "skops_io(); builtin_names()\n"
+        "print('torch' in sys.modules)\n"
+        "import polars as pl\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "print(pl.DataFrame({'a': [1.0, 2.0]})['a'].sum())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "3.0"]

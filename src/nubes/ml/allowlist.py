@@ -43,6 +43,8 @@ functions or their full dotted names), ``ModelRegistry(trusted=[...])``, or the
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import re
@@ -114,12 +116,26 @@ _WALK_BLOCKED = ("torch", "jax", "cupy", "dask", "sparse", "ndonnx")
 _import_lock = threading.Lock()
 
 
-class _BlockWalkImports:
-    """A meta-path finder that makes the optional array libraries unimportable while skops loads."""
+class _RefuseLoader(importlib.abc.Loader):
+    """Loads nothing: ``import torch`` fails (and leaves nothing in ``sys.modules``) while skops loads."""
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+    def create_module(self, spec: Any) -> Any:
+        raise ImportError(f"{spec.name} is not imported while skops lists scikit-learn's estimators")
+
+    def exec_module(self, module: Any) -> None:  # pragma: no cover - create_module always raises
+        raise ImportError(module.__name__)
+
+
+class _BlockWalkImports(importlib.abc.MetaPathFinder):
+    """A meta-path finder that makes the optional array libraries unimportable while skops loads.
+
+    It answers a spec whose loader refuses, rather than raising here: libraries that only *probe*
+    for torch with ``importlib.util.find_spec`` (Polars does, at import) keep working, and import it
+    lazily later if they need it."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name.split(".", 1)[0] in _WALK_BLOCKED:
-            raise ImportError(f"{name} is not imported while skops lists scikit-learn's estimators")
+            return importlib.machinery.ModuleSpec(name, _RefuseLoader())
         return None
 
 
