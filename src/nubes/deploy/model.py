@@ -6,7 +6,8 @@ updates by ascending ``rank`` (a role before the function that assumes it), dele
 descending rank (triggers before the function). Unchanged resources are listed but never touched,
 so a re-run with nothing changed applies nothing. A desired property of ``None`` (not known before
 apply, e.g. the code hash when nothing was built) is never a change. Retained resources (buckets,
-queues: they hold data) are created when missing and never deleted.
+queues: they hold data) are created when missing and never deleted by a deploy; a destroy deletes
+the ones nubes created only when they are empty, and keeps the others.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nubes.adapters.deployment import Change, Resource
+from nubes.adapters.deployment import TAG_APP, Change, Resource
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,11 @@ def diff(cloud: str, name: str, desired: Iterable[Resource], actual: Iterable[Re
 def teardown(cloud: str, name: str, actual: Iterable[Resource]) -> Plan:
     """The plan removing every resource of the deployment except the retained ones (listed as kept)."""
     resources = list(actual)
-    gone = sorted((r for r in resources if not r.retain), key=lambda r: -r.rank)
-    return Plan(cloud, name, tuple(Change("delete", r, r) for r in gone), kept=tuple(r for r in resources if r.retain))
+    created = [r for r in resources if r.retain and r.tags.get(TAG_APP) == name]
+    gone = sorted((r for r in resources if not r.retain), key=lambda r: -r.rank) + created
+    notes = [f"{r.kind} {r.name} was created by nubes: it is deleted only if empty" for r in created]
+    return Plan(cloud, name, tuple(Change("delete", r, r) for r in gone), notes=tuple(notes),
+                kept=tuple(r for r in resources if r.retain and r not in created))
 
 
 __all__ = ["Plan", "diff", "differences", "teardown"]

@@ -149,10 +149,10 @@ class AwsDeployer:
 
     # -- desired state --------------------------------------------------------------------------------
     def desired(self, app: Any, target: Target, artifact: Artifact | None, *, account: str | None = None) -> list[Resource]:
-        """The resources for ``app`` under ``target`` (account looked up with STS unless given)."""
-        from nubes.adapters.aws import deploy_state
-
-        account = account or target.extra.get("account") or deploy_state.account(target) or ACCOUNT
+        """The resources for ``app`` under ``target``; ARNs name the account as ``${AWS::AccountId}`` unless
+        ``account`` (or the ``account`` setting) is given: reading state puts the same token in place of
+        the caller's account, and applying puts the account back."""
+        account = account or target.extra.get("account") or ACCOUNT
         region = self.region(target)
         name = target.name
         tags = {TAG_APP: name, TAG_VERSION: str(getattr(app, "version", "") or "")}

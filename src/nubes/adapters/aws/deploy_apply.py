@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from nubes.adapters.aws.deploy_state import _ASSUME, _code, code_location, retry_role
-from nubes.adapters.deployment import TAG_APP, Artifact, Change, Target
+from nubes.adapters.aws.deploy_state import _ASSUME, _code, code_location, resolved, retry_role
+from nubes.adapters.deployment import TAG_APP, Artifact, Change, Target, join_key, split_store
 
 Client = Callable[[str], Any]
 
@@ -42,9 +42,14 @@ def _unpermit(client: Client, function: str, sid: str) -> None:
 
 
 def bucket(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
-    if change.action != "create":
-        return  # retained: never updated or deleted
     s3, name = client("s3"), change.resource.name
+    if change.action == "delete":  # only one nubes created (model.teardown), and only when empty
+        if not s3.list_objects_v2(Bucket=name, MaxKeys=1).get("KeyCount") and not s3.list_object_versions(
+                Bucket=name, MaxKeys=1).get("Versions"):
+            _ignore(("NoSuchBucket",), lambda: s3.delete_bucket(Bucket=name))
+        return
+    if change.action != "create":
+        return  # retained: never updated
     region = client("s3").meta.region_name
     extra = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
     _ignore(("BucketAlreadyOwnedByYou",), lambda: s3.create_bucket(Bucket=name, **extra))
@@ -52,6 +57,14 @@ def bucket(client: Client, change: Change, target: Target, artifact: Artifact | 
 
 
 def queue(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
+    if change.action == "delete":  # only one nubes created (model.teardown), and only when empty
+        sqs = client("sqs")
+        url = sqs.get_queue_url(QueueName=change.resource.name)["QueueUrl"]
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
+            "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"])
+        if not any(int(v) for v in counts.get("Attributes", {}).values()):
+            sqs.delete_queue(QueueUrl=url)
+        return
     if change.action == "create":
         name = change.resource.name
         attributes = {"FifoQueue": "true"} if name.endswith(".fifo") else {}
@@ -78,13 +91,20 @@ def role(client: Client, change: Change, target: Target, artifact: Artifact | No
         _ignore(("EntityAlreadyExists",), lambda: iam.create_role(
             RoleName=name, Path=props["path"], AssumeRolePolicyDocument=json.dumps(_ASSUME),
             Description=f"nubes: the function {target.name}", Tags=[{"Key": TAG_APP, "Value": target.name}]))
-    iam.put_role_policy(RoleName=name, PolicyName="nubes", PolicyDocument=json.dumps(props["policy"]))
+    iam.put_role_policy(RoleName=name, PolicyName="nubes", PolicyDocument=json.dumps(resolved(props["policy"], client)))
 
 
 def function(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
     lam, name, props = client("lambda"), change.resource.name, change.resource.properties
     if change.action == "delete":
         _ignore(("ResourceNotFoundException",), lambda: lam.delete_function(FunctionName=name))
+        _, home, prefix = split_store(target.storage)  # code uploaded through S3 (zips over 50 MB)
+        uploads = join_key(prefix, "_nubes/deploy", name) + "/"
+        s3 = client("s3")
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=home, Prefix=uploads):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=home, Delete={"Objects": keys})
         return
     role_arn = client("iam").get_role(RoleName=props["role"])["Role"]["Arn"]
     config: dict[str, Any] = {"Role": role_arn, "MemorySize": props["memory"], "Timeout": props["timeout"],
@@ -237,7 +257,7 @@ def event_source_mapping(client: Client, change: Change, target: Target, artifac
     settings = {"BatchSize": props["batch_size"], "FunctionResponseTypes": list(props["function_response_types"]),
                 "Enabled": props["enabled"]}
     if uuid is None:
-        lam.create_event_source_mapping(EventSourceArn=props["queue_arn"], FunctionName=fn, **settings)
+        lam.create_event_source_mapping(EventSourceArn=resolved(props["queue_arn"], client), FunctionName=fn, **settings)
     else:
         lam.update_event_source_mapping(UUID=uuid, FunctionName=fn, **settings)
 

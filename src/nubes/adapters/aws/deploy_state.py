@@ -26,9 +26,16 @@ _ROLE_WAIT_S = 60.0  # a new IAM role takes a few seconds before Lambda may assu
 
 
 def _clients(target: Target) -> Callable[[str], Any]:
-    import boto3
+    import os
 
-    session = boto3.session.Session(region_name=_region(target))
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session()
+    if os.environ.get("NUBES_AWS_INSTANCE_ROLE") != "1":
+        # never probe the instance metadata address unless asked: without credentials, fail fast and say so
+        core.get_component("credential_provider").remove("iam-role")
+    session = boto3.session.Session(botocore_session=core, region_name=_region(target))
     cache: dict[str, Any] = {}
 
     def client(service: str) -> Any:
@@ -64,9 +71,18 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     out: list[Resource] = []
     for r in desired:
         if r.kind == "aws.s3.bucket" and _exists(lambda b=r.name: client("s3").head_bucket(Bucket=b)):
-            out.append(Resource(r.kind, r.name, {}, {}, rank=0, retain=True))
+            try:
+                tag_set = client("s3").get_bucket_tagging(Bucket=r.name).get("TagSet", [])
+            except Exception as exc:
+                if _code(exc) not in ("NoSuchTagSet", "NoSuchTagSetError", "AccessDenied"):
+                    raise
+                tag_set = []
+            tags = {t["Key"]: t["Value"] for t in tag_set if t["Key"] == TAG_APP}
+            out.append(Resource(r.kind, r.name, {}, tags, rank=0, retain=True))
         elif r.kind == "aws.sqs.queue" and _exists(lambda q=r.name: client("sqs").get_queue_url(QueueName=q)):
-            out.append(Resource(r.kind, r.name, {}, {}, rank=0, retain=True))
+            sqs = client("sqs")
+            tags = sqs.list_queue_tags(QueueUrl=sqs.get_queue_url(QueueName=r.name)["QueueUrl"]).get("Tags", {})
+            out.append(Resource(r.kind, r.name, {}, {k: v for k, v in tags.items() if k == TAG_APP}, rank=0, retain=True))
     logs = client("logs")
     log_group = f"/aws/lambda/{name}"
     for group in logs.describe_log_groups(logGroupNamePrefix=log_group).get("logGroups", []):
@@ -118,7 +134,28 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
                             outputs={"arn": cfg["FunctionArn"], "code_sha256": sha}))
         out.extend(_triggers(client, target, cfg["FunctionArn"]))
     out.extend(_apis(client, target))
-    return out
+    real = account(target)
+    if not real or target.extra.get("account"):
+        return out
+    return [Resource(r.kind, r.name, tokenized(r.properties, real), r.tags, r.rank, r.retain, r.outputs) for r in out]
+
+
+def tokenized(value: Any, real: str) -> Any:
+    """``value`` with the account id ``real`` written as ``${AWS::AccountId}`` (as desired resources name it)."""
+    from nubes.adapters.aws.deploy import ACCOUNT
+
+    return json.loads(json.dumps(value).replace(f":{real}:", f":{ACCOUNT}:"))
+
+
+def resolved(value: Any, client: Callable[[str], Any]) -> Any:
+    """``value`` with ``${AWS::AccountId}`` replaced by the caller's account (STS)."""
+    from nubes.adapters.aws.deploy import ACCOUNT
+
+    text = json.dumps(value)
+    if ACCOUNT not in text:
+        return value
+    real = str(client("sts").get_caller_identity()["Account"])
+    return json.loads(text.replace(ACCOUNT, real))
 
 
 def _ours(tags: dict[str, str], target: Target, what: str, name: str) -> None:
