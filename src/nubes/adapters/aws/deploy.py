@@ -209,22 +209,29 @@ class AwsDeployer:
             {"Sid": "HomeStore", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
                                                               "s3:AbortMultipartUpload"],
              "Resource": [f"arn:aws:s3:::{join_key(bucket, prefix)}/*"]},
-            _list(bucket, prefix, "HomeList"),
+            _list(bucket, "HomeList", [f"{prefix}/" if prefix else ""]),
         ]
-        reads: dict[str, set[str]] = {}
-        for uri in [*target.sources.values(), *(f"{s}/{p}" for s, ps in found.objects.items() for p in ps)]:
-            _, b, p = split_store(uri)
-            reads.setdefault(b, set()).add(p)
+        reads: dict[str, set[str]] = {}  # bucket -> key prefixes read ('dir/' or a key's start)
+
+        def read(uri: str, folder: bool) -> None:
+            rest = uri.split("://", 1)[1]
+            b, _, p = rest.partition("/")
+            reads.setdefault(b, set()).add(p.rstrip("/") + "/" if folder and p.strip("/") else p)
+
+        for uri in target.sources.values():
+            read(uri, True)
+        for store, prefixes in found.objects.items():
+            for p in prefixes:
+                read(f"{store}/{p}", False)
         for dataset in getattr(getattr(app, "catalog", None), "__iter__", lambda: iter(()))():
-            uri = getattr(dataset, "uri", "")
+            uri = str(getattr(dataset, "uri", ""))
             if uri.startswith("s3://"):
-                _, b, p = split_store(uri.split("*", 1)[0])
-                reads.setdefault(b, set()).add(p)
+                read(uri.split("*", 1)[0], bool(getattr(dataset, "is_prefix", False)))
         for i, (b, prefixes) in enumerate(sorted(reads.items())):
             keep = sorted(p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes))
             statements.append({"Sid": f"Read{i}", "Effect": "Allow", "Action": ["s3:GetObject"],
-                               "Resource": [f"arn:aws:s3:::{join_key(b, p)}*" if p else f"arn:aws:s3:::{b}/*" for p in keep]})
-            statements.append(_list(b, keep[0] if len(keep) == 1 else "", f"List{i}", keep))
+                               "Resource": [f"arn:aws:s3:::{b}/{p}*" for p in keep]})
+            statements.append(_list(b, f"List{i}", keep))
         queues = sorted(found.queues)
         if queues:
             statements.append({"Sid": "Queues", "Effect": "Allow",
@@ -292,11 +299,11 @@ class AwsDeployer:
         return deploy_export.render(self, resources, target, artifact, fmt)
 
 
-def _list(bucket: str, prefix: str, sid: str, prefixes: list[str] | None = None) -> dict[str, Any]:
+def _list(bucket: str, sid: str, prefixes: list[str]) -> dict[str, Any]:
+    """``s3:ListBucket`` on ``bucket``, limited to ``prefixes`` (no condition when one of them is the whole bucket)."""
     statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}"]}
-    keep = [p for p in (prefixes if prefixes is not None else [prefix]) if p]
-    if keep and len(keep) == len(prefixes if prefixes is not None else [prefix]):
-        statement["Condition"] = {"StringLike": {"s3:prefix": sorted({v for p in keep for v in (p, f"{p.rstrip('/')}/*", f"{p}*")})}}
+    if all(prefixes):
+        statement["Condition"] = {"StringLike": {"s3:prefix": sorted({v for p in prefixes for v in (p, f"{p}*")})}}
     return statement
 
 
