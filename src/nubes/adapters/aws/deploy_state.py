@@ -25,7 +25,21 @@ _ASSUME = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal
 _ROLE_WAIT_S = 60.0  # a new IAM role takes a few seconds before Lambda may assume it
 
 
+_FACTORIES: dict[tuple[str | None, ...], Callable[[str], Any]] = {}
+
+
 def _clients(target: Target) -> Callable[[str], Any]:
+    """A cached client factory per region and environment (making a boto3 client costs ~0.3 s)."""
+    import os
+
+    key = (_region(target), *(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE",
+                                                         "NUBES_AWS_INSTANCE_ROLE")))
+    if key not in _FACTORIES:
+        _FACTORIES[key] = _factory(target)
+    return _FACTORIES[key]
+
+
+def _factory(target: Target) -> Callable[[str], Any]:
     import os
 
     import boto3
