@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from nubes.errors import ConfigError
+from nubes.errors import ConfigError, NubesError
 
 TAG_APP = "nubes:app"
 """The tag (label ``nubes-app`` where a cloud forbids ':') naming the deployment a resource belongs to."""
 TAG_VERSION = "nubes:version"
 
 Action = Literal["create", "update", "delete", "unchanged"]
+
+
+class StateUnavailable(NubesError):
+    """The cloud's state could not be read (no credentials, unreachable); the message says why and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -232,4 +236,4 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "Resource", "Target", "bindings", "join_key", "split_store"]
+__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "Resource", "StateUnavailable", "Target", "bindings", "join_key", "split_store"]

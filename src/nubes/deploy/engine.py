@@ -13,17 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nubes.adapters.deployment import TAG_VERSION, Artifact, Change, Resource, Target
+from nubes.adapters.deployment import TAG_VERSION, Artifact, Change, Resource, StateUnavailable, Target
 from nubes.deploy import config as deploy_config
 from nubes.deploy.model import Plan, diff, teardown
 from nubes.errors import ConfigError, NubesError
 
 CODE = "code_sha256"
 """The property carrying the artifact's hash: ``None`` in a desired resource when nothing was built."""
-
-
-class StateUnavailable(NubesError):
-    """The cloud's state could not be read (no credentials, unreachable); the message says why."""
 
 
 @dataclass
