@@ -147,7 +147,7 @@ class AzureDeployer:
                 "deployment_container": f"https://{account}.blob.core.windows.net/{deploy_container}",
                 "code_sha256": artifact.sha256 if artifact else None,
                 "timers": {f"timer_{n}": c for n, c in found.schedules.items()},  # declared in function_app.py
-                "queue_triggers": {f"queue_{q}": q for q in found.queues}}
+                "queue_triggers": {q: list(logical) for q, logical in found.queues.items()}}
         out.append(Resource("azure.web.site", name, site, {**tags, TAG_VERSION: str(getattr(app, "version", ""))}, rank=3))
         roles = ["Storage Blob Data Owner", *(["Storage Queue Data Contributor"] if found.queues else [])]
         for role in roles:
