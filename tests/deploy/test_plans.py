@@ -66,8 +66,8 @@ def test_azure_plan_has_each_triggers_resources(project_factory: Any) -> None:
     kinds = _by_kind(plan)
     [site] = kinds["azure.web.site"]
     props = site["properties"]
-    assert site["name"] == "shop" and props["timers"] == {"timer_nightly": "0 30 2 * * MON-FRI"}
-    assert props["queue_triggers"] == {"shop-orders": ["orders"]} and props["instance_memory_mb"] == 2048
+    assert site["name"] == "shop" and site["info"]["timers"] == {"timer_nightly": "0 30 2 * * MON-FRI"}
+    assert site["info"]["queue_triggers"] == {"shop-orders": ["orders"]} and props["instance_memory_mb"] == 2048
     assert props["app_settings"]["AzureWebJobsStorage__accountName"] == "shopdata"
     assert props["app_settings"]["NUBES_STORAGE"] == "az://home/apps/shop"
     [plan_resource] = kinds["azure.web.plan"]

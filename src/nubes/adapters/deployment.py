@@ -41,6 +41,7 @@ class Resource:
     ``retain`` marks data holders (buckets, queues): created when missing, never deleted.
     ``rank`` orders application: lower ranks are created first and deleted last.
     ``outputs`` (actual resources only) are what the cloud answered: ARNs, URLs, ids.
+    ``info`` is shown in plans but not managed (e.g. triggers declared in the package itself).
     """
 
     kind: str
@@ -50,6 +51,7 @@ class Resource:
     rank: int = 0
     retain: bool = False
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -75,6 +77,8 @@ class Change:
             out["changes"] = {k: {"from": old, "to": new} for k, (old, new) in self.fields.items()}
         if self.action == "create":
             out["properties"] = dict(self.resource.properties)
+        if self.resource.info:
+            out["info"] = dict(self.resource.info)
         return out
 
 

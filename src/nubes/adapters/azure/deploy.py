@@ -145,10 +145,11 @@ class AzureDeployer:
                 "instance_memory_mb": (target.memory or 2048) if plan == "flex" else CONSUMPTION_MEMORY_MB,
                 "max_instances": int(target.extra.get("max_instances", 100)), "identity": "SystemAssigned",
                 "deployment_container": f"https://{account}.blob.core.windows.net/{deploy_container}",
-                "code_sha256": artifact.sha256 if artifact else None,
-                "timers": {f"timer_{n}": c for n, c in found.schedules.items()},  # declared in function_app.py
-                "queue_triggers": {q: list(logical) for q, logical in found.queues.items()}}
-        out.append(Resource("azure.web.site", name, site, {**tags, TAG_VERSION: str(getattr(app, "version", ""))}, rank=3))
+                "code_sha256": artifact.sha256 if artifact else None}
+        declared = {"timers": {f"timer_{n}": c for n, c in found.schedules.items()},  # in function_app.py, not ARM
+                    "queue_triggers": {q: list(logical) for q, logical in found.queues.items()}}
+        out.append(Resource("azure.web.site", name, site, {**tags, TAG_VERSION: str(getattr(app, "version", ""))}, rank=3,
+                            info=declared))
         roles = ["Storage Blob Data Owner", *(["Storage Queue Data Contributor"] if found.queues else [])]
         for role in roles:
             assignment = str(uuid.uuid5(uuid.NAMESPACE_URL, f"nubes:{account_id}:{name}:{role}"))
