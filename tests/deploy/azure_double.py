@@ -210,12 +210,10 @@ class AzureDouble:
         if verb == "POST" and url.path.startswith("/scm/") and url.path.endswith("/api/publish"):
             self.published[url.path.split("/")[2]] = body
             return 202, {}
-        for api, pattern, model, _ in self.routes:
-            found = pattern.match(url.path)
-            if found:
-                break
-        else:
+        hits = [(api, model, m) for api, pattern, model, _ in self.routes if (m := pattern.match(url.path))]
+        if not hits:
             return self._bad(f"{verb} {url.path}: not a resource type nubes manages")
+        api, model, found = hits[0]
         version = dict(parse_qsl(url.query)).get("api-version")
         if version != self.versions[api]:
             return self._bad(f"{verb} {url.path}: api-version {version!r}, the SDK's is {self.versions[api]!r}")
@@ -271,7 +269,7 @@ def _self_signed(cert_path: Path, key_path: Path) -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))

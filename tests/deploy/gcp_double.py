@@ -103,7 +103,7 @@ def check(value: Any, schema: dict[str, Any], schemas: dict[str, Any], where: st
             return [f"{where}: {value!r} is not one of {schema['enum']}"]
         return []
     if kind == "integer":
-        return [] if isinstance(value, int) and not isinstance(value, bool) or (isinstance(value, str) and value.lstrip("-").isdigit()) \
+        return [] if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.lstrip("-").isdigit()) \
             else [f"{where}: expected an integer"]
     if kind == "number":
         return [] if isinstance(value, int | float) and not isinstance(value, bool) else [f"{where}: expected a number"]

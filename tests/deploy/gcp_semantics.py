@@ -43,7 +43,8 @@ def serve(double: Any, method: Any, groups: tuple[str, ...], query: dict[str, st
             items = [v for k, v in store.items() if k.startswith(f"{parent}/{collection}/")]
             return 200, {collection: items}
         if verb == "create":
-            ident = query.get({"functions": "functionId", "triggers": "triggerId"}.get(collection, ""), "") or body["name"].rsplit("/", 1)[1]
+            id_param = {"functions": "functionId", "triggers": "triggerId"}.get(collection, "")
+            ident = query.get(id_param, "") or body["name"].rsplit("/", 1)[1]
             name = f"{parent}/{collection}/{ident}"
             if name in store:
                 return CONFLICT

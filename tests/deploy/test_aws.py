@@ -171,7 +171,8 @@ def test_removed_handlers_lose_their_triggers(project_factory: Any, aws: Any) ->
     d = _open(shop)
     d.apply(d.plan())
     plain = project_factory("plain")
-    plain.write_config(CONFIG.format(name="shop", memory=512, http="http-api").replace('[deploy.aws.routes."POST /train"]\ntimeout = 15', ""))
+    text = CONFIG.format(name="shop", memory=512, http="http-api")
+    plain.write_config(text.replace('[deploy.aws.routes."POST /train"]\ntimeout = 15', ""))
     d = Deployment.open(plain.app(), "aws", config=plain.config, artifact=plain.artifact("aws", arch="arm64"))
     plan = d.plan()
     assert sorted((c.action, c.resource.kind) for c in plan.pending) == [

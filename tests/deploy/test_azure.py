@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.deploy.azure_double import AzureDouble, StaticToken, check
+from tests.deploy.test_config import AZURE
 
 from nubes.adapters.azure import deploy_state
 from nubes.deploy.engine import Deployment
-from tests.deploy.azure_double import AzureDouble, StaticToken, check
-from tests.deploy.test_config import AZURE
 
 pytest.importorskip("azure.mgmt.web")
 

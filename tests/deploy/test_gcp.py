@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from nubes.deploy.engine import Deployment
 from tests.deploy.gcp_double import GcpDouble
 from tests.deploy.test_config import GCP
+
+from nubes.deploy.engine import Deployment
 
 pytest.importorskip("google.cloud.functions_v2")
 pytest.importorskip("googleapiclient")

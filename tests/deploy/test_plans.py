@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nubes.deploy.engine import Deployment
 from tests.deploy.test_config import AZURE, GCP
+
+from nubes.deploy.engine import Deployment
 
 NUBES = str(Path(sys.executable).with_name("nubes"))
 

@@ -9,6 +9,7 @@ Imports croniter only when called.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from nubes.errors import ConfigError
@@ -71,7 +72,7 @@ def compress(values: frozenset[int] | None, name: str, *, step_form: str = "star
     ordered = sorted(values)
     if len(ordered) >= 3:
         step = ordered[1] - ordered[0]
-        regular = all(b - a == step for a, b in zip(ordered, ordered[1:], strict=False))
+        regular = all(b - a == step for a, b in itertools.pairwise(ordered))
         if regular and step > 1 and ordered[-1] + step > high:
             start = ordered[0]
             if step_form == "start/step":

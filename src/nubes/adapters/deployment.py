@@ -13,6 +13,7 @@ deployer to apply. Nothing here imports a cloud SDK or knows a cloud's name.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +129,7 @@ class Artifact:
     manifest: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_manifest(cls, manifest_path: str | Path) -> Artifact:
+    def from_manifest(cls, manifest_path: str | os.PathLike[str]) -> Artifact:
         """Read ``manifest.json`` (or a directory holding one); ``path`` is resolved beside it."""
         where = Path(manifest_path)
         if where.is_dir():
@@ -200,7 +201,8 @@ def bindings(app: Any, target: Target) -> tuple[Bindings, list[str]]:
             scheme, bucket, base = split_store(uri)
             if source is None and route.store is None:
                 base = ""  # today a store-less handler matches the bucket's keys as they are (core.events)
-            objects.setdefault(f"{scheme}://{bucket}", set()).add(join_key(base, route.prefix) + ("/" if route.prefix.endswith("/") else ""))
+            key = join_key(base, route.prefix) + ("/" if route.prefix.endswith("/") else "")
+            objects.setdefault(f"{scheme}://{bucket}", set()).add(key)
         elif route.kind == "message":
             logical = route.queue
             if logical in (None, "*"):
@@ -240,4 +242,5 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "Resource", "StateUnavailable", "Target", "bindings", "join_key", "split_store"]
+__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "Resource", "StateUnavailable", "Target",
+           "bindings", "join_key", "split_store"]

@@ -8,6 +8,7 @@ with the trigger.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -158,7 +159,7 @@ def http_api(client: Client, change: Change, target: Target, artifact: Artifact 
     existing = [a for a in v2.get_apis().get("Items", []) if a.get("Name") == name and a.get("Tags", {}).get(TAG_APP) == target.name]
     if change.action == "delete":
         for api in existing:
-            _ignore(("NotFoundException",), lambda a=api: v2.delete_api(ApiId=a["ApiId"]))
+            _ignore(("NotFoundException",), functools.partial(v2.delete_api, ApiId=api["ApiId"]))
         _unpermit(client, target.name, "nubes-http-api")
         return
     api = existing[0] if existing else v2.create_api(Name=name, ProtocolType="HTTP", Tags={TAG_APP: target.name})
@@ -181,7 +182,7 @@ def http_api(client: Client, change: Change, target: Target, artifact: Artifact 
         v2.delete_route(ApiId=api_id, RouteId=stale["RouteId"])
         gone = stale.get("Target", "").removeprefix("integrations/")
         if gone:
-            _ignore(("NotFoundException",), lambda g=gone: v2.delete_integration(ApiId=api_id, IntegrationId=g))
+            _ignore(("NotFoundException",), functools.partial(v2.delete_integration, ApiId=api_id, IntegrationId=gone))
     if not any(s.get("StageName") == "$default" for s in v2.get_stages(ApiId=api_id).get("Items", [])):
         v2.create_stage(ApiId=api_id, StageName="$default", AutoDeploy=True)
     region, account = fn_arn.split(":")[3], fn_arn.split(":")[4]
@@ -191,10 +192,11 @@ def http_api(client: Client, change: Change, target: Target, artifact: Artifact 
 
 def rest_api(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
     gw, props, name = client("apigateway"), change.resource.properties, change.resource.name
-    existing = [a for a in gw.get_rest_apis().get("items", []) if a.get("name") == name and (a.get("tags") or {}).get(TAG_APP) == target.name]
+    existing = [a for a in gw.get_rest_apis().get("items", [])
+                if a.get("name") == name and (a.get("tags") or {}).get(TAG_APP) == target.name]
     if change.action == "delete":
         for api in existing:
-            _ignore(("NotFoundException",), lambda a=api: gw.delete_rest_api(restApiId=a["id"]))
+            _ignore(("NotFoundException",), functools.partial(gw.delete_rest_api, restApiId=api["id"]))
         _unpermit(client, target.name, "nubes-rest")
         return
     fn_arn = _function_arn(client, props["function"])

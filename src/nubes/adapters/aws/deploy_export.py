@@ -259,7 +259,8 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
                                                            "uri": f"${{{fn_ref}.invoke_arn}}"})
             dep = add("aws_api_gateway_deployment", "rest", {"rest_api_id": f"${{{api}.id}}", "depends_on": [
                 "aws_api_gateway_integration.root", "aws_api_gateway_integration.proxy"]})
-            add("aws_api_gateway_stage", "rest", {"rest_api_id": f"${{{api}.id}}", "deployment_id": f"${{{dep}.id}}", "stage_name": p["stage"]})
+            add("aws_api_gateway_stage", "rest", {"rest_api_id": f"${{{api}.id}}", "deployment_id": f"${{{dep}.id}}",
+                                                  "stage_name": p["stage"]})
             add("aws_lambda_permission", "rest", {"function_name": f"${{{fn_ref}.function_name}}", "action": "lambda:InvokeFunction",
                                                   "principal": "apigateway.amazonaws.com", "source_arn": f"${{{api}.execution_arn}}/*"})
         elif r.kind == "aws.s3.notification":

@@ -11,6 +11,7 @@ by running it again. boto3 is configured the standard way (credentials chain, ``
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     name = target.name
     out: list[Resource] = []
     for r in desired:
-        if r.kind == "aws.s3.bucket" and _exists(lambda b=r.name: client("s3").head_bucket(Bucket=b)):
+        if r.kind == "aws.s3.bucket" and _exists(functools.partial(client("s3").head_bucket, Bucket=r.name)):
             try:
                 tag_set = client("s3").get_bucket_tagging(Bucket=r.name).get("TagSet", [])
             except Exception as exc:
@@ -93,7 +94,7 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
                 tag_set = []
             tags = {t["Key"]: t["Value"] for t in tag_set if t["Key"] == TAG_APP}
             out.append(Resource(r.kind, r.name, {}, tags, rank=0, retain=True))
-        elif r.kind == "aws.sqs.queue" and _exists(lambda q=r.name: client("sqs").get_queue_url(QueueName=q)):
+        elif r.kind == "aws.sqs.queue" and _exists(functools.partial(client("sqs").get_queue_url, QueueName=r.name)):
             sqs = client("sqs")
             tags = sqs.list_queue_tags(QueueUrl=sqs.get_queue_url(QueueName=r.name)["QueueUrl"]).get("Tags", {})
             out.append(Resource(r.kind, r.name, {}, {k: v for k, v in tags.items() if k == TAG_APP}, rank=0, retain=True))

@@ -127,7 +127,8 @@ class AzureDeployer:
         containers = dict.fromkeys([container, *(container_of(u)[0] for u in target.sources.values()),
                                     *(container_of(s)[0] for s in found.objects)])
         out += [Resource("azure.storage.container", f"{account}/{c}", {}, {}, rank=0, retain=True) for c in containers if c]
-        out += [Resource("azure.storage.queue", f"{account}/{q}", {}, {}, rank=0, retain=True) for q in dict.fromkeys(target.queues.values())]
+        out += [Resource("azure.storage.queue", f"{account}/{q}", {}, {}, rank=0, retain=True)
+                for q in dict.fromkeys(target.queues.values())]
         deploy_container = f"nubes-{name}-deploy"[:63]
         out.append(Resource("azure.storage.container", f"{account}/{deploy_container}", {}, tags, rank=1))
         plan = target.extra.get("plan", "flex")

@@ -16,7 +16,7 @@ def account(apis: Apis, change: Change, target: Target, artifact: Artifact | Non
     if change.action == "create":
         from azure.mgmt.storage import models
 
-        location = target.extra.get("location") or target.region
+        location = str(target.extra.get("location") or target.region)
         apis.storage.storage_accounts.begin_create(apis.group, change.resource.name, models.StorageAccountCreateParameters(
             sku=models.Sku(name="Standard_LRS"), kind="StorageV2", location=location, tags={TAG_APP: target.name},
             properties=models.StorageAccountPropertiesCreateParameters(allow_blob_public_access=False,
@@ -53,7 +53,8 @@ def plan(apis: Apis, change: Change, target: Target, artifact: Artifact | None) 
         return
     p = change.resource.properties
     apis.web.app_service_plans.begin_create_or_update(apis.group, change.resource.name, models.AppServicePlan(
-        location=p["location"], kind="functionapp", tags=dict(change.resource.tags), sku=models.SkuDescription(name=p["sku"], tier=p["tier"]),
+        location=p["location"], kind="functionapp", tags=dict(change.resource.tags),
+        sku=models.SkuDescription(name=p["sku"], tier=p["tier"]),
         properties=models.AppServicePlanProperties(reserved=p["reserved"]))).result()
 
 
@@ -68,6 +69,7 @@ def site(apis: Apis, change: Change, target: Target, artifact: Artifact | None) 
     assert artifact is not None  # the engine refuses code-bearing changes without an artifact
     farm = f"/subscriptions/{apis.subscription}/resourceGroups/{apis.group}/providers/Microsoft.Web/serverfarms/{p['plan']}"
     settings = [models.NameValuePair(name=k, value=v) for k, v in p["app_settings"].items()]
+    stack = None if target.extra.get("plan", "flex") == "flex" else f"Python|{p['runtime_version']}"
     flex = target.extra.get("plan", "flex") == "flex"
     config = models.FunctionAppConfig(
         deployment=models.FunctionsDeployment(storage=models.FunctionsDeploymentStorage(
@@ -84,8 +86,7 @@ def site(apis: Apis, change: Change, target: Target, artifact: Artifact | None) 
             location=p["location"], kind="functionapp,linux", tags={**change.resource.tags, "nubes:code": code},
             identity=models.ManagedServiceIdentity(type=p["identity"]),
             properties=models.SiteProperties(server_farm_id=farm, https_only=True, function_app_config=config,
-                                             site_config=models.SiteConfig(app_settings=settings,
-                                                                           linux_fx_version=None if flex else f"Python|{p['runtime_version']}")))
+                                             site_config=models.SiteConfig(app_settings=settings, linux_fx_version=stack)))
         ).result()
 
     put(before)
@@ -96,9 +97,8 @@ def site(apis: Apis, change: Change, target: Target, artifact: Artifact | None) 
 
 
 def role_assignment(apis: Apis, change: Change, target: Target, artifact: Artifact | None) -> None:
-    from azure.mgmt.authorization import models
-
     p = change.resource.properties
+    models = apis.authorization.role_assignments.models  # the models of the API version the client speaks
     if change.action == "delete":
         _get(lambda: apis.authorization.role_assignments.delete(p["scope"], change.resource.name))
         return

@@ -29,8 +29,8 @@ def credential() -> Any:
     """A service principal from the environment, else the Azure CLI's login; never the instance metadata
     endpoint unless ``NUBES_AZURE_MANAGED_IDENTITY=1``."""
     env = os.environ
-    if env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID") and (env.get("AZURE_CLIENT_SECRET") or env.get("AZURE_CLIENT_CERTIFICATE_PATH")
-                                                                       or env.get("AZURE_FEDERATED_TOKEN_FILE")):
+    secret = env.get("AZURE_CLIENT_SECRET") or env.get("AZURE_CLIENT_CERTIFICATE_PATH") or env.get("AZURE_FEDERATED_TOKEN_FILE")
+    if env.get("AZURE_CLIENT_ID") and env.get("AZURE_TENANT_ID") and secret:
         from azure.identity import EnvironmentCredential, WorkloadIdentityCredential
 
         return WorkloadIdentityCredential() if env.get("AZURE_FEDERATED_TOKEN_FILE") else EnvironmentCredential()
@@ -114,7 +114,7 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     apis, name, out = Apis(target), target.name, []
     for r in desired:
         if r.kind == "azure.storage.account":
-            found = _get(lambda: apis.storage.storage_accounts.get_properties(apis.group, r.name))
+            found = _get(lambda r=r: apis.storage.storage_accounts.get_properties(apis.group, r.name))
             if found is not None:
                 out.append(Resource(r.kind, r.name, {}, {}, 0, True))
         elif r.kind == "azure.storage.container":
@@ -132,12 +132,12 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
                 tags = {TAG_APP: name} if meta.get("nubesapp") == name else {}
                 out.append(Resource(r.kind, r.name, {}, tags, 0, True))
         elif r.kind == "azure.authorization.role_assignment":
-            found = _get(lambda: apis.authorization.role_assignments.get(r.properties["scope"], r.name))
+            found = _get(lambda r=r: apis.authorization.role_assignments.get(r.properties["scope"], r.name))
             if found is not None:
                 out.append(Resource(r.kind, r.name, {**r.properties, "role_definition_id":
                                                      found.role_definition_id.rsplit("/", 1)[-1]}, {}, r.rank))
         elif r.kind == "azure.eventgrid.subscription":
-            found = _get(lambda: apis.eventgrid.event_subscriptions.get(r.properties["source"], r.name))
+            found = _get(lambda r=r: apis.eventgrid.event_subscriptions.get(r.properties["source"], r.name))
             if found is not None:
                 out.append(Resource(r.kind, r.name, {
                     **r.properties, "event_types": list(found.filter.included_event_types or []),
@@ -186,7 +186,7 @@ def publish(apis: Apis, site: str, artifact: Artifact) -> None:
     token = apis.credential.get_token("https://management.azure.com/.default").token
     request = urllib.request.Request(f"{apis.scm(site)}/api/publish?RemoteBuild=false", data=artifact.read(), method="POST",
                                      headers={"Content-Type": "application/zip", "Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=600) as response:  # noqa: S310 - the app's own deployment endpoint
+    with urllib.request.urlopen(request, timeout=600) as response:
         response.read()
 
 

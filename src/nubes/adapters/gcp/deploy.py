@@ -131,8 +131,8 @@ class GcpDeployer:
         for uri in target.sources.values():
             _, b, p = split_store(uri)
             reads.setdefault(b, set()).add(p)
-        for store, prefixes in found.objects.items():
-            for p in prefixes:
+        for store, watched in found.objects.items():
+            for p in watched:
                 reads.setdefault(split_store(store)[1], set()).add(p.strip("/"))
         for b, prefixes in sorted(reads.items()):
             for i, p in enumerate(sorted(prefixes)):

@@ -89,7 +89,7 @@ def project_iam(apis: Apis, change: Change, target: Target, artifact: Artifact |
     resource = f"projects/{apis.project}"
     policy = projects.getIamPolicy(resource=resource, body={}).execute()
     member, role = change.resource.properties["member"], change.resource.name
-    bindings = [b for b in policy.get("bindings", [])]
+    bindings = list(policy.get("bindings", []))
     others = [{**b, "members": [m for m in b["members"] if m != member]} if b["role"] == role else b for b in bindings]
     others = [b for b in others if b["members"]]
     if change.action != "delete":

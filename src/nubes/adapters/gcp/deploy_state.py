@@ -12,6 +12,7 @@ service account's bindings in IAM policies. See :mod:`.deploy` for the resources
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.request
 from collections.abc import Callable
@@ -33,12 +34,14 @@ def credentials() -> Any:
     from google.auth import _cloud_sdk
     from google.auth.credentials import AnonymousCredentials
 
-    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or os.path.exists(_cloud_sdk.get_application_default_credentials_path()) \
+    adc = _cloud_sdk.get_application_default_credentials_path()  # type: ignore[no-untyped-call]
+
+    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or os.path.exists(adc) \
             or os.environ.get("NUBES_GCP_METADATA") == "1":
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
         return creds
     if os.environ.get("NUBES_GCP_API_ENDPOINT"):
-        return AnonymousCredentials()
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
     raise NoCredentials("no Google credentials: run `gcloud auth application-default login` or set "
                         "GOOGLE_APPLICATION_CREDENTIALS (on a Google VM set NUBES_GCP_METADATA=1)")
 
@@ -79,7 +82,7 @@ class Apis:
 
     @cached_property
     def storage(self) -> Any:
-        from google.cloud import storage
+        from google.cloud import storage  # type: ignore[attr-defined]
 
         return storage.Client(project=self.project, credentials=self.creds,
                               client_options={"api_endpoint": self.endpoint} if self.endpoint else None)
@@ -132,21 +135,20 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     from nubes.adapters.gcp.deploy import LABEL
 
     apis, name, out = Apis(target), target.name, []
-    mine = {LABEL: name}
     for r in desired:
         if r.kind == "gcp.storage.bucket":
-            bucket = _get(lambda b=r.name: apis.storage.get_bucket(b))
+            bucket = _get(functools.partial(apis.storage.get_bucket, r.name))
             if bucket is not None:  # retained: "created by nubes" is the model's TAG_APP
                 out.append(Resource(r.kind, r.name, {}, {TAG_APP: name} if (bucket.labels or {}).get(LABEL) == name else {}, 0, True))
         elif r.kind == "gcp.pubsub.topic":
-            topic = _get(lambda t=r.name: apis.pubsub.projects().topics().get(topic=f"projects/{apis.project}/topics/{t}").execute())
+            topic = _get(apis.pubsub.projects().topics().get(topic=f"projects/{apis.project}/topics/{r.name}").execute)
             if topic is not None:
                 labels = {k: v for k, v in (topic.get("labels") or {}).items() if k == LABEL}
                 if r.retain:
                     labels = {TAG_APP: name} if labels.get(LABEL) == name else {}
                 out.append(Resource(r.kind, r.name, {}, labels, 0, retain=r.retain))
         elif r.kind == "gcp.storage.bucket_iam":
-            policy = _get(lambda b=r.name: apis.storage.bucket(b).get_iam_policy(requested_policy_version=3))
+            policy = _get(functools.partial(apis.storage.bucket(r.name).get_iam_policy, requested_policy_version=3))
             member = r.properties["member"]
             bindings = [{"role": b["role"], "member": member, "title": (b.get("condition") or {}).get("title", ""),
                          "expression": (b.get("condition") or {}).get("expression", "")}
@@ -178,8 +180,8 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
                  "entry_point": fn.build_config.entry_point, "timeout": fn.service_config.timeout_seconds}
         out.append(Resource("gcp.functions.function", short, props, dict(fn.labels), 3,
                             outputs={"url": fn.service_config.uri, "code_sha256": code}))
-        policy = _get(lambda s=short: apis.run.projects().locations().services().getIamPolicy(
-            resource=f"{apis.parent}/services/{s}").execute())
+        policy = _get(apis.run.projects().locations().services().getIamPolicy(
+            resource=f"{apis.parent}/services/{short}").execute)
         members = sorted(m for b in (policy or {}).get("bindings", []) if b["role"] == "roles/run.invoker" for m in b["members"]
                          if m == "allUsers" or m == f"serviceAccount:{sa}")
         if members:
@@ -215,7 +217,7 @@ def upload(apis: Apis, artifact: Artifact) -> Any:
     answer = apis.functions.generate_upload_url(request={"parent": apis.parent})
     request = urllib.request.Request(answer.upload_url, data=artifact.read(), method="PUT",
                                      headers={"Content-Type": "application/zip"})
-    with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310 - the URL Google just signed
+    with urllib.request.urlopen(request, timeout=300) as response:
         response.read()
     return answer.storage_source
 
