@@ -48,21 +48,25 @@ class Project:
 
     def artifact(self, cloud: str = "aws", *, arch: str = "x86_64", extra: bytes = b"", fmt: str = "zip") -> Path:
         """Build a small real zip for ``cloud`` and its manifest; ``extra`` changes the code (a new hash)."""
-        name, entry = ENTRY[cloud]
-        out = self.root / "build" / cloud
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{self.module}-{cloud}.zip"
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-            for member, data in ((name, entry.format(module=self.module).encode()), (self.file.name, self.file.read_bytes()),
-                                 ("extra.bin", extra)):
-                info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
-                z.writestr(info, data)
-        data = path.read_bytes()
-        manifest = {"cloud": cloud, "format": fmt, "path": path.name, "python": "3.12", "arch": arch,
-                    "unzipped_bytes": sum(i.file_size for i in zipfile.ZipFile(path).infolist()), "zipped_bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(), "packages": [{"name": "nubes", "version": "0.1.0", "unzipped_bytes": 1}]}
-        (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-        return out / "manifest.json"
+        return make_artifact(self.root / "build" / cloud, cloud, self.file, arch=arch, extra=extra, fmt=fmt)
+
+
+def make_artifact(out: Path, cloud: str, app_file: Path, *, arch: str = "x86_64", extra: bytes = b"", fmt: str = "zip") -> Path:
+    """A zip holding ``app_file`` and the cloud's entry module, and its ``manifest.json`` (the build contract)."""
+    name, entry = ENTRY[cloud]
+    module = app_file.stem
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{module}-{cloud}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for member, data in ((name, entry.format(module=module).encode()), (app_file.name, app_file.read_bytes()),
+                             ("extra.bin", extra)):
+            z.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    data = path.read_bytes()
+    manifest = {"cloud": cloud, "format": fmt, "path": path.name, "python": "3.12", "arch": arch,
+                "unzipped_bytes": sum(i.file_size for i in zipfile.ZipFile(path).infolist()), "zipped_bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "packages": [{"name": "nubes", "version": "0.1.0", "unzipped_bytes": 1}]}
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return out / "manifest.json"
 
 
 @pytest.fixture
