@@ -19,10 +19,12 @@ import json
 import re
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.deploy.doubles import json_handler
 
 _RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers"
 _ACCOUNT = _RG + r"/Microsoft\.Storage/storageAccounts/(?P<account>[^/]+)"
@@ -190,7 +192,7 @@ class AzureDouble:
         self.ca = folder / "double-cert.pem"
         key = folder / "double-key.pem"
         _self_signed(self.ca, key)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), json_handler(self.authorized))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.ca, key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
@@ -203,6 +205,11 @@ class AzureDouble:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    def authorized(self, verb: str, raw: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+        if not headers.get("Authorization", "").startswith("Bearer "):
+            return 401, {"error": {"code": "AuthenticationFailed", "message": "no bearer token"}}
+        return self.handle(verb, raw, body)
 
     def handle(self, verb: str, raw: str, body: bytes) -> tuple[int, Any]:
         url = urlsplit(raw)
@@ -233,32 +240,6 @@ class AzureDouble:
     def _bad(self, message: str) -> tuple[int, Any]:
         self.violations.append(message)
         return 400, {"error": {"code": "InvalidRequest", "message": message}}
-
-
-def _handler(double: AzureDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            if not self.headers.get("Authorization", "").startswith("Bearer "):
-                status, answer = 401, {"error": {"code": "AuthenticationFailed", "message": "no bearer token"}}
-            else:
-                status, answer = double.handle(self.command, self.path, body)
-            data = json.dumps(answer).encode() if status != 204 else b""
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler
 
 
 def _self_signed(cert_path: Path, key_path: Path) -> None:

@@ -16,10 +16,12 @@ import itertools
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.deploy.doubles import json_handler
 
 APIS = (("cloudfunctions", "v2"), ("eventarc", "v1"), ("cloudscheduler", "v1"), ("pubsub", "v1"), ("iam", "v1"),
         ("run", "v2"), ("cloudresourcemanager", "v3"), ("storage", "v1"))
@@ -125,7 +127,7 @@ class GcpDouble:
         self.violations: list[str] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), json_handler(lambda verb, path, body, headers: self.handle(verb, path, body)))
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> GcpDouble:
@@ -178,26 +180,3 @@ def _walk(node: dict[str, Any]) -> list[dict[str, Any]]:
     for child in node.get("resources", {}).values():
         out += _walk(child)
     return out
-
-
-def _handler(double: GcpDouble) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            status, answer = double.handle(self.command, self.path, body)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    return Handler

@@ -170,3 +170,12 @@ def test_any_cron_text_either_translates_or_is_refused_cleanly(fields: list[str]
         except ConfigError:
             continue
         assert out and "\n" not in out
+
+
+def test_an_artifact_built_for_another_architecture_is_refused(project_factory: Any) -> None:
+    project = project_factory()
+    project.write_config(AWS.replace("[deploy.aws.queues]", 'architecture = "arm64"\n[deploy.aws.queues]'))
+    with pytest.raises(ConfigError, match="--arch arm64"):
+        Deployment.open(project.app(), "aws", config=project.config, artifact=project.artifact("aws", arch="x86_64"))
+    with pytest.raises(ConfigError, match="built for 'aws', not 'gcp'"):
+        Deployment.open(project.app(), "gcp", config=project.write_config(GCP), artifact=project.artifact("aws"))

@@ -228,6 +228,29 @@ def bindings(app: Any, target: Target) -> tuple[Bindings, list[str]]:
                     {k: tuple(sorted(v)) for k, v in sorted(queues.items())}, dict(sorted(schedules.items()))), problems
 
 
+class ModuleDeployer:
+    """The engine hooks every cloud delegates the same way: ``actual``/``apply`` to ``<package>.deploy_state``
+    (``read``, ``apply``) and ``export`` to ``<package>.deploy_export`` (``render``), imported on first use
+    so planning and exporting never load an SDK they do not need."""
+
+    package = ""
+
+    def _module(self, name: str) -> Any:
+        import importlib
+
+        return importlib.import_module(f"{self.package}.{name}")
+
+    def actual(self, target: Target, desired: list[Resource]) -> list[Resource]:
+        return list(self._module("deploy_state").read(self, target, desired))
+
+    def apply(self, change: Change, target: Target, artifact: Artifact | None) -> Resource | None:
+        result: Resource | None = self._module("deploy_state").apply(self, change, target, artifact)
+        return result
+
+    def export(self, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
+        return dict(self._module("deploy_export").render(self, resources, target, artifact, fmt))
+
+
 def split_store(uri: str) -> tuple[str, str, str]:
     """``("s3", "bucket", "prefix")`` for ``s3://bucket/prefix/``; the prefix has no leading or trailing '/'."""
     scheme, sep, rest = uri.partition("://")
@@ -242,5 +265,5 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "Resource", "StateUnavailable", "Target",
+__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "ModuleDeployer", "Resource", "StateUnavailable", "Target",
            "bindings", "join_key", "split_store"]

@@ -56,6 +56,23 @@ def _confirm(yes: bool, question: str) -> None:
         raise typer.Exit(0)
 
 
+def _show(plan: Any, cloud: str, format: str, verbose: bool = False) -> None:
+    """The plan on stdout (a table, or JSON with --format json); its notes and kept resources on stderr."""
+    from nubes.deploy import render
+
+    if format == "json":
+        print(render.plan_json(plan))
+        return
+    if plan.empty and not verbose:
+        _out().print(f"{plan.name} on {cloud}: no changes ({plan.counts()['unchanged']} resources up to date)")
+    else:
+        _out().print(render.plan_table(plan, verbose=verbose))
+    for note in plan.notes:
+        err.print(f"note: {note}")
+    for kept in plan.kept:
+        err.print(f"kept (holds data): {kept.kind} {kept.name}")
+
+
 def _apply(deployment: Any, plan: Any) -> None:
     def step(change: Any, phase: str) -> None:
         if phase == "start":
@@ -85,7 +102,6 @@ def deploy(
     artifact: ArtifactOpt = None,
 ) -> None:
     """Plan the app's resources on CLOUD against what is deployed, print the plan, then apply it."""
-    from nubes.deploy import render
     from nubes.deploy.engine import StateUnavailable
 
     _format(format)
@@ -99,15 +115,7 @@ def deploy(
         plan = deployment.plan(offline=True)
     except NubesError as exc:
         fail(str(exc))
-    if format == "json":
-        print(render.plan_json(plan))
-    elif plan.empty and not verbose:
-        _out().print(f"{plan.name} on {cloud}: no changes ({plan.counts()['unchanged']} resources up to date)")
-    else:
-        _out().print(render.plan_table(plan, verbose=verbose))
-    if format != "json":
-        for note in plan.notes:
-            err.print(f"note: {note}")
+    _show(plan, cloud, format, verbose)
     if dry_run:
         return
     if plan.empty:
@@ -129,7 +137,6 @@ def destroy(
     config: ConfigOpt = None,
 ) -> None:
     """Remove what nubes created for the app on CLOUD (tagged with its name); buckets and queues are kept."""
-    from nubes.deploy import render
     from nubes.deploy.engine import StateUnavailable
 
     _format(format)
@@ -140,14 +147,7 @@ def destroy(
         _unreachable(exc)
     except NubesError as exc:
         fail(str(exc))
-    if format == "json":
-        print(render.plan_json(plan))
-    else:
-        _out().print(render.plan_table(plan))
-        for note in plan.notes:
-            err.print(f"note: {note}")
-        for kept in plan.kept:
-            err.print(f"kept (holds data): {kept.kind} {kept.name}")
+    _show(plan, cloud, format, verbose=True)
     if dry_run or plan.empty:
         if plan.empty:
             err.print("nothing deployed")

@@ -46,6 +46,9 @@ class Deployment:
         if built is not None and built.cloud != cloud:
             raise ConfigError(f"the artifact {built.path} was built for {built.cloud!r}, not {cloud!r}; "
                               f"build it with `nubes build APP --cloud {cloud}`")
+        if built is not None and target.architecture and built.arch and built.arch != target.architecture:
+            raise ConfigError(f"the artifact {built.path} was built for {built.arch}, but {target.where('architecture')} is "
+                              f"{target.architecture}: rebuild with `nubes build APP --cloud {cloud} --arch {target.architecture}`")
         return cls(app, cloud, deployer, target, built)
 
     # -- reading ------------------------------------------------------------------------------------

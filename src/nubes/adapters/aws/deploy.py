@@ -31,7 +31,7 @@ import re
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, Resource, Target, bindings, join_key, split_store
+from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, join_key, split_store
 
 MEMORY_MB = (128, 10_240)  # 1 MB steps
 TIMEOUT_S = (1, 900)
@@ -78,9 +78,10 @@ def _weekdays(values: frozenset[int]) -> str:
     return ",".join(_DOW[r[0]] if len(r) == 1 else f"{_DOW[r[0]]}-{_DOW[r[-1]]}" for r in runs)
 
 
-class AwsDeployer:
+class AwsDeployer(ModuleDeployer):
     """The :class:`nubes.adapters.base.Deployer` of AWS."""
 
+    package = "nubes.adapters.aws"
     settings = frozenset({"log_retention_days", "image_uri", "batch_size", "account"})
     export_formats = ("sam", "cloudformation", "terraform")
 
@@ -277,26 +278,11 @@ class AwsDeployer:
         return props
 
     # -- engine hooks ---------------------------------------------------------------------------------
-    def actual(self, target: Target, desired: list[Resource]) -> list[Resource]:
-        from nubes.adapters.aws import deploy_state
-
-        return deploy_state.read(self, target, desired)
-
-    def apply(self, change: Any, target: Target, artifact: Artifact | None) -> Resource | None:
-        from nubes.adapters.aws import deploy_state
-
-        return deploy_state.apply(self, change, target, artifact)
-
     def endpoint(self, resources: list[Resource]) -> str | None:
         for r in resources:
             if r.outputs.get("url"):
                 return str(r.outputs["url"])
         return None
-
-    def export(self, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
-        from nubes.adapters.aws import deploy_export
-
-        return deploy_export.render(self, resources, target, artifact, fmt)
 
 
 def _list(bucket: str, sid: str, prefixes: list[str]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import uuid
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, Resource, Target, bindings, split_store
+from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, split_store
 
 PLANS = {"flex": ("FC1", "FlexConsumption"), "consumption": ("Y1", "Dynamic")}
 FLEX_MEMORY_MB = (512, 2048, 4096)
@@ -48,9 +48,10 @@ def container_of(uri: str) -> tuple[str, str]:
     return container, prefix
 
 
-class AzureDeployer:
+class AzureDeployer(ModuleDeployer):
     """The :class:`nubes.adapters.base.Deployer` of Azure."""
 
+    package = "nubes.adapters.azure"
     settings = frozenset({"location", "resource_group", "subscription", "account", "plan", "max_instances"})
     export_formats = ("terraform",)
 
@@ -165,23 +166,8 @@ class AzureDeployer:
                     "function": f"blob_{watched}", "prefixes": list(prefixes)}, {}, rank=5))
         return out
 
-    def actual(self, target: Target, desired: list[Resource]) -> list[Resource]:
-        from nubes.adapters.azure import deploy_state
-
-        return deploy_state.read(self, target, desired)
-
-    def apply(self, change: Any, target: Target, artifact: Artifact | None) -> Resource | None:
-        from nubes.adapters.azure import deploy_state
-
-        return deploy_state.apply(self, change, target, artifact)
-
     def endpoint(self, resources: list[Resource]) -> str | None:
         return next((str(r.outputs["url"]) for r in resources if r.kind == "azure.web.site" and r.outputs.get("url")), None)
-
-    def export(self, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
-        from nubes.adapters.azure import deploy_export
-
-        return deploy_export.terraform(resources, target, artifact)
 
 
 DEPLOYER = AzureDeployer()

@@ -28,7 +28,7 @@ import re
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_VERSION, Artifact, Resource, Target, bindings, join_key, split_store
+from nubes.adapters.deployment import TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, join_key, split_store
 
 LABEL = "nubes-app"
 MEMORY_MB = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -55,9 +55,10 @@ def _id(text: str, limit: int) -> str:
     return clean if clean[:1].isalpha() else f"n{clean}"[:limit]
 
 
-class GcpDeployer:
+class GcpDeployer(ModuleDeployer):
     """The :class:`nubes.adapters.base.Deployer` of Google Cloud."""
 
+    package = "nubes.adapters.gcp"
     settings = frozenset({"project", "max_instances", "concurrency"})
     export_formats = ("terraform",)
 
@@ -176,25 +177,10 @@ class GcpDeployer:
                 "description": f"nubes app {name}: schedule {schedule}"}, {}, rank=5))
         return out
 
-    def actual(self, target: Target, desired: list[Resource]) -> list[Resource]:
-        from nubes.adapters.gcp import deploy_state
-
-        return deploy_state.read(self, target, desired)
-
-    def apply(self, change: Any, target: Target, artifact: Artifact | None) -> Resource | None:
-        from nubes.adapters.gcp import deploy_state
-
-        return deploy_state.apply(self, change, target, artifact)
-
     def endpoint(self, resources: list[Resource]) -> str | None:
         urls = [str(r.outputs["url"]) for r in resources if r.kind == "gcp.functions.function" and r.outputs.get("url")
                 and r.properties.get("entry_point") == "main"]
         return urls[0] if urls else None
-
-    def export(self, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
-        from nubes.adapters.gcp import deploy_export
-
-        return deploy_export.terraform(resources, target, artifact)
 
 
 def _label(value: str) -> str:

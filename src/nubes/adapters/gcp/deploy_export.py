@@ -16,6 +16,10 @@ def _key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "main"
 
 
+def render(deployer: Any, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
+    return terraform(resources, target, artifact)
+
+
 def terraform(resources: list[Resource], target: Target, artifact: Artifact | None) -> dict[str, Any]:
     tf: dict[str, dict[str, Any]] = {}
     project = target.extra.get("project")
@@ -82,4 +86,4 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
             "resource": tf}
 
 
-__all__ = ["terraform"]
+__all__ = ["render", "terraform"]
