@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,24 +42,16 @@ LOCAL_SCHEMES = ("file", "mem")
 
 
 def find(app: Any, explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The ``nubes.toml`` to read for ``app`` (see the module doc), or None."""
+    """The ``nubes.toml`` to read for ``app``: ``explicit`` (``--config``), else the project file
+    (:func:`nubes.core.config.project_file`: ``NUBES_CONFIG``, beside the app, the working directory)."""
+    from nubes.core.config import project_file
+
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"no config file {str(path)!r}; pass --config path/to/nubes.toml")
         return path
-    env = os.environ.get("NUBES_CONFIG")
-    if env:
-        return find(app, env)
-    candidates = []
-    module = sys.modules.get(getattr(app, "__module__", "") or "")
-    for route in [*getattr(app, "event_routes", ()), *_routes(app)]:
-        module = sys.modules.get(getattr(route.handler, "__module__", "")) or module
-        break
-    if module is not None and getattr(module, "__file__", None):
-        candidates.append(Path(module.__file__).resolve().parent / "nubes.toml")  # type: ignore[arg-type]
-    candidates.append(Path.cwd() / "nubes.toml")
-    return next((c for c in candidates if c.is_file()), None)
+    return project_file(getattr(app, "root", None))
 
 
 def _routes(app: Any) -> list[Any]:
@@ -74,11 +64,9 @@ def read_table(path: Path | None, cloud: str) -> dict[str, Any]:
     if path is None:
         raise ConfigError(f"no nubes.toml found beside the app or in the working directory; create one with\n{example}\n"
                           "or pass --config PATH")
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    from nubes.core.config import read
+
+    data = read(path)
     deploy = data.get("deploy", {})
     table = deploy.get(cloud) if isinstance(deploy, dict) else None
     if not isinstance(table, dict):

@@ -1,25 +1,41 @@
-"""The cloud object of aws (``nubes.core.clouds.get("aws")``). Minimal for now: identity and its deployer.
-
-The lead's Cloud objects (figures, emulation, packaging) replace this file; keep the ``deployer``
-attribute (a :class:`nubes.adapters.base.Deployer`, :mod:`.deploy`), imported on first use.
-"""
+"""AWS Lambda as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"aws"``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.aws.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
 
 
-class _Cloud:
+class AwsCloud:
+    """Everything nubes knows about AWS Lambda; see :class:`nubes.adapters.base.Cloud` for the contract."""
+
     name = "aws"
     title = "AWS Lambda"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.aws.emulation import AwsProfile
+
+        return AwsProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.aws.emulation import AwsTarget
+
+        return AwsTarget(app, settings)
 
     @property
     def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
         from nubes.adapters.aws.deploy import DEPLOYER
 
         return DEPLOYER
 
 
-CLOUD = _Cloud()
-
-__all__ = ["CLOUD"]
+CLOUD = AwsCloud()

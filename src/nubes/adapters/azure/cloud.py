@@ -1,25 +1,41 @@
-"""The cloud object of azure (``nubes.core.clouds.get("azure")``). Minimal for now: identity and its deployer.
-
-The lead's Cloud objects (figures, emulation, packaging) replace this file; keep the ``deployer``
-attribute (a :class:`nubes.adapters.base.Deployer`, :mod:`.deploy`), imported on first use.
-"""
+"""Azure Functions as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"azure"``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.azure.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
 
 
-class _Cloud:
+class AzureCloud:
+    """Everything nubes knows about Azure Functions; see :class:`nubes.adapters.base.Cloud` for the contract."""
+
     name = "azure"
     title = "Azure Functions"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.azure.emulation import AzureProfile
+
+        return AzureProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.azure.emulation import AzureTarget
+
+        return AzureTarget(app, settings)
 
     @property
     def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
         from nubes.adapters.azure.deploy import DEPLOYER
 
         return DEPLOYER
 
 
-CLOUD = _Cloud()
-
-__all__ = ["CLOUD"]
+CLOUD = AzureCloud()

@@ -1,25 +1,41 @@
-"""The cloud object of gcp (``nubes.core.clouds.get("gcp")``). Minimal for now: identity and its deployer.
-
-The lead's Cloud objects (figures, emulation, packaging) replace this file; keep the ``deployer``
-attribute (a :class:`nubes.adapters.base.Deployer`, :mod:`.deploy`), imported on first use.
-"""
+"""Google Cloud Functions (2nd gen) as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"gcp"``."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.gcp.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
 
 
-class _Cloud:
+class GcpCloud:
+    """Everything nubes knows about Google Cloud Functions (2nd gen); see :class:`nubes.adapters.base.Cloud` for the contract."""
+
     name = "gcp"
-    title = "Google Cloud Functions"
+    title = "Google Cloud Functions (2nd gen)"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.gcp.emulation import GcpProfile
+
+        return GcpProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.gcp.emulation import GcpTarget
+
+        return GcpTarget(app, settings)
 
     @property
     def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
         from nubes.adapters.gcp.deploy import DEPLOYER
 
         return DEPLOYER
 
 
-CLOUD = _Cloud()
-
-__all__ = ["CLOUD"]
+CLOUD = GcpCloud()
