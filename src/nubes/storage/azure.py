@@ -24,7 +24,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -49,6 +49,7 @@ from nubes.errors import (
     StorageError,
 )
 from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.keys import MAX_KEY_BYTES
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 BATCH_LIMIT = 256  # sub-requests per Blob Batch call (service maximum)
@@ -77,6 +78,7 @@ class AzureBlobStore(BaseStore):
     """
 
     scheme = "az"
+    max_path_bytes = MAX_KEY_BYTES
 
     def __init__(self, container: ContainerClient, prefix: str = "", **options: Any) -> None:
         super().__init__(container.container_name, prefix)
@@ -88,7 +90,7 @@ class AzureBlobStore(BaseStore):
         self._batch_supported = True
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> AzureBlobStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """Open ``az://{rest}``; ``rest`` is ``CONTAINER`` or ``CONTAINER/PREFIX``."""
         container_name, _, prefix = rest.partition("/")
         if not _CONTAINER_NAME.match(container_name):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import http.client
 import io
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import IO, Any
+from datetime import UTC, datetime
+from typing import IO, Any, Self
 
 import google.auth.exceptions as gauth_exceptions
 import requests
@@ -35,6 +35,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from nubes.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.keys import MAX_KEY_BYTES
 
 MiB = 1024 * 1024
 _SDK_MULTIPART_MAX = 8 * MiB  # google.cloud.storage.blob._MAX_MULTIPART_SIZE
@@ -49,7 +50,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     urllib3.exceptions.HTTPError,
     gauth_exceptions.TransportError,
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class GCSStore(BaseStore):
@@ -68,6 +69,7 @@ class GCSStore(BaseStore):
     """
 
     scheme = "gs"
+    max_path_bytes = MAX_KEY_BYTES
 
     def __init__(
         self,
@@ -99,7 +101,7 @@ class GCSStore(BaseStore):
         self._bucket_seen = False  # the bucket was seen to exist: a 404 then means a missing object
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> GCSStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """``rest`` is ``BUCKET[/PREFIX]`` (the URI after ``gs://``); ``options`` as for the constructor."""
         bucket, _, prefix = rest.partition("/")
         try:
@@ -351,7 +353,7 @@ def _seekable(stream: IO[bytes]) -> bool:
 def _utc(value: datetime | None) -> datetime:
     if value is None:
         return _EPOCH
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _short(exc: BaseException) -> str:

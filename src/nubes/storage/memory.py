@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from nubes.errors import ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo
@@ -87,7 +87,7 @@ class MemoryStore(BaseStore):
         self._bucket = _bucket(name)
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> MemoryStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """Open ``mem://NAME/PREFIX`` (``rest`` is the part after ``mem://``). Takes no options."""
         if options:
             raise ConfigError(f"mem:// storage takes no options, got: {', '.join(sorted(options))}")

@@ -21,6 +21,12 @@ name must start with ``Test`` so pytest collects it) and providing three fixture
 Backends may override a test to skip it (with a reason) when a service cannot offer a guarantee,
 but should not weaken it silently. The suite keeps to keys that work on every backend, including
 file systems: no key is both an object and a "folder" of other keys.
+
+Key rules are one rule set (:func:`nubes.storage.keys.check_key`) tested on every backend: fixed
+invalid keys (:data:`INVALID_KEYS`), valid edge keys (:data:`VALID_EDGE_KEYS`) and generated text
+(hypothesis; ``key_examples`` per backend). A store that is a :class:`~nubes.storage.BaseStore`
+(a registered backend, not a wrapper) must also reopen from its URI through the registry and its
+own ``from_uri``.
 """
 
 from __future__ import annotations
@@ -38,9 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import nubes.storage
 from nubes.errors import InvalidKey, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import ObjectInfo, ObjectStore
+from nubes.storage.base import BaseStore, ObjectInfo, ObjectStore
+from nubes.storage.keys import check_key
 
 MB = 1024 * 1024
 BIG_SIZE = 20 * MB
@@ -55,10 +65,32 @@ INVALID_KEYS = [
     "a/",
     "a\x00b",
     "a\nb",
+    "a\tb",
+    "del\x7f",
     ".",
     "a/./b",
-    "x" * 1025,
-    "é" * 513,  # 513 characters, 1,026 UTF-8 bytes
+    "a\\b",
+    "\udcff",  # a lone surrogate (an undecodable byte as os.fsdecode gives it): UTF-8 cannot encode it
+    "ok/\ud800x",
+    ".nubes-internal",
+    "a/.nubes-internal/b",
+    "x" * 256,  # one segment over 255 bytes
+    "a/" + "é" * 128,  # 128 characters, 256 UTF-8 bytes in one segment
+    "/".join(["x" * 200] * 6),  # 1,205 bytes
+    "é/" * 342 + "é",  # 1,027 UTF-8 bytes of short segments
+]
+VALID_EDGE_KEYS = [
+    "x" * 255,  # the longest segment
+    "/".join(["a" * 255, "b" * 255, "c" * 100]),  # long, under any reasonable prefix
+    "é" * 127 + "e",  # 255 UTF-8 bytes
+    "...",
+    "..a/a..",
+    ".hidden/.x",
+    "-dash/_under/~tilde",
+    "sp ace/ lead and trail /x",
+    "per%cent/q?mark/hash#/plus+/eq=/amp&/colon:",
+    "nubes-internal/.nubes/x.nubes-internal",
+    "u/\u2028line sep/\u00a0nbsp/\u0085nel",
 ]
 
 Reopen = Callable[[ObjectStore], ObjectStore]
@@ -74,6 +106,18 @@ def _big() -> bytes:
 
 
 _BIG: bytes | None = None
+
+
+_KEY_CHARS = st.sampled_from(
+    list("abcXYZ019") + list("/./.-_~ %?#+=&:@!$'()[]*,;") + ["\\", "\x00", "\t", "\n", "\x7f", "\x85", "\u2028"]
+    + ["é", "ß", "日", "🦆", "\udcff", "\ud800", "\ufeff"]
+)
+_KEYS = st.one_of(
+    st.text(_KEY_CHARS, min_size=0, max_size=24),
+    st.lists(st.sampled_from(["a", "..", ".", "", ".nubes-internal", "x" * 255, "y" * 256, "é" * 128]), min_size=1, max_size=5).map(
+        "/".join
+    ),
+)
 
 
 def _keys(store: ObjectStore, prefix: str = "") -> list[str]:
@@ -268,6 +312,77 @@ class ObjectStoreContract:
         with pytest.raises(ValueError):
             store.get("a/../b")
 
+    @pytest.mark.parametrize("prefix", ["\x00", "a\x00", "/abs", "\udcff"], ids=repr)
+    def test_invalid_list_prefix_refused(self, store: ObjectStore, prefix: str) -> None:
+        with pytest.raises(InvalidKey):
+            list(store.list(prefix))
+
+    def test_edge_keys_round_trip(self, store: ObjectStore) -> None:
+        for i, key in enumerate(VALID_EDGE_KEYS):
+            assert check_key(key) == key
+            store.put(key, f"edge {i}".encode())
+        for i, key in enumerate(VALID_EDGE_KEYS):
+            assert store.get(key) == f"edge {i}".encode()
+            assert store.head(key).key == key
+        assert _keys(store) == sorted(VALID_EDGE_KEYS)
+        store.delete_many(VALID_EDGE_KEYS)
+        assert _keys(store) == []
+
+    key_examples = 30
+    """How many generated keys :meth:`test_generated_keys` tries (each costs about eight calls)."""
+
+    def test_generated_keys(self, store: ObjectStore) -> None:
+        """Any text is either refused as InvalidKey before any I/O, or a key that round-trips (one rule set)."""
+
+        @settings(
+            max_examples=self.key_examples,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+            database=None,
+        )
+        @given(key=_KEYS)
+        def check(key: str) -> None:
+            try:
+                check_key(key)
+            except InvalidKey:
+                before = store.stats.snapshot()
+                operations: list[Callable[[], Any]] = [
+                    lambda: store.put(key, b"x"),
+                    lambda: store.get(key),
+                    lambda: store.head(key),
+                    lambda: store.exists(key),
+                    lambda: store.delete(key),
+                    lambda: store.url(key),
+                ]
+                for operation in operations:
+                    with pytest.raises(InvalidKey):
+                        operation()
+                assert store.stats.snapshot() == before
+                return
+            data = key.encode("utf-8")
+            assert store.put(key, data).key == key
+            assert store.get(key) == data
+            assert store.head(key).size == len(data)
+            assert [i.key for i in store.list(key)] == [key]
+            store.delete(key)
+            assert not store.exists(key)
+
+        check()
+        assert _keys(store) == []
+
+    # -- the backend interface -----------------------------------------------------------------
+    def test_backend_reopens_from_its_uri(self, store: ObjectStore) -> None:
+        """A :class:`BaseStore` backend is registered for its scheme and ``from_uri`` reaches the same place."""
+        if not isinstance(store, BaseStore):
+            pytest.skip("not a BaseStore backend (a wrapper): nothing registered to reopen")
+        store.put("reopen/k", b"v")
+        scheme, rest = store.uri.split("://", 1)
+        for other in (nubes.storage.open(store.uri), type(store).from_uri(rest)):
+            assert type(other) is type(store) and other is not store
+            assert other.uri == store.uri
+            assert other.get("reopen/k") == b"v"
+        assert scheme in nubes.storage.registered()
+
     # -- listing -----------------------------------------------------------------------------
     def test_list_empty_store(self, store: ObjectStore) -> None:
         assert _keys(store) == []
@@ -445,7 +560,7 @@ class ObjectStoreContract:
         for key in keys:
             store.put(key, b"x")
         store.put("keep", b"k")
-        store.delete_many(keys[:4] + ["dm/missing"])
+        store.delete_many([*keys[:4], "dm/missing"])
         assert _keys(store) == ["dm/4", "keep"]
         store.delete_many(iter(["dm/4"]))
         store.delete_many([])
@@ -492,4 +607,4 @@ class ObjectStoreContract:
         assert store.get("up/after") == b"fine"
 
 
-__all__ = ["ObjectStoreContract", "INVALID_KEYS", "BIG_SIZE"]
+__all__ = ["BIG_SIZE", "INVALID_KEYS", "VALID_EDGE_KEYS", "ObjectStoreContract"]
