@@ -15,6 +15,7 @@ Two kinds of test:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -32,7 +33,7 @@ import pytest
 import nubes.storage
 from nubes.errors import InvalidKey, StorageError
 from nubes.storage import local_dirs, local_lock, local_meta
-from nubes.storage.local import INTERNAL, LocalStore
+from nubes.storage.local import INTERNAL
 
 SECRET_SIZE = 7777  # every file outside has this size; nubes' workers never write it
 SECRET = (b"SECRET" * SECRET_SIZE)[:SECRET_SIZE]
@@ -133,7 +134,7 @@ def test_folder_swapped_after_it_was_resolved(
         outcome = exc
     assert fired, "the swap did not happen"
     escapes = _escapes(before, _tree(outside))
-    leaked = outcome == SECRET or outcome == SECRET_SIZE or (isinstance(outcome, list) and any(s == SECRET_SIZE for _, s in outcome))
+    leaked = outcome in (SECRET, SECRET_SIZE) or (isinstance(outcome, list) and any(s == SECRET_SIZE for _, s in outcome))
     if mode == "paths":  # check-then-act, the fallback's stated limit: reads and deletes are fooled
         if op.startswith("put"):  # ... writes re-check the folder just before the rename, which catches this one
             assert escapes == {"written": [], "deleted": []} and isinstance(outcome, StorageError), (escapes, outcome)
@@ -368,8 +369,6 @@ def test_the_attacker_makes_a_naive_writer_escape(
             if folder.is_dir() and not folder.is_symlink():  # the check the old code made, then the act
                 tmp = root / "naive.part"
                 tmp.write_bytes(b"naive")
-                try:
+                with contextlib.suppress(OSError):
                     os.replace(tmp, folder / "naive")
-                except OSError:
-                    pass
     assert _escapes(before, _tree(outside))["written"], f"no naive write escaped in {tries} tries: the attacker is not effective"

@@ -19,6 +19,7 @@ may report :class:`~nubes.errors.PreconditionFailed` although the first attempt 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ import requests
 import urllib3
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from nubes.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageError
@@ -194,10 +195,8 @@ class GCSStore(BaseStore):
         return (self._info(blob) for blob in blobs)
 
     def _delete(self, path: str) -> None:
-        try:
+        with contextlib.suppress(gexc.NotFound):
             self._bucket.delete_blob(path, timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound:
-            pass
 
     def _delete_many(self, paths: list[str]) -> None:
         """Batch requests of at most 100 deletes (the JSON API limit); missing objects are ignored."""
@@ -209,7 +208,7 @@ class GCSStore(BaseStore):
             for response in getattr(batch, "_responses", ()):
                 status = getattr(response, "status_code", 200)
                 if not 200 <= status < 300 and status != 404:
-                    raise gexc.from_http_response(response)
+                    raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
 
     def _translate(self, exc: Exception, key: str | None) -> Exception | None:
         if isinstance(exc, gexc.NotFound):

@@ -64,7 +64,9 @@ from nubes.storage.local_meta import XATTR
 INTERNAL = RESERVED_SEGMENT  # reserved folder name for nubes' own files, at any depth
 CHUNK = 1024 * 1024
 T = TypeVar("T")
-_NO_HARD_LINKS = frozenset(e for e in (errno.EPERM, getattr(errno, "ENOTSUP", 0), getattr(errno, "EOPNOTSUPP", 0), errno.EMLINK, errno.EXDEV) if e)
+_NO_HARD_LINKS = frozenset(
+    e for e in (errno.EPERM, getattr(errno, "ENOTSUP", 0), getattr(errno, "EOPNOTSUPP", 0), errno.EMLINK, errno.EXDEV) if e
+)
 _pread = getattr(os, "pread", None)
 _FOLDER, _FILE, _LINK = 0, 1, 2  # kinds of listed entries
 
@@ -393,16 +395,17 @@ class LocalStore(BaseStore):
 
     def _open_at(self, root: Dir, path: str) -> int:
         parts = path.split("/")
-        fd = open_direct(root, parts, READ)
-        if fd is not None:
-            return fd
-        walk = self._walk(root, path)  # a link (or a file) on the way
         try:
-            return walk.open_file(parts)
+            fd = open_direct(root, parts, READ)
+            if fd is not None:
+                return fd
+            walk = self._walk(root, path)  # a link (or a file) on the way
+            try:
+                return walk.open_file(parts)
+            finally:
+                walk.close()
         except (NotADirectoryError, IsADirectoryError):
             raise NotFound("no such object (a folder of other objects)", uri=self.uri, key=path) from None
-        finally:
-            walk.close()
 
     def _get_range(self, path: str, start: int, end: int | None) -> bytes:
         """``data[start:end]`` of the file as it was opened (its size then bounds the read)."""

@@ -128,6 +128,7 @@ class Dir(ABC):
     @abstractmethod
     def scandir(self) -> contextlib.AbstractContextManager[Iterator[os.DirEntry[str]]]: ...
 
+    @abstractmethod
     def close(self) -> None:
         """Release the handle (a no-op for path handles)."""
 
@@ -268,6 +269,9 @@ class PathDir(Dir):
     def scandir(self) -> contextlib.AbstractContextManager[Iterator[os.DirEntry[str]]]:
         return os.scandir(self.path)
 
+    def close(self) -> None:
+        pass  # nothing held
+
 
 def open_root(path: str, *, fds: bool) -> Dir:
     """A handle on the store's root folder (FileNotFoundError if it does not exist)."""
@@ -406,7 +410,7 @@ class Walk:
             except OSError as exc:
                 if exc.errno not in _LINK_ERRNOS or not is_link(here.lstat(name)):
                     raise
-            target = self.follow(name)
+            target = self.follow(name) or ["."]  # [] is the root itself
             folders, name = target[:-1], target[-1]
 
     def follow(self, name: str) -> list[str]:
@@ -433,7 +437,7 @@ class Walk:
         return target.split("/")
 
     def _below_root(self, target: str) -> list[str] | None:
-        norm = os.path.normcase if WINDOWS else (lambda p: p)
+        norm = os.path.normcase if WINDOWS else str
         for root in self.real_roots:
             base = norm(root.replace("\\", "/").rstrip("/"))
             if norm(target) == base:

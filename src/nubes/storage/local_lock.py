@@ -64,7 +64,7 @@ def acquire(folder: Dir, name: str, kind: str) -> Release:
             fcntl.flock(fd, fcntl.LOCK_EX)
             return lambda: os.close(fd)  # closing the descriptor releases the lock
         assert msvcrt is not None and kind == "msvcrt"
-        _wait(lambda: msvcrt.locking(fd, msvcrt.LK_NBLCK, 1), _held)  # type: ignore[union-attr]
+        _wait(lambda: msvcrt.locking(fd, msvcrt.LK_NBLCK, 1), _held)
     except BaseException:
         os.close(fd)
         raise
@@ -72,7 +72,7 @@ def acquire(folder: Dir, name: str, kind: str) -> Release:
     def release() -> None:
         try:
             os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[union-attr]
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         finally:
             os.close(fd)
 

@@ -18,6 +18,7 @@ This module imports boto3; :mod:`nubes.storage` imports it only when an ``s3://`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Iterable, Iterator
@@ -269,9 +270,7 @@ class S3Store(BaseStore):
                 for future in done:
                     done_parts[in_flight.pop(future)] = future.result()  # a failed part raises here
 
-            number = 0
-            for chunk in _chain_chunks(head, data, self.part_size):
-                number += 1
+            for number, chunk in enumerate(_chain_chunks(head, data, self.part_size), start=1):
                 size += len(chunk)
                 if len(in_flight) >= workers:
                     harvest(wait(in_flight, return_when=FIRST_COMPLETED).done)
@@ -285,10 +284,8 @@ class S3Store(BaseStore):
             )
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
-            try:
+            with contextlib.suppress(Exception):  # best effort: the original error is what matters
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload_id)
-            except Exception:
-                pass
             raise
         finally:
             pool.shutdown(wait=True)

@@ -124,7 +124,7 @@ def _keys(store: ObjectStore, prefix: str = "") -> list[str]:
     return [info.key for info in store.list(prefix)]
 
 
-def _race(n: int, attempt: Callable[[int], None]) -> tuple[list[int], list[BaseException]]:
+def _race(n: int, attempt: Callable[[int], object]) -> tuple[list[int], list[BaseException]]:
     """Run ``attempt(i)`` for i < n in threads released together; return winners and failures."""
     barrier = threading.Barrier(n)
     winners: list[int] = []
@@ -317,15 +317,27 @@ class ObjectStoreContract:
         with pytest.raises(InvalidKey):
             list(store.list(prefix))
 
+    def valid_key(self, key: str) -> bool:
+        """Whether this backend must accept ``key``: the shared rules (:func:`check_key`).
+
+        Only a backend whose platform cannot hold some names (``file://`` on Windows) narrows this.
+        """
+        try:
+            check_key(key)
+        except InvalidKey:
+            return False
+        return True
+
     def test_edge_keys_round_trip(self, store: ObjectStore) -> None:
-        for i, key in enumerate(VALID_EDGE_KEYS):
+        keys = [k for k in VALID_EDGE_KEYS if self.valid_key(k)]
+        for i, key in enumerate(keys):
             assert check_key(key) == key
             store.put(key, f"edge {i}".encode())
-        for i, key in enumerate(VALID_EDGE_KEYS):
+        for i, key in enumerate(keys):
             assert store.get(key) == f"edge {i}".encode()
             assert store.head(key).key == key
-        assert _keys(store) == sorted(VALID_EDGE_KEYS)
-        store.delete_many(VALID_EDGE_KEYS)
+        assert _keys(store) == sorted(keys)
+        store.delete_many(keys)
         assert _keys(store) == []
 
     key_examples = 30
@@ -342,9 +354,7 @@ class ObjectStoreContract:
         )
         @given(key=_KEYS)
         def check(key: str) -> None:
-            try:
-                check_key(key)
-            except InvalidKey:
+            if not self.valid_key(key):
                 before = store.stats.snapshot()
                 operations: list[Callable[[], Any]] = [
                     lambda: store.put(key, b"x"),
