@@ -150,11 +150,11 @@ class LocalStore(BaseStore):
             return root
         with self._h.lock:
             if self._h.root is None:
-                if create:
-                    os.makedirs(self._dir, exist_ok=True)
                 try:
+                    if create:
+                        os.makedirs(self._dir, exist_ok=True)
                     self._h.root = open_root(self._dir, fds=self._fds)
-                except NotADirectoryError:
+                except (FileExistsError, NotADirectoryError):
                     raise StorageError("the store's folder is a file, not a folder", uri=self.uri) from None
                 real = os.path.realpath(self._dir)
                 self._h.real_roots = (real,) if real == self._dir else (real, self._dir)
@@ -204,14 +204,11 @@ class LocalStore(BaseStore):
 
     def _in_folder(self, name: str, act: Callable[[Dir], T]) -> T:
         """``act(folder)`` in nubes' folder ``name``, again in a fresh one if the folder was removed meanwhile."""
-        folder = self._folder(name)
         try:
-            return act(folder)
+            return act(self._folder(name))
         except FileNotFoundError:
-            with self._h.lock:
-                if self._h.folders.get(name) is folder:
-                    self._stale(self._root())
-                    self._h.retire()
+            with self._h.lock:  # the folder (or the root) was removed: open both again
+                self._h.retire()
         return act(self._folder(name))
 
     def _lock(self, path: str) -> local_lock.Release:
