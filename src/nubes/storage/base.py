@@ -404,6 +404,11 @@ class RangeReader(io.RawIOBase):
         return self._size
 
 
+def unquote_etag(etag: str) -> str:
+    """An etag as stored: accepts it quoted (as HTTP sends it) or bare."""
+    return etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
+
+
 def _position(data: Data) -> int | None:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return 0
@@ -433,4 +438,5 @@ __all__ = [
     "ObjectStore",
     "RangeReader",
     "check_key",
+    "unquote_etag",
 ]

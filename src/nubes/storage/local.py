@@ -44,60 +44,29 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import mimetypes
 import os
 import stat
-import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound, PreconditionFailed, StorageError
 from nubes.storage import local_dirs, local_lock, local_meta
-from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.base import BaseStore, Data, ObjectInfo, unquote_etag
 from nubes.storage.keys import RESERVED_SEGMENT, check_key
-from nubes.storage.local_dirs import CREATE, READ, Dir, Walk, is_link, open_direct, open_root, subfolder, windows_name_error
+from nubes.storage.local_dirs import CREATE, READ, Dir, Walk, is_link, open_direct, subfolder, windows_name_error
+from nubes.storage.local_folders import Folders
+from nubes.storage.local_io import read_at, write_all
 from nubes.storage.local_meta import XATTR
 
 INTERNAL = RESERVED_SEGMENT  # reserved folder name for nubes' own files, at any depth
-CHUNK = 1024 * 1024
 T = TypeVar("T")
 _NO_HARD_LINKS = frozenset(
     e for e in (errno.EPERM, getattr(errno, "ENOTSUP", 0), getattr(errno, "EOPNOTSUPP", 0), errno.EMLINK, errno.EXDEV) if e
 )
-_pread = getattr(os, "pread", None)
 _FOLDER, _FILE, _LINK = 0, 1, 2  # kinds of listed entries
-
-
-class _Handles:
-    """The root and nubes' own folders of one store handle, opened once and shared by its threads.
-
-    A handle replaced (its folder was removed or replaced) is kept open until the store is
-    collected: another thread may still be using it, and closing it could let its descriptor
-    number be reused under that thread.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.root: Dir | None = None
-        self.real_roots: tuple[str, ...] = ()
-        self.folders: dict[str, Dir] = {}
-        self.retired: list[Dir] = []
-
-    def retire(self) -> None:
-        with self.lock:
-            self.retired += [*self.folders.values(), *([self.root] if self.root is not None else [])]
-            self.folders = {}
-            self.root = None
-
-    def close(self) -> None:
-        self.retire()
-        for folder in self.retired:
-            with contextlib.suppress(OSError):
-                folder.close()
-        self.retired.clear()
 
 
 class LocalStore(BaseStore):
@@ -113,12 +82,11 @@ class LocalStore(BaseStore):
         self._dir = directory
         self._base = directory.rstrip(os.sep) + os.sep  # + key = the key's file ("/" + key at the top)
         # the platform's capabilities, read once per handle (tests force the fallbacks through them)
-        self._fds = local_dirs.DIR_FDS
         self._windows = local_dirs.WINDOWS
         self._lock_kind = local_lock.KIND
         self._read_xattrs = local_meta.HAS_XATTR
         self._xattrs = local_meta.HAS_XATTR  # False once the file system refused user extended attributes
-        self._h = _Handles()
+        self._h = Folders(directory, uri=self.uri, fds=local_dirs.DIR_FDS)
         weakref.finalize(self, self._h.close)
 
     @classmethod
@@ -143,78 +111,10 @@ class LocalStore(BaseStore):
                     raise InvalidKey(why, uri=self.uri, key=key)
         return path
 
-    # -- the root and nubes' own folders -----------------------------------------------------
-    def _root(self, *, create: bool = False) -> Dir:
-        root = self._h.root
-        if root is not None:
-            return root
-        with self._h.lock:
-            if self._h.root is None:
-                try:
-                    if create:
-                        os.makedirs(self._dir, exist_ok=True)
-                    self._h.root = open_root(self._dir, fds=self._fds)
-                except (FileExistsError, NotADirectoryError):
-                    raise StorageError("the store's folder is a file, not a folder", uri=self.uri) from None
-                real = os.path.realpath(self._dir)
-                self._h.real_roots = (real,) if real == self._dir else (real, self._dir)
-            return self._h.root
-
-    def _stale(self, root: Dir) -> bool:
-        """True (and the held folders are dropped) if ``root`` was deleted since it was opened.
-
-        Asked only when an operation found nothing, so a hit costs no extra system call.
-        """
-        try:
-            if root.stat().st_nlink:
-                return False
-        except OSError:
-            pass
-        with self._h.lock:
-            if self._h.root is root:
-                self._h.retire()
-        return True
-
-    def _rooted(self, act: Callable[[Dir], T], *, create: bool = False) -> T:
-        """``act(root)``, once more with a fresh root if it found nothing because the root was replaced."""
-        root = self._root(create=create)
-        try:
-            return act(root)
-        except FileNotFoundError:
-            if not self._stale(root):
-                raise
-        return act(self._root(create=create))
-
-    def _folder(self, name: str, *, create: bool = True) -> Dir:
-        """nubes' folder ``.nubes-internal/NAME`` (made if missing unless ``create`` is False: FileNotFoundError)."""
-        folder = self._h.folders.get(name)
-        if folder is not None:
-            return folder
-        with self._h.lock:
-            folder = self._h.folders.get(name)
-            if folder is None:
-                internal = self._h.folders.get(INTERNAL)
-                if internal is None:
-                    root = self._root(create=create)
-                    internal = subfolder(root, INTERNAL, uri=self.uri) if create else root.child(INTERNAL)
-                    self._h.folders[INTERNAL] = internal
-                folder = subfolder(internal, name, uri=self.uri) if create else internal.child(name)
-                self._h.folders[name] = folder
-            return folder
-
-    def _in_folder(self, name: str, act: Callable[[Dir], T]) -> T:
-        """``act(folder)`` in nubes' folder ``name``, again in a fresh one if the folder was removed meanwhile."""
-        try:
-            return act(self._folder(name))
-        except FileNotFoundError:
-            with self._h.lock:  # the folder (or the root) was removed: open both again
-                self._h.retire()
-        return act(self._folder(name))
-
     def _lock(self, path: str) -> local_lock.Release:
         """Hold ``path``'s exclusive lock (threads and processes); call the result to release it."""
         name = local_lock.stripe(path)
-        return self._in_folder("locks", lambda folder: local_lock.acquire(folder, name, self._lock_kind))
+        return self._h.in_folder("locks", lambda folder: local_lock.acquire(folder, name, self._lock_kind))
 
     def _conflict(self, path: str, head: str | None) -> InvalidKey:
         """The error for a key that collides with a folder, or runs through a file, of other keys."""
@@ -231,11 +131,11 @@ class LocalStore(BaseStore):
     ) -> ObjectInfo:
         etag = os.urandom(16).hex()  # this write's token, also the temporary file's name
         tmp_name = etag + ".part"
-        tmp_dir, fd = self._in_folder("tmp", lambda folder: (folder, folder.open(tmp_name, CREATE, 0o666)))
+        tmp_dir, fd = self._h.in_folder("tmp", lambda folder: (folder, folder.open(tmp_name, CREATE, 0o666)))
         placed = False
         try:
             try:
-                size = _write_all(fd, data)
+                size = write_all(fd, data)
                 st = os.fstat(fd)
                 # before fsync and rename: the metadata is durable and replaced with the data
                 in_xattr = self._set_xattr(fd, etag, content_type, st)
@@ -246,7 +146,7 @@ class LocalStore(BaseStore):
             meta = None if in_xattr else (st, etag, content_type)
             release = self._lock(path)
             try:
-                placed = self._rooted(
+                placed = self._h.rooted(
                     lambda root: self._place(root, path, tmp_dir, tmp_name, meta, if_none_match, if_match), create=True
                 )
             finally:
@@ -291,7 +191,7 @@ class LocalStore(BaseStore):
                 current = self._current(walk, folder, name, path, if_none_match or if_match is not None)
                 if if_none_match and current is not None:
                     raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path)
-                if if_match is not None and current != _unquote(if_match):
+                if if_match is not None and current != unquote_etag(if_match):
                     why = f"its etag is {current}, not {if_match}" if current else "there is no object to match"
                     raise PreconditionFailed(f"if_match failed: {why}", uri=self.uri, key=path)
                 if meta is not None:
@@ -355,11 +255,11 @@ class LocalStore(BaseStore):
             finally:
                 folder.close()
 
-        self._in_folder("meta", write)
+        self._h.in_folder("meta", write)
 
     def _read_meta(self, path: str, st: os.stat_result) -> local_meta.Meta | None:
         try:
-            meta = self._folder("meta", create=False)
+            meta = self._h.folder("meta", create=False)
         except OSError:  # no sidecars yet (or nubes' folder is not a plain one)
             return None
         sub, name = local_meta.sidecar_name(path)
@@ -382,7 +282,7 @@ class LocalStore(BaseStore):
     # -- reads -------------------------------------------------------------------------------
     def _open(self, path: str) -> tuple[int, os.stat_result]:
         """Open the object's file read-only: ``(fd, fstat)``. Missing, a folder, or not a regular file: NotFound."""
-        fd = self._rooted(lambda root: self._open_at(root, path))
+        fd = self._h.rooted(lambda root: self._open_at(root, path))
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -411,13 +311,13 @@ class LocalStore(BaseStore):
             stop = st.st_size if end is None else min(end, st.st_size)
             if start >= stop:
                 return b""
-            data = _read_at(fd, stop - start, start)  # one call, no file object
+            data = read_at(fd, stop - start, start)  # one call, no file object
             if len(data) == stop - start:
                 return data
             parts = [data]  # a short read (huge range, or the file shrank in place): go on to EOF
             offset = start + len(data)
             while offset < stop:
-                chunk = _read_at(fd, stop - offset, offset)
+                chunk = read_at(fd, stop - offset, offset)
                 if not chunk:
                     break
                 parts.append(chunk)
@@ -440,9 +340,9 @@ class LocalStore(BaseStore):
         if any(p in ("", ".", "..", INTERNAL) for p in parts):
             return  # no valid key starts with this prefix
         try:
-            root = self._root()
-            if self._stale(root):
-                root = self._root()
+            root = self._h.root()
+            if self._h.stale(root):
+                root = self._h.root()
         except FileNotFoundError:
             return
         walk = self._walk(root, folder)
@@ -526,7 +426,7 @@ class LocalStore(BaseStore):
     # -- delete ------------------------------------------------------------------------------
     def _delete(self, path: str) -> None:
         try:
-            self._rooted(lambda root: self._delete_at(root, path))
+            self._h.rooted(lambda root: self._delete_at(root, path))
         except (FileNotFoundError, NotADirectoryError):
             return  # nothing there (or a file where a folder of the key should be): no object
 
@@ -561,7 +461,7 @@ class LocalStore(BaseStore):
     def _drop_meta(self, path: str) -> None:
         sub, name = local_meta.sidecar_name(path)
         try:
-            folder = self._folder("meta", create=False).child(sub)
+            folder = self._h.folder("meta", create=False).child(sub)
         except OSError:
             return
         try:
@@ -585,53 +485,8 @@ class LocalStore(BaseStore):
         return None
 
 
-def _read_at(fd: int, size: int, offset: int) -> bytes:
-    """``pread`` where it exists; elsewhere (Windows) seek and read: each call has its own descriptor."""
-    if _pread is not None:
-        return bytes(_pread(fd, size, offset))
-    os.lseek(fd, offset, os.SEEK_SET)
-    return os.read(fd, size)
-
-
-def _write_all(fd: int, data: Data) -> int:
-    """Write ``data`` to ``fd``: bytes in one go, a file-like object CHUNK bytes at a time (never whole)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return _write_view(fd, memoryview(data).cast("B"))
-    size = 0
-    readinto = getattr(data, "readinto", None)
-    if readinto is not None and not isinstance(data, io.TextIOBase):
-        buffer = memoryview(bytearray(CHUNK))  # one buffer for the whole stream, no allocation per chunk
-        try:
-            n = readinto(buffer)
-        except (NotImplementedError, io.UnsupportedOperation):  # e.g. a RawIOBase with read() only
-            n = -1
-        if n != -1:
-            while n:
-                size += _write_view(fd, buffer[:n])
-                n = readinto(buffer)
-            return size
-    while chunk := data.read(CHUNK):
-        if isinstance(chunk, str):
-            raise TypeError("put takes bytes or a binary file-like object, not a text file")
-        size += _write_view(fd, memoryview(chunk).cast("B"))
-    return size
-
-
-def _write_view(fd: int, view: memoryview) -> int:
-    written = 0
-    total = len(view)
-    while written < total:
-        written += os.write(fd, view[written:] if written else view)
-    return total
-
-
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
-
-
-def _unquote(etag: str) -> str:
-    """Accept an etag quoted (as HTTP sends it) or bare."""
-    return etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
 
 
 __all__ = ["INTERNAL", "XATTR", "LocalStore"]

@@ -437,12 +437,13 @@ class Walk:
         return target.split("/")
 
     def _below_root(self, target: str) -> list[str] | None:
-        norm = os.path.normcase if WINDOWS else str
+        """The names of the absolute ``target`` (``/``-separated) below the root, None if it is not below it."""
+        fold = str.lower if WINDOWS else str  # Windows paths compare without case
         for root in self.real_roots:
-            base = norm(root.replace("\\", "/").rstrip("/"))
-            if norm(target) == base:
+            base = fold(root.replace("\\", "/").rstrip("/"))
+            if fold(target) == base:
                 return []
-            if norm(target).startswith(base + "/"):
+            if fold(target).startswith(base + "/"):
                 return target[len(base) + 1 :].split("/")
         return None
 
