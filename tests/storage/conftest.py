@@ -14,11 +14,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import nubes.storage
 from nubes.storage import local_dirs, local_lock, local_meta
+from nubes.storage.local import LocalStore
 
 PROFILES: dict[str, dict[str, Any]] = {
     "linux": {},
@@ -66,3 +69,27 @@ def profile(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     """Each platform profile in turn (see the module docstring)."""
     force_profile(monkeypatch, str(request.param))
     return str(request.param)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """Where a file:// test store lives (made by its first write)."""
+    return tmp_path / "root"
+
+
+def open_local(root: Path) -> LocalStore:
+    store = nubes.storage.open(f"file://{root}")
+    assert isinstance(store, LocalStore)
+    return store
+
+
+@pytest.fixture
+def store(root: Path) -> LocalStore:
+    """A file:// store at ``root``, as on this platform."""
+    return open_local(root)
+
+
+@pytest.fixture
+def any_store(root: Path, profile: str) -> LocalStore:
+    """A file:// store at ``root`` opened under each platform profile in turn."""
+    return open_local(root)

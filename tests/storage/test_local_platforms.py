@@ -18,18 +18,6 @@ from nubes.storage.local import INTERNAL, LocalStore
 from .conftest import force_profile
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
-@pytest.fixture
-def store(root: Path) -> LocalStore:
-    store = nubes.storage.open(f"file://{root}")
-    assert isinstance(store, LocalStore)
-    return store
-
-
 def test_each_profile_takes_its_own_code_paths(root: Path, profile: str) -> None:
     store = nubes.storage.open(f"file://{root}")
     assert isinstance(store, LocalStore)

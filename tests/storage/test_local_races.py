@@ -67,6 +67,14 @@ def _escapes(before: dict[str, bytes | None], after: dict[str, bytes | None]) ->
 
 
 # -- deterministic: the swap at the worst moment -----------------------------------------------
+@pytest.fixture
+def scene(tmp_path: Path) -> tuple[Path, Path, Any]:
+    """``(root, outside, store)``: a store at ``root`` (opened after ``mode``, when a test asks for it first)
+    and a folder outside it holding SECRET files under the names the tests use."""
+    root = tmp_path / "root"
+    return root, _outside(tmp_path), nubes.storage.open(f"file://{root}")
+
+
 def _swap(root: Path, name: str, outside: Path) -> None:
     """Move ``root/name`` aside (it stays inside the root) and put a link to ``outside`` in its place."""
     os.rename(root / name, root / f"{name}.aside")
@@ -104,11 +112,9 @@ def _child_named(name: str) -> Callable[[Any, tuple[Any, ...]], bool]:
 
 @pytest.mark.parametrize("op", ["put", "put_if_none_match", "put_if_match", "get", "head", "delete", "list"])
 def test_folder_swapped_after_it_was_resolved(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, op: str
+    mode: str, scene: tuple[Path, Path, Any], monkeypatch: pytest.MonkeyPatch, op: str
 ) -> None:
-    outside = _outside(tmp_path)
-    root = tmp_path / "root"
-    store = nubes.storage.open(f"file://{root}")
+    root, outside, store = scene
     etag = store.put("d/x", b"inside").etag
     store.put("d/y", b"inside too")
     before = _tree(outside)
@@ -156,11 +162,9 @@ def test_folder_swapped_after_it_was_resolved(
         assert outcome == [("d/x", 6), ("d/y", 10)]
 
 
-def test_swapped_link_is_refused_when_met(tmp_path: Path) -> None:
+def test_swapped_link_is_refused_when_met(scene: tuple[Path, Path, Any]) -> None:
     """A link present when the operation resolves its folder is not followed out of the root."""
-    outside = _outside(tmp_path)
-    root = tmp_path / "root"
-    store = nubes.storage.open(f"file://{root}")
+    root, outside, store = scene
     store.put("d/x", b"inside")
     before = _tree(outside)
     _swap(root, "d", outside)
@@ -173,10 +177,8 @@ def test_swapped_link_is_refused_when_met(tmp_path: Path) -> None:
     assert _escapes(before, _tree(outside)) == {"written": [], "deleted": []}
 
 
-def test_internal_folder_swapped_for_a_link(tmp_path: Path) -> None:
-    outside = _outside(tmp_path)
-    root = tmp_path / "root"
-    store = nubes.storage.open(f"file://{root}")
+def test_internal_folder_swapped_for_a_link(scene: tuple[Path, Path, Any]) -> None:
+    root, outside, store = scene
     store.put("a", b"1")
     before = _tree(outside)
     (root / INTERNAL).rename(root / "internal.aside")

@@ -20,26 +20,6 @@ from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound
 from nubes.storage.local import INTERNAL, XATTR, LocalStore
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
-@pytest.fixture
-def store(root: Path) -> LocalStore:
-    store = nubes.storage.open(f"file://{root}")
-    assert isinstance(store, LocalStore)
-    return store
-
-
-@pytest.fixture
-def any_store(root: Path, profile: str) -> LocalStore:
-    """A store opened under each platform profile (see conftest)."""
-    store = nubes.storage.open(f"file://{root}")
-    assert isinstance(store, LocalStore)
-    return store
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
