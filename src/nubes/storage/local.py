@@ -77,10 +77,13 @@ class LocalStore(BaseStore):
 
     def __init__(self, path: str, *, fsync: bool = True) -> None:
         directory = os.path.abspath(os.path.expanduser(path))
-        super().__init__(directory)
+        if os.sep == "\\":  # Windows: the URI names C:\data file:///C:/data
+            super().__init__("/" + directory.replace("\\", "/"))
+        else:
+            super().__init__(directory)
         self.fsync = fsync
         self._dir = directory
-        self._base = directory.rstrip(os.sep) + os.sep  # + key = the key's file ("/" + key at the top)
+        self._base = self.root.rstrip("/") + "/"  # + key = the key's URI path ("/" + key at the top)
         # the platform's capabilities, read once per handle (tests force the fallbacks through them)
         self._windows = local_dirs.WINDOWS
         self._lock_kind = local_lock.KIND
@@ -97,6 +100,8 @@ class LocalStore(BaseStore):
             raise ConfigError(f"file:// storage takes the option 'fsync' only, got: {', '.join(sorted(unknown))}")
         if not rest:
             raise ConfigError("file:// needs a folder: file://PATH (relative) or file:///ABSOLUTE/PATH")
+        if os.sep == "\\" and len(rest) > 2 and rest[0] == "/" and rest[2] == ":":
+            rest = rest[1:]  # file:///C:/data is C:/data on Windows
         return cls(rest, fsync=bool(options.get("fsync", True)))
 
     def url(self, key: str) -> str:
