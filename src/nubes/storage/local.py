@@ -36,8 +36,7 @@ Guarantees, and how each platform keeps them:
   mtime (in nanoseconds): stable while the file is untouched, new when it is replaced or rewritten,
   never computed by reading the content. (An in-place edit that keeps the size within the same
   mtime tick is not noticed; nubes itself never writes in place.)
-* Like the file system beneath it, a store on a case-insensitive volume (macOS and Windows by
-  default) treats keys differing only in case as one object.
+* On a case-insensitive volume (the macOS and Windows default) keys differing only in case are one object.
 """
 
 from __future__ import annotations
@@ -49,7 +48,6 @@ import os
 import stat
 import weakref
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
 from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound, PreconditionFailed, StorageError
@@ -108,7 +106,8 @@ class LocalStore(BaseStore):
         return "file://" + self._base + self._path(key)
 
     def _path(self, key: str) -> str:
-        path = super()._path(key)
+        """The shared key rules, and on Windows the names Windows cannot hold plainly."""
+        path = BaseStore._path(self, key)
         if self._windows:
             for part in path.split("/"):
                 why = windows_name_error(part)
@@ -160,7 +159,7 @@ class LocalStore(BaseStore):
             if not placed:  # the write failed, or link(2) left the temporary name behind
                 with contextlib.suppress(OSError):
                     tmp_dir.unlink(tmp_name)
-        return ObjectInfo(path, size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
+        return ObjectInfo(path, size, etag, local_meta.mtime(st), content_type or mimetypes.guess_type(path)[0])
 
     def _set_xattr(self, fd: int, etag: str, content_type: str | None, st: os.stat_result) -> bool:
         if not self._xattrs:
@@ -282,12 +281,18 @@ class LocalStore(BaseStore):
         if meta is None:
             meta = self._read_meta(path, st)  # no xattrs here, or a value too big for one
         etag, content_type = meta if meta is not None else (local_meta.stat_etag(st), None)
-        return ObjectInfo(path, st.st_size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
+        return ObjectInfo(path, st.st_size, etag, local_meta.mtime(st), content_type or mimetypes.guess_type(path)[0])
 
     # -- reads -------------------------------------------------------------------------------
     def _open(self, path: str) -> tuple[int, os.stat_result]:
         """Open the object's file read-only: ``(fd, fstat)``. Missing, a folder, or not a regular file: NotFound."""
-        fd = self._h.rooted(lambda root: self._open_at(root, path))
+        root = self._h.root()
+        try:
+            fd = self._open_at(root, path)
+        except FileNotFoundError as exc:  # as Folders.rooted, inlined on the hot path
+            if not self._h.stale(root, exc):
+                raise
+            fd = self._open_at(self._h.root(), path)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -488,10 +493,6 @@ class LocalStore(BaseStore):
                 return InvalidKey("key too long for this file system", uri=self.uri, key=key)
             return StorageError(f"file-system error: {exc.strerror or exc}", uri=self.uri, key=key)
         return None
-
-
-def _mtime(st: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
 
 
 __all__ = ["INTERNAL", "XATTR", "LocalStore"]

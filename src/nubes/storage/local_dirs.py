@@ -278,6 +278,10 @@ def open_root(path: str, *, fds: bool) -> Dir:
     return FdDir.at(path) if fds else PathDir.at(path)
 
 
+class MissingBelowRoot(FileNotFoundError):
+    """A name is missing below a folder that was found in the root: the root itself was not deleted."""
+
+
 def open_direct(root: Dir, parts: Sequence[str], flags: int) -> int | None:
     """Open the file at ``parts`` below ``root`` if no link (nor file) is on the way, else None (then use a :class:`Walk`).
 
@@ -291,6 +295,10 @@ def open_direct(root: Dir, parts: Sequence[str], flags: int) -> int | None:
             here = here.child(name)
             opened.append(here)
         return here.open(parts[-1], flags)
+    except FileNotFoundError as exc:
+        if opened:  # a folder was found in the root, so the root itself is alive
+            raise MissingBelowRoot(exc.errno, exc.strerror, exc.filename) from None
+        raise
     except OSError as exc:
         if exc.errno in _LINK_ERRNOS:
             return None
@@ -473,6 +481,7 @@ __all__ = [
     "WINDOWS",
     "Dir",
     "FdDir",
+    "MissingBelowRoot",
     "PathDir",
     "Walk",
     "is_link",

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from nubes.errors import StorageError
 from nubes.storage.keys import RESERVED_SEGMENT
-from nubes.storage.local_dirs import Dir, open_root, subfolder
+from nubes.storage.local_dirs import Dir, MissingBelowRoot, open_root, subfolder
 
 T = TypeVar("T")
 
@@ -53,8 +53,14 @@ class Folders:
                 self.real_roots = (real,) if real == self.path else (real, self.path)
             return self._root
 
-    def stale(self, root: Dir) -> bool:
-        """True (and every held folder is dropped) if ``root`` was deleted since it was opened."""
+    def stale(self, root: Dir, missing: FileNotFoundError | None = None) -> bool:
+        """True (and every held folder is dropped) if ``root`` was deleted since it was opened.
+
+        ``missing`` is what the operation met: a name missing below a folder found in the root
+        proves the root alive without asking the file system.
+        """
+        if isinstance(missing, MissingBelowRoot):
+            return False
         try:
             if root.stat().st_nlink:
                 return False
@@ -70,8 +76,8 @@ class Folders:
         root = self.root(create=create)
         try:
             return act(root)
-        except FileNotFoundError:
-            if not self.stale(root):
+        except FileNotFoundError as exc:
+            if not self.stale(root, exc):
                 raise
         return act(self.root(create=create))
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import struct
+from datetime import UTC, datetime
 from typing import Any
 
 from nubes.storage.local_dirs import CREATE, READ, Dir
@@ -125,10 +126,15 @@ def read_sidecar(folder: Dir, name: str, path: str, st: os.stat_result) -> Meta 
     return etag, content_type
 
 
+def mtime(st: os.stat_result) -> datetime:
+    """The file's modification time, timezone-aware (UTC)."""
+    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
+
+
 def stat_etag(st: os.stat_result) -> str:
     """The etag of a file nubes has no record for: from its inode, size and mtime (no content read)."""
     ident = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
     return hashlib.blake2b(ident, digest_size=16).hexdigest()
 
 
-__all__ = ["HAS_XATTR", "XATTR", "Meta", "read_sidecar", "read_xattr", "set_xattr", "sidecar_name", "stat_etag", "write_sidecar"]
+__all__ = ["HAS_XATTR", "XATTR", "Meta", "mtime", "read_sidecar", "read_xattr", "set_xattr", "sidecar_name", "stat_etag", "write_sidecar"]
