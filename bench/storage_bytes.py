@@ -23,7 +23,7 @@ import duckdb
 import polars as pl
 
 import nubes.storage as storage
-from nubes.data.bridge import Bridge
+from nubes.data import Bridge
 from nubes.storage.base import ObjectStore
 
 COLUMNS = 20
