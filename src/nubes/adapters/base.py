@@ -16,6 +16,7 @@ Sections (each consumer's part of the protocol):
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -25,3 +26,62 @@ class Cloud(Protocol):
 
     name: str
     title: str
+
+
+# == packaging (used by nubes.deploy.build) ========================================================
+# Kept in its own section: the rest of the Cloud protocol above belongs to the lead's refactor.
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether an artifact fits its cloud: ``fits``, the binding ``limit`` in bytes (None: no known
+    limit), ``notes`` for the size report and ``facts`` copied into the manifest (e.g. AWS's upload path)."""
+
+    fits: bool
+    limit: int | None = None
+    notes: tuple[str, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Packaging(Protocol):
+    """How one cloud wants a function packaged: everything :mod:`nubes.deploy.build` must not know.
+
+    The build engine is cloud-neutral: it resolves wheels for :meth:`platform_tags`, stages them under
+    ``packages_dir`` (when ``vendor_packages``), compiles bytecode with file names under ``task_root``,
+    writes :meth:`entry_files` and asks :meth:`fit` whether the result fits. Paths are POSIX, relative
+    to the artifact's root. Every figure carries its source in the implementing module.
+    """
+
+    cloud: str                        # the cloud's name, as in nubes.core.clouds
+    formats: tuple[str, ...]          # artifact formats it builds, the default first ("zip", "image")
+    architectures: tuple[str, ...]    # "x86_64", "arm64": the first is the default
+    pythons: tuple[str, ...]          # runtime versions it offers ("3.11", "3.12", ...)
+    task_root: str                    # where the artifact is unpacked at run time (bytecode file names)
+    packages_dir: str                 # where distributions go inside the artifact ("" = its root)
+    app_dir: str                      # where nubes and the app's files go ("" = its root)
+    vendor_packages: bool             # True: distributions go in the artifact; False: requirements.txt only
+    store_schemes: tuple[str, ...]    # its own object stores, suggested when no cloud store is given
+    adapter_modules: tuple[str, ...]  # nubes modules the entry point imports (their imports are the base footprint)
+    runtime_requirements: tuple[str, ...]  # distributions the entry needs beyond those imports (none usually)
+
+    def platform_tags(self, arch: str) -> list[str]:
+        """Wheel platform tags to resolve for ``arch``, most preferred first."""
+        ...
+
+    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any]) -> dict[str, str]:
+        """The files that start the app (``app_ref`` is ``module:attr`` importable from ``app_dir``):
+        path -> text. ``settings`` is the app's ``[deploy.<cloud>]`` table; unknown keys raise ConfigError."""
+        ...
+
+    def check_app(self, app: Any, settings: dict[str, Any]) -> None:
+        """Fail early (ConfigError naming the fix) on what this cloud cannot run, e.g. an unbindable trigger."""
+        ...
+
+    def image_files(self, python: str, arch: str, *, context_root: str) -> dict[str, str]:
+        """For ``image``: the container build files (e.g. a Dockerfile copying ``context_root``)."""
+        ...
+
+    def fit(self, fmt: str, unzipped_bytes: int, zipped_bytes: int) -> Fit:
+        """Whether an artifact of these sizes can be deployed in format ``fmt``."""
+        ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nubes.cli import costs, data, emulate, models, run  # noqa: F401 - importing registers the commands
+from nubes.cli import build, costs, data, emulate, models, run  # noqa: F401 - importing registers the commands
 from nubes.cli.common import cli
 
 
