@@ -65,13 +65,15 @@ class Packaging(Protocol):
     adapter_modules: tuple[str, ...]  # nubes modules the entry point imports (their imports are the base footprint)
     runtime_requirements: tuple[str, ...]  # distributions the entry needs beyond those imports (none usually)
 
-    def platform_tags(self, arch: str) -> list[str]:
-        """Wheel platform tags to resolve for ``arch``, most preferred first."""
+    def platform_tags(self, arch: str, python: str) -> list[str]:
+        """Wheel platform tags to resolve for ``arch`` and runtime ``python``, most preferred first."""
         ...
 
-    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any]) -> dict[str, str]:
+    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64",
+                    exclude: list[str] | None = None) -> dict[str, str]:
         """The files that start the app (``app_ref`` is ``module:attr`` importable from ``app_dir``):
-        path -> text. ``settings`` is the app's ``[deploy.<cloud>]`` table; unknown keys raise ConfigError."""
+        path -> text. ``settings`` is the app's ``[deploy.<cloud>]`` table (unknown keys raise
+        ConfigError); routes matching ``exclude`` are removed at load (see :func:`without_routes`)."""
         ...
 
     def check_app(self, app: Any, settings: dict[str, Any]) -> None:
@@ -85,3 +87,24 @@ class Packaging(Protocol):
     def fit(self, fmt: str, unzipped_bytes: int, zipped_bytes: int) -> Fit:
         """Whether an artifact of these sizes can be deployed in format ``fmt``."""
         ...
+
+
+def manylinux_tags(glibc_minor: int, machine: str) -> list[str]:
+    """Wheel tags for a Linux with glibc ``2.{glibc_minor}`` on ``machine`` (``x86_64``, ``aarch64``):
+    ``manylinux_2_{glibc_minor}`` down to ``manylinux_2_17`` plus the legacy aliases, which pip matches
+    exactly (given only ``manylinux2014`` it silently picks old releases)."""
+    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(glibc_minor, 16, -1)]
+    tags.append(f"manylinux2014_{machine}")
+    if machine == "x86_64":
+        tags += ["manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
+    return tags
+
+
+def without_routes(app_var: str, paths: list[str]) -> str:
+    """Entry-file lines removing the routes whose path matches ``paths`` (fnmatch patterns, from
+    ``[build] exclude``) from the loaded app, so they answer 404 rather than fail on a missing package."""
+    if not paths:
+        return ""
+    return (f"_EXCLUDED = {sorted(paths)!r}  # [build] exclude: left out of this artifact\n"
+            f"{app_var}.router.routes[:] = [r for r in {app_var}.router.routes\n"
+            f"                              if not any(__import__('fnmatch').fnmatchcase(r.path, p) for p in _EXCLUDED)]\n")

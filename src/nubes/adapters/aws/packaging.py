@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nubes.adapters.base import Fit
+from nubes.adapters.base import Fit, manylinux_tags, without_routes
 from nubes.errors import ConfigError
 
 UNZIPPED_MAX = 262_144_000
@@ -42,18 +42,9 @@ os.environ.setdefault("NUBES_ARCHITECTURE", {arch!r})
 from nubes.adapters.aws import handler as _make_handler  # noqa: E402
 from nubes.core.loader import load_app  # noqa: E402
 
-handler = _make_handler(load_app({app_ref!r}){base_path})
+_app = load_app({app_ref!r})
+{exclude}handler = _make_handler(_app{base_path})
 '''
-
-
-def manylinux_tags(glibc_minor: int, machine: str) -> list[str]:
-    """``manylinux_2_{glibc_minor}`` down to ``manylinux_2_17`` plus the legacy aliases pip matches
-    exactly (given only ``manylinux2014`` it silently picks old releases)."""
-    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(glibc_minor, 16, -1)]
-    tags.append(f"manylinux2014_{machine}")
-    if machine == "x86_64":
-        tags += ["manylinux_2_12_x86_64", "manylinux2010_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
-    return tags
 
 
 class AwsPackaging:
@@ -75,13 +66,15 @@ class AwsPackaging:
     def platform_tags(self, arch: str, python: str = "3.12") -> list[str]:
         return manylinux_tags(GLIBC.get(python, 34), _MACHINE[arch])
 
-    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64") -> dict[str, str]:
+    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64",
+                    exclude: list[str] | None = None) -> dict[str, str]:
         _check_keys(settings, self.settings_keys)
         base_path = settings.get("base_path")
         if base_path is not None and (not isinstance(base_path, str) or not base_path.startswith("/")):
             raise ConfigError(f"[deploy.aws] base_path = {base_path!r}: a path such as '/v1'")
         extra = f", base_path={base_path!r}" if base_path else ""
-        return {"lambda_function.py": _ENTRY.format(handler=HANDLER, storage=storage, arch=arch, app_ref=app_ref, base_path=extra)}
+        return {"lambda_function.py": _ENTRY.format(handler=HANDLER, storage=storage, arch=arch, app_ref=app_ref, base_path=extra,
+                                                  exclude=without_routes("_app", exclude or []))}
 
     def check_app(self, app: Any, settings: dict[str, Any]) -> None:
         _check_keys(settings, self.settings_keys)

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nubes.adapters.aws.packaging import manylinux_tags
-from nubes.adapters.base import Fit
+from nubes.adapters.base import Fit, manylinux_tags, without_routes
 from nubes.errors import ConfigError
 
 SITE_PACKAGES = ".python_packages/lib/site-packages"
@@ -39,8 +38,9 @@ if _ROOT not in sys.path:
 from nubes.adapters.azure import function_app  # noqa: E402
 from nubes.core.loader import load_app  # noqa: E402
 
-app = function_app(
-    load_app({spec}),
+_app = load_app({spec})
+{exclude}app = function_app(
+    _app,
     connection={connection!r},
     auth_level={auth_level!r},
     route_prefix={route_prefix!r},
@@ -49,12 +49,13 @@ app = function_app(
 '''
 
 
-def entry_text(spec: str, *, storage: str | None, connection: str, auth_level: str, route_prefix: str, timeout: float) -> str:
+def entry_text(spec: str, *, storage: str | None, connection: str, auth_level: str, route_prefix: str, timeout: float,
+               exclude: list[str] | None = None) -> str:
     """``function_app.py`` for an app loaded by ``spec`` (Python source text of an expression)."""
     storage_line = (f"os.environ.setdefault(\"NUBES_STORAGE\", {storage!r})  # the app settings may override it\n"
                     if storage else "")
     return _ENTRY.format(spec=spec, storage_line=storage_line, connection=connection, auth_level=auth_level,
-                         route_prefix=route_prefix, timeout=float(timeout))
+                         route_prefix=route_prefix, timeout=float(timeout), exclude=without_routes("_app", exclude or []))
 
 
 def settings_of(settings: dict[str, Any]) -> dict[str, Any]:
@@ -90,12 +91,13 @@ class AzurePackaging:
     def platform_tags(self, arch: str, python: str = "3.12") -> list[str]:
         return manylinux_tags(28, "x86_64")
 
-    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64") -> dict[str, str]:
+    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64",
+                    exclude: list[str] | None = None) -> dict[str, str]:
         from nubes.adapters.azure.functions import host_json
 
         s = settings_of(settings)
         entry = entry_text(repr(app_ref), storage=storage, connection=s["connection"], auth_level=s["auth_level"],
-                           route_prefix=s["route_prefix"], timeout=s["timeout"])
+                           route_prefix=s["route_prefix"], timeout=s["timeout"], exclude=exclude)
         host = json.dumps(host_json(None, route_prefix=s["route_prefix"], timeout=s["timeout"]), indent=2) + "\n"
         return {ENTRY: entry, "host.json": host}
 

@@ -16,6 +16,8 @@ Each target's ``invoke(meta, body) -> (meta, body)`` is what a worker process ru
 from __future__ import annotations
 
 import json
+import os
+import platform
 import tempfile
 import traceback
 from datetime import UTC
@@ -43,9 +45,13 @@ def current_memory() -> int | None:
     return _MEMORY[0]
 
 
-def _error(exc: BaseException) -> Frame:
-    error = {"errorMessage": str(exc), "errorType": type(exc).__name__,
-             "stackTrace": traceback.format_tb(exc.__traceback__)}
+def _error(exc: BaseException, request_id: str | None = None) -> Frame:
+    # as awslambdaric's build_fault_result: the request id, and the stack from the first frame that is not the runtime's own
+    frames = traceback.extract_tb(exc.__traceback__)
+    while frames and frames[0].filename.endswith(("emulator/targets.py", "emulator\\targets.py")):
+        frames = traceback.StackSummary.from_list(frames[1:])
+    error = {"errorMessage": str(exc), "errorType": type(exc).__name__, "requestId": request_id or "",
+             "stackTrace": traceback.format_list(frames)}
     return {"ok": False, "error_type": type(exc).__name__, "error": error}, json.dumps(error).encode()
 
 
@@ -55,6 +61,8 @@ class AwsTarget:
 
         self.settings = settings
         self.handler = handler(app)
+        # Lambda always runs on an architecture; nubes reads it from here (the emulated machine's)
+        os.environ.setdefault("NUBES_ARCHITECTURE", {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), "x86_64"))
 
     def invoke(self, meta: dict[str, Any], body: bytes) -> Frame:
         from nubes.adapters.aws.builders import LambdaContext
@@ -65,7 +73,7 @@ class AwsTarget:
             result = self.handler(json.loads(body), context)
             data = json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         except Exception as exc:  # noqa: BLE001 - the Lambda runtime reports it as a function error
-            return _error(exc)
+            return _error(exc, context.aws_request_id)
         return {"ok": True}, data
 
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nubes.adapters.aws.packaging import manylinux_tags
-from nubes.adapters.base import Fit
+from nubes.adapters.base import Fit, manylinux_tags, without_routes
 from nubes.errors import ConfigError
 
 SOURCE_ZIP_NOTE = 100 * 1000 * 1000
@@ -38,7 +37,7 @@ from nubes.adapters.gcp import cloud_event_function, http_function  # noqa: E402
 from nubes.core.loader import load_app  # noqa: E402
 
 app = load_app({app_ref!r})
-main = http_function(app{schedules})
+{exclude}main = http_function(app{schedules})
 events = cloud_event_function(app)
 '''
 
@@ -62,10 +61,12 @@ class GcpPackaging:
     def platform_tags(self, arch: str, python: str = "3.12") -> list[str]:
         return manylinux_tags(GLIBC.get(python, 35), "x86_64")
 
-    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64") -> dict[str, str]:
+    def entry_files(self, app_ref: str, *, storage: str, settings: dict[str, Any], arch: str = "x86_64",
+                    exclude: list[str] | None = None) -> dict[str, str]:
         self.check_app(None, settings)
         schedules = ", schedules=True" if settings.get("schedules") else ""
-        return {"main.py": _MAIN.format(storage=storage, app_ref=app_ref, schedules=schedules)}
+        return {"main.py": _MAIN.format(storage=storage, app_ref=app_ref, schedules=schedules,
+                                          exclude=without_routes("app", exclude or []))}
 
     def check_app(self, app: Any, settings: dict[str, Any]) -> None:
         unknown = sorted(set(settings) - set(self.settings_keys))
