@@ -77,7 +77,7 @@ def refuse(ctx: Context, event: ObjectCreated) -> None:
     raise ValueError(f"cannot take {event.key}")
 
 
-@app.on_message()
+@app.on_message("orders")
 def message(ctx: Context, event: Message) -> None:
     if "poison" in event.body.decode("utf-8", "replace"):
         raise ValueError("poison message")
