@@ -4,6 +4,7 @@ the wheels they resolved kept in a session wheelhouse, a Python of the target ve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -130,10 +131,8 @@ class Rie:
     def stop(self) -> str:
         import signal
 
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             out, _ = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:

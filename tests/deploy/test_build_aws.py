@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.deploy.conftest import APP, STORE, make_writable, unpack_read_only
 
 from nubes.adapters.aws.packaging import UNZIPPED_MAX
 from nubes.adapters.emulator.targets import AwsTarget
 from nubes.core.loader import load_app
 from nubes.deploy.build import BuildResult
-from tests.deploy.conftest import APP, STORE, make_writable, unpack_read_only
 
 DATA = Path(__file__).parents[1] / "data" / "aws"
 RUNTIME_ENV = {"NUBES_METERING": "off"}  # both sides: no cost headers whose figures differ run to run
@@ -97,7 +97,7 @@ def emulator(moto: Any) -> Any:
         target = AwsTarget(app, {"function_name": "shop", "memory": 1024, "timeout": 30})
 
         def call(e: dict[str, Any]) -> Any:
-            meta, body = target.invoke({"request_id": str(uuid.uuid4()), "remaining": 30}, json.dumps(e).encode())
+            _meta, body = target.invoke({"request_id": str(uuid.uuid4()), "remaining": 30}, json.dumps(e).encode())
             return json.loads(body or b"null")
 
         yield call
@@ -134,7 +134,7 @@ def test_manifest_fields_and_limits(aws_build: BuildResult) -> None:
     assert not names & {"typer", "rich", "pydantic", "duckdb", "polars", "scikit-learn"}  # CLI-only or not imported
     files = {i.filename for i in infos}
     assert not any(f.startswith(("nubes/cli/", "nubes/testing/")) for f in files)
-    assert not any(f.endswith(".pyi") or "/tests/" in f or f.endswith(".dist-info/RECORD") for f in files)
+    assert not any(f.endswith((".pyi", ".dist-info/RECORD")) or "/tests/" in f for f in files)
     assert "shop.py" in files and "__pycache__/shop.cpython-312.pyc" in files  # the app keeps its source
     assert "jinja2/environment.pyc" in files and "jinja2/environment.py" not in files  # sourceless distributions
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
@@ -150,7 +150,7 @@ def test_two_builds_give_one_sha256(aws_build: BuildResult, tmp_path: Path, whee
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_rie_answers_as_the_emulator(case: str, lambda_rie: Any, emulator: Any) -> None:
-    headers, got = lambda_rie.invoke(CASES[case])
+    _headers, got = lambda_rie.invoke(CASES[case])
     expected = emulator(CASES[case])
     assert normalise(got) == normalise(expected)
     if isinstance(got, dict) and "errorType" in got:  # this RIE sends no X-Amz-Function-Error header

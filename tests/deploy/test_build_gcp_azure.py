@@ -12,10 +12,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from tests.deploy.conftest import fresh_venv
 
 from nubes.deploy.build import BuildResult
 from nubes.testing.servers.process import free_port, port_open, wait_until
-from tests.deploy.conftest import fresh_venv
 
 ISOLATED_ENV = {"PATH": "/usr/bin:/bin", "NUBES_METERING": "off", "HOME": "/tmp"}
 
@@ -132,8 +132,9 @@ def test_azure_package_indexes_and_answers_from_a_fresh_environment(azure_build:
 
 @pytest.mark.parametrize("cloud", ["gcp", "azure"])
 def test_image_format_is_refused_where_the_cloud_deploys_zips(cloud: str, tmp_path: Path) -> None:
-    from nubes.deploy.build import BuildError, BuildOptions, build
     from tests.deploy.conftest import APP
 
-    with pytest.raises(BuildError, match="--format image: .* takes zip"):
+    from nubes.deploy.build import BuildError, BuildOptions, build
+
+    with pytest.raises(BuildError, match=r"--format image: .* takes zip"):
         build(BuildOptions(APP, cloud, out=tmp_path, format="image", storage="s3://b/p"))

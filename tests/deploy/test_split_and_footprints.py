@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.deploy.conftest import APP, STORE, make_writable, unpack_read_only
+from tests.deploy.test_build_aws import rest
 from typer.testing import CliRunner
 
 from nubes.deploy.build import BuildError, BuildOptions, build
 from nubes.deploy.build.appfiles import locate
 from nubes.deploy.build.derive import analyse
-from tests.deploy.conftest import APP, STORE, make_writable, unpack_read_only
-from tests.deploy.test_build_aws import rest
 
 
 def tops(modules: dict[str, str]) -> set[str]:

@@ -55,7 +55,7 @@ class GcpPackaging:
     vendor_packages = False
     store_schemes = ("gs",)
     adapter_modules = ("nubes.adapters.gcp",)
-    runtime_requirements = ("functions-framework",)
+    runtime_requirements: tuple[str, ...] = ("functions-framework",)
     settings_keys = ("storage", "schedules")
 
     def platform_tags(self, arch: str, python: str = "3.12") -> list[str]:
@@ -79,7 +79,7 @@ class GcpPackaging:
         raise ConfigError("Cloud Functions deploys source zips: use --format zip for --cloud gcp")
 
     def fit(self, fmt: str, unzipped_bytes: int, zipped_bytes: int) -> Fit:
-        notes = ()
+        notes: tuple[str, ...] = ()
         if zipped_bytes > SOURCE_ZIP_NOTE:
             notes = (f"{zipped_bytes / 1e6:.1f} MB zipped is over 1st gen's 100 MB source limit (2nd gen lists none)",)
         return Fit(True, None, notes, {"targets": {"http": "main", "events": "events"}, "runtime": "python"})
