@@ -169,7 +169,7 @@ def _cold(task: Path, python: Path, env: dict[str, str]) -> tuple[float | None, 
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out = proc.communicate(timeout=10)[0].decode("utf-8", "replace")
-    init = re.search(r"INIT REPORT.*?Duration: ([\d.]+) ms", out) or re.search(r"Init Duration: ([\d.]+) ms", out)
+    init = re.search(r"INIT REPORT\(durationMs: ([\d.]+)\)", out)
     return (float(init.group(1)) if init else None), timings[0], timings[1]
 
 
