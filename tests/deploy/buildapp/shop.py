@@ -53,6 +53,12 @@ def crash(ctx: Context) -> None:
     raise RuntimeError("boom")
 
 
+@app.get("/large-unicode")
+def large_unicode(ctx: Context, kib: int = 2400) -> dict:
+    """A body whose UTF-8 size is under Lambda's 6 MB but whose JSON-escaped size is not."""
+    return {"text": "é" * (kib * 1024 // 2)}
+
+
 @app.get("/template")
 def template(ctx: Context, who: str = "world") -> dict:
     import jinja2
