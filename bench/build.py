@@ -98,7 +98,7 @@ def cold_starts(args: argparse.Namespace, work: Path) -> list[list[str]]:
 
     exe = find_interpreter(args.python)
     if exe is None or not RIE.exists():
-        return [["(skipped: no Python %s or no RIE at %s)" % (args.python, RIE), "", "", "", ""]]
+        return [[f"(skipped: no Python {args.python} or no RIE at {RIE})", "", "", "", ""]]
     venv = work / "ric"
     subprocess.run([exe, "-m", "venv", str(venv)], check=True)
     download(["awslambdaric"], Target(args.python, "x86_64", ("manylinux_2_28_x86_64", "manylinux2014_x86_64")), work / "wheels")
