@@ -140,7 +140,9 @@ def _cold(task: Path, python: Path, env: dict[str, str]) -> tuple[float | None, 
     port, api = free_port(), free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith(("NUBES_", "PYTHON", "AWS_"))}
     full.update({"LAMBDA_TASK_ROOT": str(task), "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
-                 "AWS_LAMBDA_FUNCTION_TIMEOUT": "60", "AWS_REGION": "us-east-1", "NUBES_METERING": "off", **env})
+                 "AWS_LAMBDA_FUNCTION_TIMEOUT": "60", "AWS_REGION": "us-east-1", "NUBES_METERING": "off",
+                 # Lambda's task root is read-only; as root here chmod is not enough, so no bytecode cache may be written
+                 "PYTHONDONTWRITEBYTECODE": "1", **env})
     proc = subprocess.Popen([str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{port}", "--runtime-api-address",
                              f"127.0.0.1:{api}", str(python), "-m", "awslambdaric", "lambda_function.handler"], cwd=task, env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)

@@ -115,7 +115,9 @@ class Rie:
         self.port, api = free_port(), free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith(("NUBES_", "PYTHON", "AWS_"))}
         base.update({"LAMBDA_TASK_ROOT": str(task), "AWS_LAMBDA_FUNCTION_NAME": "shop", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-                     "AWS_LAMBDA_FUNCTION_TIMEOUT": "30", "AWS_REGION": "us-east-1", **env})
+                     "AWS_LAMBDA_FUNCTION_TIMEOUT": "30", "AWS_REGION": "us-east-1",
+                     "PYTHONDONTWRITEBYTECODE": "1",  # read-only as on Lambda even for root, whom file modes do not stop
+                     **env})
         self.proc = subprocess.Popen(
             [str(RIE), "--runtime-interface-emulator-address", f"127.0.0.1:{self.port}", "--runtime-api-address",
              f"127.0.0.1:{api}", str(python), "-m", "awslambdaric", "lambda_function.handler"],
