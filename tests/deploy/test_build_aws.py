@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from tests.deploy.conftest import APP, STORE, make_writable, unpack_read_only
 
+from nubes.adapters.aws.emulation import AwsTarget
 from nubes.adapters.aws.packaging import UNZIPPED_MAX
-from nubes.adapters.emulator.targets import AwsTarget
 from nubes.core.loader import load_app
 from nubes.deploy.build import BuildResult
 

@@ -30,7 +30,7 @@ def test_each_route_footprint_comes_from_what_its_code_imports(tmp_path: Path) -
         "@app.get('/via-helper')\ndef via(ctx):\n    return {'t': render('x')}\n"
         "@app.get('/sql')\ndef sql(ctx):\n    return ctx.sql('select 1 as x')\n"
         "@app.get('/frame')\ndef frame(ctx):\n    import polars as pl\n    return pl.DataFrame({'a': [1]})\n"
-        "@app.post('/train')\ndef train(ctx):\n    from nubes.ml import train\n    return {}\n")
+        "@app.post('/train')\ndef fit(ctx):\n    from nubes.ml import train\n    return {'fn': train.__name__}\n")
     source = locate(f"{tmp_path / 'api.py'}:app")
     base, units, _ = analyse(source.app, source.module, "import nubes.adapters.aws\n", ["s3://b/p"], source.scope)
     by = {u.key: tops(u.modules) for u in units}

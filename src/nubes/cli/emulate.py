@@ -16,12 +16,13 @@ from nubes.errors import NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
 
-PROVIDERS = ("aws", "gcp", "azure")
-AWS_EVENTS = ("http", "rest", "alb", "url")
+from nubes.core.clouds import names as _cloud_names
+
+PROVIDERS = _cloud_names()
 
 EmulateOpt = Annotated[str | None, typer.Option("--emulate", metavar="PROVIDER",
                                                 help="answer as this provider would: aws, gcp or azure (its payloads, adapter, limits)")]
-AwsEventOpt = Annotated[str, typer.Option("--aws-event", help="with --emulate aws: the front end: http (API Gateway HTTP API, "
+AwsEventOpt = Annotated[str | None, typer.Option("--aws-event", "--front", help="with --emulate aws: the front end: http (API Gateway HTTP API, "
                                                                "payload 2.0), rest (REST API), alb, url (Function URL)")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
                                                   help="with --emulate: the function's timeout (default: the provider's)")]
@@ -29,27 +30,23 @@ MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB", help="w
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
 
 
-def _check(emulate: str | None, aws_event: str, timeout: float | None, memory: int | None, workers: int | None) -> None:
+def _check(emulate: str | None, aws_event: str | None, timeout: float | None, memory: int | None, workers: int | None) -> None:
+    """Refuse emulation options without --emulate; the emulated cloud itself checks their values."""
     if emulate is None:
-        given = [name for name, value in (("--timeout", timeout), ("--memory", memory)) if value is not None]
-        if aws_event != "http":
-            given.append("--aws-event")
+        given = [name for name, value in (("--timeout", timeout), ("--memory", memory), ("--aws-event", aws_event))
+                 if value is not None]
         if workers not in (None, 2):
             given.append("--workers")
         if given:
-            fail(f"{', '.join(given)} need --emulate aws|gcp|azure")
+            fail(f"{', '.join(given)} need --emulate {'|'.join(PROVIDERS)}")
         return
     if emulate not in PROVIDERS:
         fail(f"--emulate {emulate!r}: use one of {', '.join(PROVIDERS)}")
-    if aws_event not in AWS_EVENTS:
-        fail(f"--aws-event {aws_event!r}: use one of {', '.join(AWS_EVENTS)}")
-    if aws_event != "http" and emulate != "aws":
-        fail(f"--aws-event is for --emulate aws, not {emulate}")
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: at least 1")
 
 
-def _emulator(spec: str, emulate: str, aws_event: str, timeout: float | None, memory: int | None, workers: int,
+def _emulator(spec: str, emulate: str, aws_event: str | None, timeout: float | None, memory: int | None, workers: int,
               request_limit: int | None = None) -> Any:
     from nubes.adapters.emulator import Emulator
 
@@ -60,7 +57,7 @@ def _emulator(spec: str, emulate: str, aws_event: str, timeout: float | None, me
         fail(str(exc))
 
 
-def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str, timeout: float | None,
+def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str | None, timeout: float | None,
                    memory: int | None, workers: int, request_limit: int | None = None) -> None:
     """``nubes serve APP --emulate PROVIDER``: serve until Ctrl+C / SIGTERM, then stop every worker."""
     from nubes.adapters.emulator import EmulatorServer
@@ -90,7 +87,7 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
         server.server_close()  # also stops the workers
 
 
-def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str, timeout: float | None,
+def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str | None, timeout: float | None,
                     memory: int | None) -> Response:
     """``nubes invoke --emulate``: one request through one fresh worker (a cold start)."""
     _check(emulate, aws_event, timeout, memory, None)
@@ -123,11 +120,11 @@ def emit(
     if size < 0:
         fail(f"--size {size}: must be 0 or more")
     if emulate is None:
-        _check(None, "http", timeout, memory, None)
+        _check(None, None, timeout, memory, None)
         _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue)
         return
-    _check(emulate, "http", timeout, memory, None)
-    emulator = _emulator(app, emulate, "http", timeout, memory, 1)
+    _check(emulate, None, timeout, memory, None)
+    emulator = _emulator(app, emulate, None, timeout, memory, 1)
     try:
         result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue)
     except NubesError as exc:

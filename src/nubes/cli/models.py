@@ -10,13 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import AppArg, cli, fail, load
+from nubes.cli.common import AppArg, fail, load
 
-models_cli = typer.Typer(
+app = models_cli = typer.Typer(
     help="The app's registered models (nubes.ml): list them, show one's versions, promote a version.",
     no_args_is_help=True,
 )
-cli.add_typer(models_cli, name="models")
 
 FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
 

@@ -26,7 +26,7 @@ def invoke(
     include: Annotated[bool, typer.Option("-i", "--include", help="print the status line and headers")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write the body to this file")] = None,
     emulate: EmulateOpt = None,
-    aws_event: AwsEventOpt = "http",
+    aws_event: AwsEventOpt = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
 ) -> None:
@@ -78,7 +78,7 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
     emulate: EmulateOpt = None,
-    aws_event: AwsEventOpt = "http",
+    aws_event: AwsEventOpt = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
     workers: WorkersOpt = 2,

@@ -133,7 +133,7 @@ class SqlRequest:
 
 def config(app: App) -> SqlEndpoint:
     """The app's :class:`SqlEndpoint` (``sql_endpoint=True`` means the defaults)."""
-    setting = getattr(app, "sql_endpoint", None)
+    setting = app.options.get("sql_endpoint")
     return setting if isinstance(setting, SqlEndpoint) else SqlEndpoint()
 
 

@@ -385,9 +385,9 @@ class _Sandbox:
         clone._stores = {}
         clone._storage = self.home  # type: ignore[assignment]
         clone._storage_uri = self.home.uri
-        clone._lock = threading.Lock()
-        if hasattr(clone, "_models"):
-            clone._models = None  # a registry over the sandbox's home store, opened on use
+        clone._lock = threading.RLock()
+        # extension attributes built from the real home store are rebuilt over the sandbox's on use
+        clone._attributes = {k: v for k, v in app._attributes.items() if k not in ("models", "check_cache")}
         clone.check_cache = CheckCache()
         clone.log = app.log.bind(quote_sample=True)
         clone.catalog = _SliceCatalog(app, self)  # type: ignore[assignment]

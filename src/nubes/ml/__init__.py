@@ -13,8 +13,25 @@ rolling windows, differences, date parts), :mod:`nubes.ml.registry` (``ModelRegi
 :mod:`nubes.ml.serving` (the ``/_nubes/models`` routes).
 """
 
-from nubes.ml.registry import ModelRegistry, ModelVersion
-from nubes.ml.serialization import UnsafeModel
-from nubes.ml.train import BadColumns, MissingColumns, TrainResult, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ModelRegistry": "registry", "ModelVersion": "registry", "UnsafeModel": "serialization",
+    "BadColumns": "train", "MissingColumns": "train", "TrainResult": "train", "train": "train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Names load on first use, so attaching the ML extension (``import nubes``) loads no scikit-learn."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nubes.ml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"nubes.ml.{module}"), name)
+    globals()[name] = value  # nubes.ml.train is the function, not the module of the same name
+    return value
+
 
 __all__ = ["BadColumns", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train"]

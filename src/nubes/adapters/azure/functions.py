@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure.functions.decorators.core import AuthLevel, BlobSource
 
+from nubes.adapters.azure.limits import FIGURES
 from nubes.core.app import App
 from nubes.errors import ConfigError, NoHandler, UnknownEvent
 from nubes.core.events import EventRoute, Message, ObjectCreated, Platform, Scheduled
@@ -60,8 +61,8 @@ __all__ = ["HTTP_FUNCTION", "function_app", "host_json", "to_func_response", "to
 
 HTTP_FUNCTION = "nubes_http"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-HTTP_TIMEOUT_S = 230.0  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
-DEFAULT_TIMEOUT_S = 300.0  # Consumption plan default functionTimeout (max 10 min)
+HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
+DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
 _QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")

@@ -8,15 +8,15 @@ are fixed. Writes go to a temporary file renamed into place.
 from __future__ import annotations
 
 import gzip
-import struct
-import zlib
-from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import io
 import os
+import struct
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from nubes.deploy.build.errors import BuildError
@@ -125,7 +125,7 @@ def write_tar_gz(dest: Path, root: Path, files: list[tuple[str, str]], extra: di
                 info = tarfile.TarInfo(folder.rstrip("/"))
                 info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
                 tar.addfile(info)
-            for n, (name, rel, text) in enumerate(entries, 1):
+            for name, rel, text in entries:
                 data = text.encode("utf-8") if text is not None else (root / rel).read_bytes()
                 info = tarfile.TarInfo(name)
                 info.size, info.mtime = len(data), 0

@@ -70,12 +70,23 @@ def analyse(app: Any, app_module: str, entry_text: str, stores: list[str], app_r
     from nubes.core.context import Context
 
     handlers = [r.handler for r in app.router.routes] + [r.handler for r in app.event_routes]
-    base = Analysis(first_party(app_root), handlers)
+    context = getattr(app, "context_class", Context)  # the app's Context, with its extensions' attributes
+
+    def dynamic(cls: type, name: str) -> Any:
+        if cls is type(app) or cls in type(app).__mro__:  # attributes the app's extensions added (app.models ...)
+            return getattr(app, "_attributes", {}).get(name) or getattr(app, "_lazy", {}).get(name)
+        return None
+
+    base = Analysis(first_party(app_root), handlers, dynamic)
     base.code(_top_level(ast.parse(entry_text)), "<entry>", via="entry")
     base.instantiate(type(app), "entry")
     for name in ("handle", "handle_event"):
         base.call_name(name, "entry")
     base.module(app_module, "app module")
+    for hook in getattr(app, "hooks", []):  # invocation hooks (metering) run on every invocation
+        base.reference(hook, f"hook {type(hook).__name__}")
+        for name in ("begin", "end"):
+            base.member(type(hook), name, f"hook {type(hook).__name__}")
     for cls in store_classes(stores):
         base.instantiate(cls, f"store {cls.__name__}")
         for klass in cls.__mro__:
@@ -89,13 +100,13 @@ def analyse(app: Any, app_module: str, entry_text: str, stores: list[str], app_r
         key = f"{','.join(methods)} {route.path}"
         unit = units.setdefault(key, Unit(key, "http", [f"{m} {route.path}" for m in methods],
                                           [api_route(m, route.path) for m in methods], internal=route.internal))
-        _add(unit, base, route.handler, Context, base_modules)
+        _add(unit, base, route.handler, context, base_modules)
     for route in app.event_routes:
         trigger = {"object_created": "", "message": route.queue or "*", "schedule": route.schedule or route.name}.get(route.kind, "")
         key = f"{route.kind} {trigger}".strip()
         unit = units.setdefault(key, Unit(key, route.kind, []))
         unit.routes.append(f"{route.kind} {route.name}")
-        _add(unit, base, route.handler, Context, base_modules)
+        _add(unit, base, route.handler, context, base_modules)
     return base.need, list(units.values()), base
 
 

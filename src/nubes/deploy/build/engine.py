@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator

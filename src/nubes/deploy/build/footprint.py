@@ -11,8 +11,9 @@ to the live objects they denote):
   every class instantiated so far), attribute access on a receiver of known type (``self``, the
   handler's ``ctx``, a parameter annotated with a class, ``x = Class(...)``) reaches that member only;
 * third-party code is not analysed: its distribution and that distribution's requirements count;
-* imports inside ``nubes.core`` functions convert values (a DuckDB relation is encoded through
-  Polars): they count for a route whose footprint already holds a table library (:data:`TABLES`).
+* imports of a table library inside ``nubes.core`` functions convert values (a DuckDB relation is
+  encoded through Polars): they count for a route whose footprint already holds a table library
+  (:data:`TABLES`); nubes.core's other lazy imports (PyJWT for token checks) count where reached.
 
 What cannot be derived is reported, not guessed: an import by a computed name in the app's code is a
 :attr:`Need.dynamic` place, which the build refuses unless ``nubes.toml`` declares that route's
@@ -36,7 +37,10 @@ from typing import Any
 TABLES = frozenset({"duckdb", "polars", "pyarrow"})
 _STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 _NAMES_ON_ENTRY = ("__init__", "__post_init__", "__new__")
-REGISTRATIONS = frozenset({"_internal", "route"})  # App methods whose function arguments are route handlers
+# App methods whose function arguments are registered, not called: route handlers (analysed as their own
+# routes) and extension attributes (followed where code uses them)
+REGISTRATIONS = frozenset({"_internal", "route", "add_internal_route", "add_context_attribute", "add_attribute",
+                           "add_lazy_attribute"})
 
 
 @dataclass
@@ -60,8 +64,11 @@ class Need:
 class Analysis:
     """One rapid-type-analysis run; :meth:`fork` copies it so each route starts from the base."""
 
-    def __init__(self, first_party: Callable[[str], bool], handlers: Iterable[Any] = ()) -> None:
+    def __init__(self, first_party: Callable[[str], bool], handlers: Iterable[Any] = (),
+                 dynamic: Callable[[type, str], Any] | None = None) -> None:
         self.first_party = first_party
+        # attributes an object resolves in __getattr__ (an app's extension attributes): (class, name) -> value or None
+        self.dynamic = dynamic or (lambda cls, name: None)
         # route handlers are analysed as their own routes, not where the app registers them
         self.handlers = frozenset(getattr(inspect.unwrap(h), "__code__", None) for h in handlers) - {None}
         self.need = Need()
@@ -71,7 +78,7 @@ class Analysis:
         self.why: dict[str, str] = {}  # what reached each module / function first (for the plan's explanations)
 
     def fork(self) -> Analysis:
-        other = Analysis(self.first_party)
+        other = Analysis(self.first_party, dynamic=self.dynamic)
         other.handlers = self.handlers
         other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters))
         other.done, other.classes, other.names = set(self.done), set(self.classes), set(self.names)
@@ -168,6 +175,9 @@ class Analysis:
         try:
             attr = inspect.getattr_static(cls, name)
         except AttributeError:
+            value = self.dynamic(cls, name)
+            if value is not None:
+                self.reference(value, via)  # a lazy attribute's factory, or the attribute's value
             return
         owner = next((k for k in cls.__mro__ if name in vars(k)), cls)
         if not self.ours(owner.__module__):
@@ -271,7 +281,7 @@ class Analysis:
                 self.call_name("__iter__", via)
 
     def _import(self, name: str, via: str, converter: bool) -> None:
-        if converter and not self.ours(name):
+        if converter and not self.ours(name) and name.split(".")[0] in TABLES:
             self._third_party(name, via, converter=True)
         else:
             self.module(name, via)
@@ -376,7 +386,7 @@ def _annotation_class(annotation: ast.AST, scope: dict[str, Any]) -> type | None
     elif isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name):
         base = scope.get(annotation.value.id)
         obj = getattr(base, annotation.attr, _MISSING) if isinstance(base, types.ModuleType) else _MISSING
-    return obj if isinstance(obj, type) else None
+    return obj if isinstance(obj, type) and obj is not Any else None
 
 
 def _closure(fn: Any) -> dict[str, Any]:
@@ -458,7 +468,7 @@ def _import(name: str) -> types.ModuleType | None:
         return module
     try:
         return importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - a module the build machine cannot import is analysed no further
+    except Exception:
         return None
 
 
