@@ -133,3 +133,10 @@ def test_cli_build_prints_the_size_report(tmp_path: Path, wheelhouse: Path, monk
     assert "Largest packages in shop-aws.zip" in result.output and "botocore" in result.output
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["bytecode"] == {"compiled": 0, "sourceless": 0, "failed": 0} and manifest["notes"]
+
+
+def test_an_import_of_something_not_installed_is_named(tmp_path: Path) -> None:
+    (tmp_path / "miss.py").write_text("import nubes\napp = nubes.App('miss', models=False)\n"
+                                      "@app.get('/x')\ndef x(ctx):\n    import no_such_module_nubes\n    return {}\n")
+    with pytest.raises(BuildError, match=r"GET /x imports 'no_such_module_nubes' \(miss.py:5\), which is not installed"):
+        build(BuildOptions(f"{tmp_path / 'miss.py'}:app", "aws", out=tmp_path / "out", storage=STORE))

@@ -117,6 +117,7 @@ def _add(unit: Unit, base: Analysis, handler: Any, context: type, base_modules: 
         if module not in base_modules:
             unit.modules.setdefault(module, via)
     unit.dynamic = [d for d in run.need.dynamic if d not in base.need.dynamic]
+    unit.missing = {m: w for m, w in run.need.missing.items() if m not in base.need.missing}
 
 
 def host_distribution(module: str) -> str | None:

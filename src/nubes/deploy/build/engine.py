@@ -120,6 +120,9 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     with steps.step("Deriving each route's footprint"):
         entry_text = "\n".join(entry[name] for name in sorted(entry) if name.endswith(".py"))
         base_need, units, _ = derive.analyse(app, source.module, entry_text, derive.app_stores(app, store), source.scope)
+        for module, where in base_need.missing.items():
+            raise BuildError(f"the app imports {module!r} ({where}), which is not installed on this machine; install it "
+                             "and list it in requirements.txt beside the app")
         units = [u for u in units if not (u.kind == "http" and _excluded(u, cfg.exclude))]
         _apply_declarations(units, cfg)
         app_reqs = [r for r in parse_requirements(cfg.requirements, cfg.requirements_source or "requirements")
@@ -238,6 +241,9 @@ def _apply_declarations(units: list[Unit], cfg: config.BuildConfig) -> None:
         for unit in matched:
             unit.declared += dists
     for unit in units:
+        for module, where in unit.missing.items():
+            raise BuildError(f"{unit.key} imports {module!r} ({where}), which is not installed on this machine; install it "
+                             "and list it in requirements.txt beside the app")
         if unit.dynamic and not unit.declared:
             raise BuildError(f"{unit.key} imports a module by a computed name ({', '.join(unit.dynamic)}), so its footprint "
                              f"cannot be derived; declare what it needs in nubes.toml: [build.footprints] "

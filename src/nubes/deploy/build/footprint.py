@@ -51,6 +51,7 @@ class Need:
     modules: dict[str, str] = field(default_factory=dict)
     dynamic: list[str] = field(default_factory=list)
     converters: dict[str, str] = field(default_factory=dict)  # nubes.core's value-driven imports
+    missing: dict[str, str] = field(default_factory=dict)  # the app's imports of modules not installed here
 
     def resolved(self) -> dict[str, str]:
         """The modules needed, converters included when a table library is among them."""
@@ -80,7 +81,7 @@ class Analysis:
     def fork(self) -> Analysis:
         other = Analysis(self.first_party, dynamic=self.dynamic)
         other.handlers = self.handlers
-        other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters))
+        other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters), dict(self.need.missing))
         other.done, other.classes, other.names = set(self.done), set(self.classes), set(self.names)
         other.why = dict(self.why)
         return other
@@ -243,6 +244,8 @@ class Analysis:
         for node in nodes:
             if id(node) in registered:
                 continue  # a handler being registered: it is its own route
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and app_code:
+                self._note_missing(node, module, filename)
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     self._import(alias.name, via, converter)
@@ -279,6 +282,15 @@ class Analysis:
                             env[item.optional_vars.id] = cls
             elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
                 self.call_name("__iter__", via)
+
+    def _note_missing(self, node: ast.Import | ast.ImportFrom, module: str, filename: str) -> None:
+        """The app's own code imports a module this machine cannot import: the build must say so (nubes'
+        optional lazy imports of what is not installed are features the app cannot be using)."""
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [_absolute(node, module, filename)]
+        for name in names:
+            top = name.split(".")[0]
+            if top and top not in _STDLIB and not self.ours(name) and not _is_module(top):
+                self.need.missing.setdefault(name, f"{Path(filename).name}:{node.lineno}")
 
     def _import(self, name: str, via: str, converter: bool) -> None:
         if converter and not self.ours(name) and name.split(".")[0] in TABLES:

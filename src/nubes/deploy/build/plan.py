@@ -36,6 +36,7 @@ class Unit:
     declared: list[str] = field(default_factory=list)
     dynamic: list[str] = field(default_factory=list)  # app code importing by a computed name (file:line)
     internal: bool = False  # nubes' built-in /_nubes/ routes
+    missing: dict[str, str] = field(default_factory=dict)  # imports of modules not installed on the build machine
 
 
 @dataclass
