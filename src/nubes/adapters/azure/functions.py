@@ -475,23 +475,6 @@ def host_json(app: App | None = None, *, route_prefix: str = "", timeout: float 
     return doc
 
 
-_ENTRY = '''"""Azure Functions entry point written by nubes: the worker indexes the FunctionApp `app`."""
-
-from pathlib import Path
-
-from nubes.adapters.azure import function_app
-from nubes.core.loader import load_app
-
-app = function_app(
-    load_app({spec}),
-    connection={connection!r},
-    auth_level={auth_level!r},
-    route_prefix={route_prefix!r},
-    timeout={timeout!r},
-)
-'''
-
-
 def write_project(
     app_spec: str,
     folder: str | os.PathLike[str],
@@ -502,6 +485,9 @@ def write_project(
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[Path]:
     """Write ``host.json`` and ``function_app.py`` for ``app_spec`` into ``folder`` (each atomically).
+
+    The entry text is :func:`nubes.adapters.azure.packaging.entry_text`, the one ``nubes build --cloud
+    azure`` writes into a full zip-deploy package (with the distributions; see :mod:`.packaging`).
 
     The app is loaded and its FunctionApp indexed first, so a route Azure cannot bind fails here
     (:class:`ConfigError`) rather than at deployment. A file spec must lie inside ``folder`` (it is
@@ -535,9 +521,11 @@ def write_project(
         spec = repr(app_spec)
     import json
 
+    from nubes.adapters.azure.packaging import entry_text
+
     host = json.dumps(host_json(app, route_prefix=route_prefix, timeout=timeout), indent=2) + "\n"
-    entry = _ENTRY.format(spec=spec, connection=connection, auth_level=str(_auth_level(auth_level).value),
-                          route_prefix=route_prefix, timeout=float(timeout))
+    entry = entry_text(spec, storage=None, connection=connection, auth_level=str(_auth_level(auth_level).value),
+                       route_prefix=route_prefix, timeout=float(timeout))
     return [_write_atomic(root / "host.json", host), _write_atomic(root / "function_app.py", entry)]
 
 
