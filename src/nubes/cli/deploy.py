@@ -37,6 +37,43 @@ def _open(app: str, cloud: str, config: str | None, artifact: str | None) -> Any
         fail(str(exc))
 
 
+def _build_or_reuse(app: str, cloud: str, target: Any) -> str:
+    """The manifest of an artifact for this app and cloud: the one in the default build folder when it
+    was built from exactly the current inputs (``inputs_sha256``), else a fresh ``nubes build``."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from nubes.cli.build import _RichSteps, report
+    from nubes.deploy.build import BuildError, BuildOptions
+    from nubes.deploy.build import build as run_build
+    from nubes.deploy.build.engine import inputs_of
+
+    options = BuildOptions(app, cloud, arch=target.architecture, storage=target.storage)
+    try:
+        digest, out = inputs_of(options)
+    except (BuildError, NubesError) as exc:
+        fail(str(exc))
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError:
+            found = {}
+        if found.get("inputs_sha256") == digest:
+            err.print(f"reusing the artifact built from the same inputs: {manifest}")
+            return str(manifest)
+    err.print(f"building the artifact for {cloud} (nothing built from these inputs yet)")
+    options.out = out
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+            result = run_build(options, _RichSteps(progress))
+    except (BuildError, NubesError) as exc:
+        fail(f"the build failed, so nothing was deployed: {exc}")
+    report(result.manifest, err)  # stderr: stdout carries the plan
+    return str(result.manifest_path)
+
+
 def _unreachable(exc: Exception) -> NoReturn:
     fail(f"{exc}", code=1)
 
@@ -106,6 +143,8 @@ def deploy(
 
     _format(format)
     deployment = _open(app, cloud, config, artifact)
+    if artifact is None and not dry_run:
+        deployment = _open(app, cloud, config, _build_or_reuse(app, cloud, deployment.target))
     try:
         plan = deployment.plan()
     except StateUnavailable as exc:

@@ -73,6 +73,38 @@ class BuildResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def inputs_digest(opts: BuildOptions, arch: str, fmt: str, store: str, entry: dict[str, str],
+                  app_files: list[tuple[Path, str]], cfg: Any) -> str:
+    """A digest of everything a build depends on that is on this machine: the options, the entry files,
+    the app's files, nubes' own files and the build settings. Two builds with the same digest make
+    the same artifact (the wheels are pinned by the resolution), so ``nubes deploy`` reuses it."""
+    import hashlib
+
+    from nubes.deploy.build.stage import nubes_files
+
+    h = hashlib.sha256()
+    h.update(repr((opts.cloud, arch, fmt, opts.python, store, opts.bytecode, opts.split, opts.limit)).encode())
+    h.update(repr((cfg.exclude, cfg.include, cfg.keep_source, cfg.requirements)).encode())
+    for name in sorted(entry):
+        h.update(name.encode() + b"\0" + entry[name].encode())
+    for path, rel in sorted(app_files, key=lambda f: f[1]) + nubes_files("nubes"):
+        h.update(rel.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def inputs_of(opts: BuildOptions) -> tuple[str, Path]:
+    """The inputs digest a build with ``opts`` would record, and the folder it would write (no build)."""
+    pkg = packaging_for(opts.cloud)
+    arch = opts.arch or pkg.architectures[0]
+    fmt = opts.format or pkg.formats[0]
+    source = locate(opts.app)
+    cfg = config.load(source.root, opts.cloud)
+    store = config.home_store(source.app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
+    entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
+    digest = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
+    return digest, (opts.out or Path("build") / f"{_slug(source.app.name)}-{opts.cloud}").resolve()
+
+
 def packaging_for(cloud: str) -> Any:
     """The cloud's :class:`~nubes.adapters.base.Packaging`: ``CLOUD.packaging`` when the cloud object
     has one, else its package's ``packaging`` module (the cloud is named, never compared)."""
@@ -117,6 +149,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         store = config.home_store(app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
         entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
         source.check_names(set(entry))
+        inputs = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
     with steps.step("Deriving each route's footprint"):
         entry_text = "\n".join(entry[name] for name in sorted(entry) if name.endswith(".py"))
         base_need, units, _ = derive.analyse(app, source.module, entry_text, derive.app_stores(app, store), source.scope)
@@ -216,7 +249,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         versions = {n: resolution.wheels[n].version for n in fn.dists}
         entries.append(artifact_entry(fn, dest, fmt, unzipped, fit, versions, sizes, resolution))
     timings["archive_s"] = time.perf_counter() - clock
-    manifest = write_manifest(out, app=app, ref=source.ref, cloud=opts.cloud, fmt=fmt, target=target, store=store,
+    manifest = write_manifest(out, inputs=inputs, app=app, ref=source.ref, cloud=opts.cloud, fmt=fmt, target=target, store=store,
                               entries=entries, functions=functions, units=units, slimmed=tree.slimmed, bytecode=counts,
                               notes=tree.notes + _notes(counts, opts) + _excluded_notes(excluded, limit),
                               base=sorted(base_dists), resolution=resolution, excluded=excluded,

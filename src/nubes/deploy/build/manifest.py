@@ -36,7 +36,7 @@ def artifact_entry(fn: Function, dest: Path, fmt: str, unzipped: int, fit: Fit, 
     }
 
 
-def write_manifest(out: Path, *, app: Any, ref: str, cloud: str, fmt: str, target: Target, store: str,
+def write_manifest(out: Path, *, inputs: str, app: Any, ref: str, cloud: str, fmt: str, target: Target, store: str,
                    entries: list[dict[str, Any]], functions: list[Function], units: list[Unit], slimmed: dict[str, int],
                    bytecode: dict[str, int], notes: list[str], base: list[str], resolution: Resolution,
                    excluded: list[tuple[int, Unit]], vendored: bool = True) -> dict[str, Any]:
@@ -57,6 +57,7 @@ def write_manifest(out: Path, *, app: Any, ref: str, cloud: str, fmt: str, targe
         "cloud": cloud, "format": fmt, "path": top["path"], "python": target.python, "arch": target.arch,
         "unzipped_bytes": top["unzipped_bytes"], "zipped_bytes": top["zipped_bytes"], "sha256": top["sha256"],
         "packages": top["packages"], "fits": top["fits"],
+        "inputs_sha256": inputs,  # what was built from (see engine.inputs_digest): equal inputs, equal artifact
         "app": app.name, "app_ref": ref, "store": store, "nubes": nubes_version, "platform_tags": list(target.tags),
         "split": not single,
         "vendored": vendored,  # False: packages come from requirements.txt, installed by the cloud's build
