@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,22 +139,28 @@ class _Lines(logging.Handler):
         self.entries.append({"msg": record.getMessage(), **getattr(record, "nubes", {})})
 
 
-def test_the_querys_reads_are_metered_and_recorded(lab: nubes.App) -> None:
+def _logged(call: Callable[[], Any]) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """``call()``'s response and the log lines of its request, by message (``invocation``, ``sql endpoint``)."""
     lines = _Lines()
     logging.getLogger("nubes").addHandler(lines)
     try:
-        response = Client(lab).post("/_nubes/sql", json={"sql": "SELECT sum(n) AS total FROM numbers"})
+        response = call()
     finally:
         logging.getLogger("nubes").removeHandler(lines)
-    assert response.json()["rows"] == [{"total": sum(range(1000))}]
     rid = response.headers["x-nubes-request-id"]
-    invocation = next(e for e in lines.entries if e["msg"] == "invocation" and e.get("request_id") == rid)
-    audit = next(e for e in lines.entries if e["msg"] == "sql endpoint" and e.get("request_id") == rid)
+    return response, {e["msg"]: e for e in lines.entries if e.get("request_id") == rid}
+
+
+def test_the_querys_reads_are_metered_and_recorded(lab: nubes.App) -> None:
+    response, logged = _logged(lambda: Client(lab).post("/_nubes/sql", json={"sql": "SELECT sum(n) AS total FROM numbers"}))
+    assert response.json()["rows"] == [{"total": sum(range(1000))}]
+    invocation, audit = logged["invocation"], logged["sql endpoint"]
     size = lab.storage.head("numbers.csv").size
     assert response.json()["bytes_read"] == audit["bytes_read"] >= size
     assert invocation["bytes_read"] == audit["bytes_read"]  # the sandbox's reads are metered, once
     assert invocation["storage_ops"].get("get", 0) >= 1
     assert audit["bytes"] == len(response.content)
+    rid = response.headers["x-nubes-request-id"]
     reads = [e for e in lineage.history(lab.storage, "numbers") if e["request_id"] == rid]
     assert len(reads) == 1 and reads[0]["route"] == "/_nubes/sql"
     assert json.loads(json.dumps(reads[0]["reads"]))[0]["dataset"] == "numbers"
@@ -167,17 +173,11 @@ def test_engine_reads_on_the_invocations_thread_are_metered_once(lab: nubes.App)
     def total(ctx: nubes.Context) -> dict[str, int]:
         return {"total": ctx.sql("SELECT sum(n) FROM numbers").fetchall()[0][0]}
 
-    lines = _Lines()
-    logging.getLogger("nubes").addHandler(lines)
-    try:
-        response = Client(lab).get("/total")
-    finally:
-        logging.getLogger("nubes").removeHandler(lines)
+    response, logged = _logged(lambda: Client(lab).get("/total"))
     assert response.json() == {"total": sum(range(1000))}
     rid = response.headers["x-nubes-request-id"]
-    invocation = next(e for e in lines.entries if e["msg"] == "invocation" and e.get("request_id") == rid)
     reads = next(e for e in lineage.history(lab.storage, "numbers") if e["request_id"] == rid)["reads"]
-    assert invocation["bytes_read"] == reads[0]["bytes_read"] == lab.storage.head("numbers.csv").size
+    assert logged["invocation"]["bytes_read"] == reads[0]["bytes_read"] == lab.storage.head("numbers.csv").size
 
 
 def test_engine_writes_are_metered_once() -> None:
@@ -190,14 +190,7 @@ def test_engine_writes_are_metered_once() -> None:
         ctx.write(f"{uri}/out/n.parquet", ctx.sql("SELECT range AS n FROM range(1000)"))
         return {"size": app.storage.head("out/n.parquet").size}
 
-    lines = _Lines()
-    logging.getLogger("nubes").addHandler(lines)
-    try:
-        response = Client(app).post("/write")
-    finally:
-        logging.getLogger("nubes").removeHandler(lines)
-    rid = response.headers["x-nubes-request-id"]
-    invocation = next(e for e in lines.entries if e["msg"] == "invocation" and e.get("request_id") == rid)
+    response, logged = _logged(lambda: Client(app).post("/write"))
     lineage_bytes = sum(o.size for o in app.storage.list(lineage.PREFIX))
-    assert invocation["bytes_written"] == response.json()["size"] + lineage_bytes
-    assert invocation["storage_ops"]["put"] == 2  # the file and the lineage record
+    assert logged["invocation"]["bytes_written"] == response.json()["size"] + lineage_bytes
+    assert logged["invocation"]["storage_ops"]["put"] == 2  # the file and the lineage record
