@@ -65,7 +65,7 @@ class SqlEndpoint:
     limit (default 10,000; the app's ``max_rows`` caps it too). ``max_bytes``: the largest answer, in
     bytes of JSON (default 4 MiB; an int or a size such as ``"8MB"``). ``memory_limit`` is DuckDB's
     (default: a quarter of the function's memory, 64 MB to 1 GB, when the platform says, else
-    ``"256MB"``); while a query runs the process may grow by about that plus 96 MiB. ``threads``: DuckDB's
+    ``"256MB"``); while a query runs the process may grow by about that plus 64 MiB. ``threads``: DuckDB's
     worker threads (default: up to 2).
 
     A field left ``None`` comes from ``NUBES_SQL_<FIELD>`` in the environment, else from ``[sql]`` in

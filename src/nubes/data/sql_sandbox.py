@@ -49,7 +49,7 @@ __all__ = ["HEADROOM", "ResponseTooLarge", "Result", "Sandbox", "memory_setting"
 
 #: Bytes the process may grow by beyond DuckDB's ``memory_limit`` while a query runs: DuckDB's own
 #: allocations outside its buffer manager, one batch of Python values, the encoded answer.
-HEADROOM = 96 * 1024 * 1024
+HEADROOM = 64 * 1024 * 1024
 DEFAULT_MEMORY = "256MB"
 DEFAULT_THREADS = 2
 
