@@ -242,8 +242,8 @@ class HttpSource:
         if size is None:
             detail = "the response cannot be encoded as the Lambda runtime sends it (text that is not valid Unicode)"
         else:
-            detail = (f"the response is {size:,} bytes as the Lambda runtime sends a {self.name} result, over the "
-                      f"{limit:,}-byte limit; narrow the query, page the results, or write them to storage and return a reference")
+            detail = (f"the response is {size:,} bytes as the Lambda runtime sends it, over the {limit:,}-byte limit "
+                      f"({self.name}); narrow the query, page the results, or write them to storage and return a reference")
         return self.result(problem(500, detail, rid, title="Response Too Large"), event)
 
 
