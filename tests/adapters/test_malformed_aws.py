@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.adapters.malformed import HUGE_INT, SURROGATE, assert_problem, json_values, mutations, paths, replaced, strict_stderr
+from tests.apps import attack_app
 
 import nubes
 from nubes.adapters.aws import handler
@@ -37,42 +38,27 @@ def load(name: str) -> dict[str, Any]:
     return json.loads((DATA / name).read_text(encoding="utf-8"))
 
 
-def probe_app(*, metered: bool = True) -> nubes.App:
-    """Routes and handlers for everything, echoing what they got; ``metered=False`` drops the
-    invocation hooks (metering), leaving the adapter and dispatch, for the exhaustive runs."""
-    app = nubes.App("attack", openapi=False, storage="mem://attack-aws")
-    if not metered:
-        app.hooks = []
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
-    @app.route("/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-    def echo(ctx: nubes.Context, rest: str) -> dict[str, Any]:
-        r = ctx.request
-        return {"method": r.method, "path": r.path, "query": r.query.multi_items(), "headers": r.headers.multi_items(),
-                "body": base64.b64encode(r.body).decode(), "json": r.json() if r.content_type == "application/json" else None}
 
-    @app.on_object_created("")
-    def created(ctx: nubes.Context, event: nubes.ObjectCreated) -> None:
-        assert isinstance(event.key, str) and event.store.startswith("s3://")
-
-    @app.on_message()
-    def message(ctx: nubes.Context, msg: nubes.Message) -> None:
-        assert isinstance(msg.body, bytes) and isinstance(msg.id, str)
-
-    @app.on_schedule("nightly-rollup", cron="0 0 2 * * *")
-    def nightly(ctx: nubes.Context, event: nubes.Scheduled) -> None:
-        assert event.time.tzinfo is not None
-
+def metered_app() -> nubes.App:
+    """The attack app's routes and handlers, with metering on (a ledger in memory)."""
+    app = nubes.App("attack-metered", openapi=False, storage="mem://attack-aws")
+    app.route("/{rest:path}", methods=METHODS)(attack_app.echo)
+    app.on_object_created("")(attack_app.created)
+    app.on_message()(attack_app.message)
+    app.on_schedule("nightly-rollup", cron="0 0 3 * * *")(attack_app.nightly)
     return app
 
 
 @pytest.fixture(scope="module")
 def lam() -> Any:
-    return handler(probe_app())
+    return handler(metered_app())
 
 
 @pytest.fixture(scope="module")
 def bare() -> Any:
-    return handler(probe_app(metered=False))
+    return handler(attack_app.app)
 
 
 # -- what a valid answer is ------------------------------------------------------------------------

@@ -171,8 +171,8 @@ def _guard_framework() -> None:
         import functions_framework
     except ImportError:  # pragma: no cover - the gcp extra brings it
         return
-    framework_app = flask.current_app._get_current_object()  # type: ignore[attr-defined]
-    if getattr(functions_framework.errorhandler, "__self__", None) is framework_app:
+    framework_app: flask.Flask = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    if getattr(functions_framework.errorhandler, "__self__", None) is framework_app:  # inside create_app, not elsewhere
         framework_app.register_error_handler(Exception, _framework_error)
 
 
@@ -332,7 +332,7 @@ def _scheme(request: flask.Request) -> str:
     return proto if proto in ("http", "https") else request.scheme
 
 
-def request_id_from_headers(headers: Mapping[str, str]) -> str | None:
+def request_id_from_headers(headers: Any) -> str | None:
     """``Function-Execution-Id``, else the ``TRACE/SPAN`` of ``X-Cloud-Trace-Context``, else None.
 
     A client can send either header: a value that is not 1-128 visible ASCII characters is ignored.
@@ -522,7 +522,7 @@ def _deadline(started: float) -> float | None:
     for name in ("FUNCTION_TIMEOUT_SEC", "CLOUD_RUN_TIMEOUT_SECONDS"):
         seconds = _number(os.environ.get(name), float)
         if seconds and seconds > 0:
-            return started + seconds
+            return started + float(seconds)
     return None
 
 
