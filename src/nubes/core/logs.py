@@ -135,8 +135,9 @@ def _write(entry: dict[str, Any]) -> None:
     if _STREAM[0] is not stream:
         encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "").replace("_", "")
         _STREAM[:] = [stream, _LINE.encode if encoding == "utf8" else _ASCII.encode]
+    layout, dumps = _STYLE[0], _STREAM[1]
     try:
-        stream.write(_render(entry, _STREAM[1]) + "\n")
+        stream.write((dumps(entry) if layout is None else layout(entry, dumps)) + "\n")
     except UnicodeEncodeError:
         stream.write(_render(entry, _ASCII.encode) + "\n")
 

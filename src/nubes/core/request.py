@@ -69,7 +69,7 @@ class Request:
     ) -> None:
         if not isinstance(method, str) or _TOKEN.fullmatch(method) is None:
             raise HTTPError(400, "the request method is not an HTTP method")
-        raw_path, _, qs_in_path = _text(path, "path").partition("?")
+        raw_path, _, qs_in_path = _text(path, "path").partition("?") if type(path) is not str else path.partition("?")
         if not raw_path.startswith("/"):
             raw_path = "/" + raw_path
         if isinstance(query, str):
@@ -81,16 +81,24 @@ class Request:
             query_string = qs_in_path
         if qs_in_path and query is not None:
             query_string = qs_in_path + ("&" + query_string if query_string else "")
-        data = bytes(body) if isinstance(body, (bytes, bytearray, memoryview)) else _text(body, "body").encode("utf-8")
+        if type(body) is bytes:
+            data = body
+        elif isinstance(body, (bytearray, memoryview)):
+            data = bytes(body)
+        else:
+            data = _text(body, "body").encode("utf-8")
         header_map = headers if isinstance(headers, Headers) else Headers(headers)
-        for hname, hvalue in header_map._items:
-            if not (hname.isascii() and hvalue.isascii()) and not _encodes(hname + hvalue):
+        every = "".join(map("".join, header_map._items))  # one C-level pass over every name and value
+        if not (path.isascii() and query_string.isascii() and every.isascii()):  # else: is any of it not text?
+            _text(path, "path")
+            _text(query_string, "query string")
+            if not _encodes(every):
                 raise HTTPError(400, "a request header is not valid text")
         for name, value in (
             ("method", method.upper()),
             ("raw_path", raw_path),
             ("path", unquote(raw_path) if "%" in raw_path else raw_path),
-            ("query_string", _text(query_string, "query string")),
+            ("query_string", query_string),
             ("_query", None),
             ("headers", header_map),
             ("body", data),

@@ -64,33 +64,48 @@ def mapping(value: Any, where: str) -> Mapping[str, Any]:
     """``value`` as an object, empty for null or absent."""
     if value is None:
         return _EMPTY
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):  # a JSON object is a dict: skip the ABC check
         return value
     raise bad(where, "an object", value)
+
+
+def field(holder: Mapping[str, Any], key: str, where: str | None = None) -> str | None:
+    """``holder[key]`` as text, None if null or absent (one call on the warm path: ASCII text returns at once)."""
+    value = holder.get(key)
+    if value is None or (type(value) is str and value.isascii()):
+        return value
+    return opt_text(value, where or key)
 
 
 def text_map(value: Any, where: str) -> list[tuple[str, str]]:
     """An object of string values (``headers``, ``queryStringParameters``) as pairs."""
     pairs: list[tuple[str, str]] = []
+    append = pairs.append
     for key, item in mapping(value, where).items():
-        if not (type(key) is str and type(item) is str and key.isascii() and item.isascii()):
-            key = text(key, f"{where} (a name)")
-            item = text(item, f"{where}.{key}")
-        pairs.append((key, item))
+        if type(key) is str and type(item) is str and key.isascii() and item.isascii():  # the warm path
+            append((key, item))
+        else:
+            name = text(key, f"{where} (a name)")
+            append((name, text(item, f"{where}.{name}")))
     return pairs
 
 
 def text_multimap(value: Any, where: str) -> list[tuple[str, str]]:
     """An object of string arrays (``multiValueHeaders``...) as pairs, in order; a null array is no values."""
     pairs: list[tuple[str, str]] = []
+    append = pairs.append
     for key, items in mapping(value, where).items():
-        key = text(key, f"{where} (a name)")
-        if items is None:
-            continue
-        if not isinstance(items, list):
+        if type(key) is not str or not key.isascii():
+            key = text(key, f"{where} (a name)")
+        if type(items) is not list:
+            if items is None:
+                continue
             raise bad(f"{where}.{key}", "an array of strings", items)
         for item in items:
-            pairs.append((key, text(item, f"{where}.{key}[]")))
+            if type(item) is str and item.isascii():  # the warm path
+                append((key, item))
+            else:
+                append((key, text(item, f"{where}.{key}[]")))
     return pairs
 
 

@@ -63,7 +63,6 @@ TEXT_MEDIA_TYPES = frozenset(
 # characters that never stand for themselves in an encoded path: escape them (HTTP APIs hand the
 # path over decoded, REST APIs, Function URLs and ALB still encoded; this makes both safe).
 _UNSAFE_PATH = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]|%(?![0-9A-Fa-f]{2})")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}")  # an HTTP method is a token (RFC 9110)
 
 
 def is_text(content_type: str | None) -> bool:
@@ -138,7 +137,7 @@ def strip_to_route(path: str, template: str | None, params: Mapping[str, Any] | 
 
 def _on_execute_api(request_context: Mapping[str, Any]) -> bool:
     """True when the call came through API Gateway's own domain (stage in the URL), not a custom one."""
-    domain = fields.opt_text(request_context.get("domainName"), "requestContext.domainName")
+    domain = fields.field(request_context, "domainName", "requestContext.domainName")
     return domain is None or ".execute-api." in domain
 
 
@@ -162,13 +161,6 @@ def _headers(event: Event) -> Headers:
 def _scheme(headers: Headers) -> str:
     proto = headers.get("x-forwarded-proto")
     return proto.split(",", 1)[0].strip() or "https" if proto else "https"
-
-
-def _method(value: Any, where: str) -> str:
-    method = fields.text(value, where)
-    if _TOKEN.fullmatch(method) is None:
-        raise fields.bad(where, "an HTTP method", value)
-    return method
 
 
 def problem(status: int, detail: str, request_id: str, title: str | None = None) -> Response:
@@ -266,18 +258,18 @@ class RestApi(HttpSource):
         return "httpMethod" in event and "requestContext" in event
 
     def path(self, event: Event) -> str:
-        raw = fields.opt_text(event.get("path"), "path")
+        raw = fields.field(event, "path")
         path = safe_path(raw)
         if self.base_path:
             return strip_prefix(path, self.base_path)
         rc = _rc(event)
-        stage = fields.opt_text(rc.get("stage"), "requestContext.stage")
+        stage = fields.field(rc, "stage", "requestContext.stage")
         if event.get("version") == "1.0":  # HTTP API, payload 1.0
             if stage and stage != "$default" and _on_execute_api(rc):
                 return strip_prefix(path, "/" + stage)
         elif stage and rc.get("path") == f"/{stage}{raw}":
             return path  # REST API on its execute-api domain: path has no stage
-        resource = fields.opt_text(event.get("resource"), "resource")
+        resource = fields.field(event, "resource")
         return strip_to_route(path, resource, fields.mapping(event.get("pathParameters"), "pathParameters"))
 
     def request(self, event: Event) -> Request:
@@ -287,7 +279,7 @@ class RestApi(HttpSource):
             query = fields.text_map(event.get("queryStringParameters"), "queryStringParameters")
         headers = _headers(event)
         return Request(
-            _method(event.get("httpMethod"), "httpMethod"),
+            fields.text(event.get("httpMethod"), "httpMethod"),
             self.path(event),
             query=_quote_pairs(query),
             headers=headers,
@@ -330,12 +322,12 @@ class HttpApi(HttpSource):
     @staticmethod
     def infer(event: Event) -> bool:
         rc = event.get("requestContext")
-        return event.get("version") == "2.0" and isinstance(rc, Mapping) and "http" in rc
+        return event.get("version") == "2.0" and (type(rc) is dict or isinstance(rc, Mapping)) and "http" in rc
 
     def path(self, event: Event) -> str:
-        path = safe_path(fields.opt_text(event.get("rawPath"), "rawPath"))
+        path = safe_path(fields.field(event, "rawPath"))
         rc = _rc(event)
-        stage = fields.opt_text(rc.get("stage"), "requestContext.stage")
+        stage = fields.field(rc, "stage", "requestContext.stage")
         if stage and stage != "$default" and _on_execute_api(rc):
             return strip_prefix(path, "/" + stage)
         route = fields.opt_text(rc.get("routeKey") or event.get("routeKey"), "routeKey") or ""
@@ -349,9 +341,9 @@ class HttpApi(HttpSource):
         headers = Headers(pairs)
         http = fields.mapping(_rc(event).get("http"), "requestContext.http")
         return Request(
-            _method(http.get("method"), "requestContext.http.method"),
+            fields.text(http.get("method"), "requestContext.http.method"),
             self.path(event),
-            query=fields.opt_text(event.get("rawQueryString"), "rawQueryString") or "",
+            query=fields.field(event, "rawQueryString") or "",
             headers=headers,
             body=decode_body(event),
             scheme=_scheme(headers),
@@ -383,13 +375,13 @@ class FunctionUrl(HttpApi):
     @staticmethod
     def infer(event: Event) -> bool:
         rc = event.get("requestContext")
-        if event.get("version") != "2.0" or not isinstance(rc, Mapping):
+        if event.get("version") != "2.0" or not (type(rc) is dict or isinstance(rc, Mapping)):
             return False
         domain = rc.get("domainName")
         return isinstance(domain, str) and ".lambda-url." in domain
 
     def path(self, event: Event) -> str:
-        return safe_path(fields.opt_text(event.get("rawPath"), "rawPath"))
+        return safe_path(fields.field(event, "rawPath"))
 
 
 class Alb(HttpSource):
@@ -407,7 +399,7 @@ class Alb(HttpSource):
     @staticmethod
     def infer(event: Event) -> bool:
         rc = event.get("requestContext")
-        return isinstance(rc, Mapping) and "elb" in rc
+        return (type(rc) is dict or isinstance(rc, Mapping)) and "elb" in rc
 
     def request(self, event: Event) -> Request:
         if "multiValueQueryStringParameters" in event:
@@ -417,8 +409,8 @@ class Alb(HttpSource):
         query = "&".join(f"{key}={value}" for key, value in pairs)
         headers = _headers(event)
         return Request(
-            _method(event.get("httpMethod"), "httpMethod"),
-            safe_path(fields.opt_text(event.get("path"), "path")),
+            fields.text(event.get("httpMethod"), "httpMethod"),
+            safe_path(fields.field(event, "path")),
             query=query,
             headers=headers,
             body=decode_body(event),

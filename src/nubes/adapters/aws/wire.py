@@ -39,8 +39,8 @@ def may_exceed(result: dict[str, Any], headers: Iterable[tuple[str, str]], limit
     size = len(body) if result.get("isBase64Encoded") else len(body) * _WORST_BYTES_PER_CHAR
     if size + _SLACK > limit:
         return True
-    for name, value in headers:
-        size += (len(name) + len(value) + 8) * _WORST_BYTES_PER_CHAR
+    pairs = headers if isinstance(headers, (list, tuple)) else list(headers)
+    size += (len("".join(map("".join, pairs))) + 8 * len(pairs)) * _WORST_BYTES_PER_CHAR
     return size + _SLACK > limit
 
 
