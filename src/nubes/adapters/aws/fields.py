@@ -15,6 +15,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
+from nubes.core.request import is_text
 from nubes.errors import UnknownEvent
 
 _EMPTY: Mapping[str, Any] = {}
@@ -31,26 +32,13 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, str):
-        return "text that is not valid Unicode" if not _encodes(value) else "a string"
+        return "a string" if is_text(value) else "text that is not valid Unicode"
     return {int: "a number", float: "a number", list: "an array", dict: "an object"}.get(type(value), f"a {type(value).__name__}")
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def is_text(value: Any) -> bool:
-    """True for a str that UTF-8 can encode (ASCII is checked in C; others are encoded once)."""
-    return isinstance(value, str) and (value.isascii() or _encodes(value))
 
 
 def text(value: Any, where: str) -> str:
     """``value`` as text, or :class:`UnknownEvent`."""
-    if isinstance(value, str) and (value.isascii() or _encodes(value)):
+    if is_text(value):
         return value
     raise bad(where, "a string", value)
 

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from nubes.core.events import Message, ObjectCreated, Scheduled
-from nubes.core.request import Request
+from nubes.core.request import Request, is_text
 from nubes.core.response import Response
 from nubes.errors import UnknownEvent
 
@@ -105,7 +105,7 @@ def object_created_event(blob: func.InputStream, *, home_store: str | None = Non
     """
     name = blob.name or ""
     container, _, key = name.partition("/") if isinstance(name, str) else ("", "", "")
-    if not container or not key or not _encodes(name):
+    if not container or not key or not is_text(name):
         raise UnknownEvent(f"blob trigger input named {name!r:.200}; expected CONTAINER/BLOB_NAME (the BlobTrigger metadata)")
     props = getattr(blob, "blob_properties", None) or {}
     size = blob.length
@@ -127,14 +127,6 @@ def object_created_event(blob: func.InputStream, *, home_store: str | None = Non
             store, key = home_store.split("?", 1)[0].rstrip("/"), key[len(home_path):]
     return ObjectCreated(store=store, key=key, size=size,
                          etag='"' + str(etag).strip('"') + '"' if etag else None, time=modified)
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _prop(props: Any, *names: str) -> Any:

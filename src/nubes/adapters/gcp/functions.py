@@ -68,7 +68,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from nubes.core.app import App, problem_response
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
-from nubes.core.request import Request
+from nubes.core.request import Request, is_text
 from nubes.core.response import Response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -456,13 +456,8 @@ def _text(value: Any, where: str) -> str:
     """``value`` as text ("" if absent); :class:`~nubes.errors.UnknownEvent` if it is not a string UTF-8 can encode."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            pass
-        else:
-            return value
+    if is_text(value):
+        return value
     raise UnknownEvent(f"event field {where} must be text")
 
 
