@@ -18,6 +18,13 @@ from pathlib import Path
 
 os.environ.setdefault("NUBES_LOG_LEVEL", "warning")  # the walkthrough prints answers, not log lines
 
+from nubes.core.auth import hash_key, new_key  # noqa: E402
+
+# The model routes under /_nubes/ need the admin role: the walkthrough mints a key for itself (only the
+# key's hash is configured; in a project, under [auth.api_keys] in nubes.toml).
+ADMIN_KEY = new_key()
+os.environ["NUBES_API_KEYS"] = json.dumps({hash_key(ADMIN_KEY): {"id": "walkthrough", "roles": ["admin"]}})
+
 from rich.console import Console
 from rich.table import Table
 
@@ -29,7 +36,7 @@ console = Console()
 
 
 def call(base: str, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, data=body, method=method)
+    request = urllib.request.Request(base + path, data=body, method=method, headers={"X-API-Key": ADMIN_KEY})
     if body is not None:
         request.add_header("Content-Type", ctype)
     try:

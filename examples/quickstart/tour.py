@@ -16,6 +16,13 @@ from pathlib import Path
 
 os.environ.setdefault("NUBES_LOG_LEVEL", "warning")  # the tour prints answers, not log lines
 
+from nubes.core.auth import hash_key, new_key  # noqa: E402
+
+# The built-in /_nubes/ routes need the admin role: the tour mints a key for itself. Only the key's hash
+# is configured (here by environment; in a project, under [auth.api_keys] in nubes.toml).
+ADMIN_KEY = new_key()
+os.environ["NUBES_API_KEYS"] = json.dumps({hash_key(ADMIN_KEY): {"id": "tour", "roles": ["admin"]}})
+
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -26,9 +33,12 @@ HERE = Path(__file__).resolve().parent
 console = Console()
 
 
-def call(base: str, method: str, path: str, body: dict | None = None, accept: str | None = None) -> tuple[int, str, bytes]:
+def call(base: str, method: str, path: str, body: dict | None = None, accept: str | None = None,
+         key: str | None = None) -> tuple[int, str, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method)
+    if key:
+        request.add_header("X-API-Key", key)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if accept:
@@ -82,8 +92,10 @@ def main() -> int:
         console.print(f"\nGET /wines/top?by=sweetness → {status} {ctype}")
         console.print(f"  {json.loads(body)['detail']}", markup=False)
 
-        status, _, body = call(base, "GET", "/_nubes/openapi.json")
-        console.print(f"\nGET /_nubes/openapi.json → {status}: {len(json.loads(body)['paths'])} paths described")
+        status, _, _ = call(base, "GET", "/_nubes/openapi.json")
+        console.print(f"\nGET /_nubes/openapi.json without a key → {status} (built-in routes need the admin role)")
+        status, _, body = call(base, "GET", "/_nubes/openapi.json", key=ADMIN_KEY)
+        console.print(f"GET /_nubes/openapi.json with X-API-Key → {status}: {len(json.loads(body)['paths'])} paths described")
     finally:
         server.shutdown()
         server.server_close()

@@ -12,11 +12,25 @@ Importing nubes loads no data library and no cloud SDK.
 """
 
 from nubes import errors
+from nubes.core import extensions as _extensions
 from nubes.core.app import App
 from nubes.core.context import Context
-from nubes.errors import HTTPError, NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import HTTPError, NubesError
+
+
+def _default_extensions() -> None:
+    """Every ``App`` gets the data, ML and metering extensions unless given ``extensions=`` (the
+    extension modules are light: their libraries load on first use)."""
+    from nubes.data.extension import DataExtension
+    from nubes.metering.extension import MeteringExtension
+    from nubes.ml.extension import MLExtension
+
+    _extensions.set_defaults([DataExtension, MLExtension, MeteringExtension])
+
+
+_default_extensions()
 
 __version__ = "0.1.0"
 

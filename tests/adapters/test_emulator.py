@@ -205,7 +205,7 @@ def test_aws_response_over_6_mb(emu_app: nubes.App, event: str, status: int) -> 
 def test_lambda_result_over_the_limit_gets_the_front_ends_answer(event: str, limit: int, status: int, body: bytes) -> None:
     from nubes.adapters.emulator import provider
 
-    aws = provider("aws", aws_event=event)
+    aws = provider("aws", front=event)
     result = json.dumps({"statusCode": 200, "headers": {}, "body": "x" * limit, "isBase64Encoded": False}).encode()
     response, error_type = aws.decode({"ok": True}, result)
     assert response.status == status and response.body.startswith(body)
@@ -241,7 +241,7 @@ def test_overrun_in_process_gets_the_providers_answer(emu_app: nubes.App, provid
 def test_bad_settings_are_config_errors(emu_app: nubes.App) -> None:
     from nubes.errors import ConfigError
 
-    for kw in ({"timeout": 901}, {"memory": 64}, {"aws_event": "sns"}):
+    for kw in ({"timeout": 901}, {"memory": 64}, {"front": "sns"}):
         with pytest.raises(ConfigError):
             Emulator(emu_app, "aws", isolate=False, **kw)
     with pytest.raises(ConfigError):

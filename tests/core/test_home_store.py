@@ -11,20 +11,30 @@ from nubes.errors import BackendMissing, ConfigError
 from nubes.testing import Client
 
 
-def test_default_home_store_is_dot_nubes_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+def test_default_home_store_is_dot_nubes_beside_the_app_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default home store does not depend on the working directory: it is .nubes beside the app's file."""
+    from nubes.core.loader import load_app
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes_app.py").write_text(
+        "import nubes\n"
+        "app = nubes.App('home')\n"
+        "@app.put('/notes/{name}')\n"
+        "def save(ctx: nubes.Context, name: str, body: str) -> dict:\n"
+        "    info = ctx.storage.put(f'notes/{name}.txt', body.encode(), content_type='text/plain')\n"
+        "    return {'etag': info.etag, 'size': info.size}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("NUBES_STORAGE", raising=False)
-    app = nubes.App("home")
-
-    @app.put("/notes/{name}")
-    def save(ctx: nubes.Context, name: str, body: str) -> dict:
-        info = ctx.storage.put(f"notes/{name}.txt", body.encode(), content_type="text/plain")
-        return {"etag": info.etag, "size": info.size}
-
+    app = load_app(f"{project / 'notes_app.py'}:app")
     r = Client(app).put("/notes/first", content="hello", headers={"content-type": "text/plain"})
     assert r.json()["size"] == 5
-    assert (tmp_path / ".nubes" / "notes" / "first.txt").read_text() == "hello"
-    assert app.storage_uri == "file://.nubes"
+    assert (project / ".nubes" / "notes" / "first.txt").read_text() == "hello"
+    assert not (elsewhere / ".nubes").exists()
+    assert app.storage_uri == (project / ".nubes").as_uri()
 
 
 def test_env_and_argument_choose_the_store(monkeypatch: pytest.MonkeyPatch) -> None:

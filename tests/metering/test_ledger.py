@@ -136,7 +136,7 @@ def test_a_full_buffer_drops_oldest_with_an_error_log(caplog: pytest.LogCaptureF
 
 
 def test_one_object_per_day_and_duckdb_reads_it_through_the_bridge() -> None:
-    from nubes.data.bridge import Bridge
+    from nubes.data import Bridge
 
     store = MemoryStore("ledger-days")
     ledger = Ledger(lambda: store, nubes.App("x").log, background=False)

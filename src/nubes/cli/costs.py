@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import request_parts, METHODS, AppArg, cli, fail, load
+from nubes.cli.common import request_parts, METHODS, AppArg, fail, load
 from nubes.errors import NubesError
 
 
@@ -22,7 +22,6 @@ def _usd(value: Any) -> str:
     return "" if value is None else f"${value:.8f}"
 
 
-@cli.command()
 def costs(
     app: AppArg,
     by: Annotated[str, typer.Option("--by", help="request, route, tenant, day or provider")] = "route",
@@ -90,7 +89,6 @@ def costs(
         console.print(f"free tier credit {_usd(t['free_tier_credit_usd'])}; after it {_usd(t['cost_after_free_tier_usd'])}")
 
 
-@cli.command()
 def quote(
     app: AppArg,
     method: Annotated[str, typer.Argument(help="HTTP method: " + ", ".join(METHODS))],
@@ -131,7 +129,6 @@ def quote(
         console.print(f"datasets: {sizes}")
 
 
-@cli.command()
 def prices(
     app: Annotated[str | None, typer.Argument(metavar="[APP]", help="show this app's prices (with its overrides)")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002

@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import AppArg, load, cli, fail
+from nubes.cli.common import AppArg, load, fail
 
 
-@cli.command()
 def catalog(
     app: AppArg,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
@@ -39,7 +38,6 @@ def catalog(
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
-@cli.command()
 def check(
     app: AppArg,
     dataset: Annotated[str | None, typer.Argument(help="one dataset (default: all)")] = None,
@@ -78,7 +76,6 @@ def check(
         raise typer.Exit(1)
 
 
-@cli.command()
 def lineage(
     app: AppArg,
     dataset: Annotated[str | None, typer.Argument(help="only invocations that read or wrote this dataset")] = None,

@@ -4,7 +4,6 @@ way AWS Lambda, Cloud Functions or Azure Functions would (see :mod:`nubes.adapte
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from datetime import UTC
 from typing import Annotated, Any
@@ -12,44 +11,42 @@ from typing import Annotated, Any
 import typer
 
 from nubes.cli.common import AppArg, cli, err, fail, load
-from nubes.errors import NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import NubesError
 
-PROVIDERS = ("aws", "gcp", "azure")
-AWS_EVENTS = ("http", "rest", "alb", "url")
+from nubes.core.clouds import names as _cloud_names
+
+PROVIDERS = _cloud_names()
 
 EmulateOpt = Annotated[str | None, typer.Option("--emulate", metavar="PROVIDER",
                                                 help="answer as this provider would: aws, gcp or azure (its payloads, adapter, limits)")]
-AwsEventOpt = Annotated[str, typer.Option("--aws-event", help="with --emulate aws: the front end: http (API Gateway HTTP API, "
+AwsEventOpt = Annotated[str | None, typer.Option("--aws-event", "--front", help="with --emulate aws: the front end: http (API Gateway HTTP API, "
                                                                "payload 2.0), rest (REST API), alb, url (Function URL)")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
                                                   help="with --emulate: the function's timeout (default: the provider's)")]
-MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB", help="with --emulate: the function's memory (default: the provider's)")]
+MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
+                                                help="with --emulate: the function's memory (default: the provider's)")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
 
 
-def _check(emulate: str | None, aws_event: str, timeout: float | None, memory: int | None, workers: int | None) -> None:
+def _check(emulate: str | None, aws_event: str | None, timeout: float | None, memory: int | None, workers: int | None) -> None:
+    """Refuse emulation options without --emulate; the emulated cloud itself checks their values."""
     if emulate is None:
-        given = [name for name, value in (("--timeout", timeout), ("--memory", memory)) if value is not None]
-        if aws_event != "http":
-            given.append("--aws-event")
+        given = [name for name, value in (("--timeout", timeout), ("--memory", memory), ("--aws-event", aws_event))
+                 if value is not None]
         if workers not in (None, 2):
             given.append("--workers")
         if given:
-            fail(f"{', '.join(given)} need --emulate aws|gcp|azure")
+            fail(f"{', '.join(given)} need --emulate {'|'.join(PROVIDERS)}")
         return
     if emulate not in PROVIDERS:
         fail(f"--emulate {emulate!r}: use one of {', '.join(PROVIDERS)}")
-    if aws_event not in AWS_EVENTS:
-        fail(f"--aws-event {aws_event!r}: use one of {', '.join(AWS_EVENTS)}")
-    if aws_event != "http" and emulate != "aws":
-        fail(f"--aws-event is for --emulate aws, not {emulate}")
     if workers is not None and workers < 1:
         fail(f"--workers {workers}: at least 1")
 
 
-def _emulator(spec: str, emulate: str, aws_event: str, timeout: float | None, memory: int | None, workers: int,
+def _emulator(spec: str, emulate: str, aws_event: str | None, timeout: float | None, memory: int | None, workers: int,
               request_limit: int | None = None) -> Any:
     from nubes.adapters.emulator import Emulator
 
@@ -60,7 +57,7 @@ def _emulator(spec: str, emulate: str, aws_event: str, timeout: float | None, me
         fail(str(exc))
 
 
-def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str, timeout: float | None,
+def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str | None, timeout: float | None,
                    memory: int | None, workers: int, request_limit: int | None = None) -> None:
     """``nubes serve APP --emulate PROVIDER``: serve until Ctrl+C / SIGTERM, then stop every worker."""
     from nubes.adapters.emulator import EmulatorServer
@@ -77,20 +74,16 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
     err.print(f"nubes: emulating {emulator.provider.label} for {application.name!r} on [bold]{server.url}[/]  "
               f"(timeout {settings.timeout:g} s, memory {settings.memory} MB, up to {workers} workers; Ctrl+C to stop)")
 
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
     except KeyboardInterrupt:
-        err.print("nubes: stopped")
+        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         server.server_close()  # also stops the workers
+    err.print("nubes: stopped")
 
 
-def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str, timeout: float | None,
+def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str | None, timeout: float | None,
                     memory: int | None) -> Response:
     """``nubes invoke --emulate``: one request through one fresh worker (a cold start)."""
     _check(emulate, aws_event, timeout, memory, None)
@@ -123,11 +116,11 @@ def emit(
     if size < 0:
         fail(f"--size {size}: must be 0 or more")
     if emulate is None:
-        _check(None, "http", timeout, memory, None)
+        _check(None, None, timeout, memory, None)
         _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue)
         return
-    _check(emulate, "http", timeout, memory, None)
-    emulator = _emulator(app, emulate, "http", timeout, memory, 1)
+    _check(emulate, None, timeout, memory, None)
+    emulator = _emulator(app, emulate, None, timeout, memory, 1)
     try:
         result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue)
     except NubesError as exc:
@@ -155,7 +148,7 @@ def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, 
         event = Scheduled(value, datetime.now(UTC))
     try:
         results = application.handle_event(event)
-    except Exception as exc:  # noqa: BLE001 - logged by handle_event
+    except Exception as exc:
         print(json.dumps({"ok": False, "errorType": type(exc).__name__, "errorMessage": str(exc)}, indent=2))
         raise typer.Exit(1) from None
     print(json.dumps({"ok": True, "result": results}, default=str, indent=2))

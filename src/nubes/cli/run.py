@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import request_parts, METHODS, AppArg, cli, err, fail, load
+from nubes.cli.common import METHODS, AppArg, cli, err, fail, load, request_parts
 from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
@@ -26,7 +26,7 @@ def invoke(
     include: Annotated[bool, typer.Option("-i", "--include", help="print the status line and headers")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write the body to this file")] = None,
     emulate: EmulateOpt = None,
-    aws_event: AwsEventOpt = "http",
+    aws_event: AwsEventOpt = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
 ) -> None:
@@ -78,7 +78,7 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0 picks a free one)")] = 8000,
     emulate: EmulateOpt = None,
-    aws_event: AwsEventOpt = "http",
+    aws_event: AwsEventOpt = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
     workers: WorkersOpt = 2,
@@ -112,11 +112,12 @@ def serve(
     err.print(f"nubes: serving {application.name!r} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
     err.print(f"       OpenAPI: {server.url}/_nubes/openapi.json")
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
     except KeyboardInterrupt:
-        err.print("nubes: stopped")
+        pass
     finally:
         server.server_close()
+    err.print("nubes: stopped")
 
 
 @cli.command()

@@ -7,42 +7,55 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nubes.core import encoding
 from nubes.core.binding import bind, signature_params
 from nubes.core.context import Context
-from nubes.errors import ConfigError, HTTPError, NoHandler, StorageError
+from nubes.core.event_handlers import EventHandlers
+from nubes.core.extensions import Extensible
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.core.routing import PathTemplate, Route, Router, _Options
+from nubes.errors import ConfigError, HTTPError, StorageError
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
-    from nubes.core.events import Event, EventRoute, Platform
+    from nubes.core.asgi import ASGIApp
+    from nubes.core.auth import Auth
+    from nubes.core.jobs import Jobs, JobRun
+    from nubes.core.events import EventRoute, Platform
+    from nubes.core.extensions import Extension
     from nubes.core.hooks import Invocation, InvocationHook
-    from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 INTERNAL_PREFIX = "/_nubes/"
+JOB_PATH = "/_nubes/jobs/{job_id}"
 DEFAULT_STORAGE = "file://.nubes"
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-class App:
+class App(Extensible, EventHandlers):
     """A nubes application: the same object runs locally, on AWS Lambda, Cloud Functions and Azure.
 
     ``storage`` is the URI of the app's home store, where it keeps its own state (default:
-    ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` under the working directory).
-    ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``catalog`` is a ``catalog.yaml`` path
-    (default: ``catalog.yaml`` beside the module that creates the app, if it exists).
-    ``sql_endpoint=True`` (or a :class:`~nubes.data.sql_endpoint.SqlEndpoint` with limits, or
-    ``NUBES_SQL_ENDPOINT=1`` in the environment) adds ``POST /_nubes/sql`` (read-only SQL over the catalog).
-    ``max_rows`` caps the rows of a table a route may answer with (per route: ``max_rows=``).
-    ``models=False`` removes the built-in model routes (``/_nubes/models``, see :mod:`nubes.ml.serving`).
+    ``NUBES_STORAGE`` from the environment, else ``file://.nubes`` beside the file that creates the app).
+    ``openapi=False`` removes ``GET /_nubes/openapi.json``. ``max_rows`` caps the rows of a table a
+    route may answer with (per route: ``max_rows=``).
+
+    Features attach as extensions (:mod:`nubes.core.extensions`); by default the data, ML and metering
+    extensions, which read these options: ``catalog`` (a ``catalog.yaml`` path; default: the one beside
+    the app's file), ``sql_endpoint`` (``True`` or a :class:`~nubes.data.sql_endpoint.SqlEndpoint`;
+    default ``NUBES_SQL_ENDPOINT``) adds ``POST /_nubes/sql``, ``models=False`` removes the model
+    routes. ``extensions=[...]`` replaces the defaults; ``app.include(ext)`` adds one.
+
+    ``auth`` (:mod:`nubes.core.auth`): an :class:`~nubes.core.auth.Auth`, ``False`` (no authentication,
+    every route open) or ``None`` (default: ``[auth]`` in ``nubes.toml`` and the environment, read on
+    the first request). Built-in ``/_nubes/`` routes need the ``admin`` role unless opened.
     """
 
     def __init__(
@@ -58,6 +71,8 @@ class App:
         sql_endpoint: bool | Any = None,
         max_rows: int = 100_000,
         models: bool = True,
+        extensions: Iterable[Extension] | None = None,
+        auth: Auth | bool | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("App needs a name, e.g. nubes.App('sales')")
@@ -68,47 +83,36 @@ class App:
         self.router = Router()
         self.event_routes: list[EventRoute] = []
         self.max_rows = max_rows
-        if sql_endpoint is None:  # not set in code: the environment decides (off by default)
-            sql_endpoint = os.environ.get("NUBES_SQL_ENDPOINT", "").lower() in ("1", "true", "yes", "on")
-        self.sql_endpoint = sql_endpoint
-        from pathlib import Path
-
-        if catalog is None:
-            caller = sys._getframe(1).f_globals.get("__file__")
-            yaml_path = Path(caller).resolve().parent / "catalog.yaml" if caller else None
-        else:
-            yaml_path = Path(catalog)
-        from nubes.data.catalog import Catalog
-
-        self.catalog = Catalog(yaml_path)
+        caller = sys._getframe(1).f_globals.get("__file__")
+        self.root: str = os.path.dirname(os.path.abspath(caller)) if caller else os.getcwd()
+        """The directory of the file that created the app (the working directory if none)."""
+        self.options: dict[str, Any] = {"catalog": catalog, "sql_endpoint": sql_endpoint, "models": models}
+        """Options for the extensions, by name (each extension documents the ones it reads)."""
         self._stores: dict[str, ObjectStore] = {}
-        from nubes.data.session import CheckCache
-
-        self.check_cache = CheckCache()
-        from nubes.metering.meter import Meter
-
-        self.hooks: list[InvocationHook] = [Meter(self)]  # metering (nubes.metering)
+        self.hooks: list[InvocationHook] = []
         self._storage_uri = storage
         self._storage: ObjectStore | None = None
-        self._models: ModelRegistry | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.log = BoundLog(logger(), app=name)
+        self.extensions: dict[str, Extension] = {}
+        self._attributes: dict[str, Any] = {}
+        self._lazy: dict[str, Callable[[App], Any]] = {}
+        self._context_attributes: dict[str, Any] = {}
+        self.context_class: type[Context] = Context
+        if auth is not None and auth is not False and auth is not True and not hasattr(auth, "check"):
+            raise ConfigError(f"App(auth={auth!r}): use an nubes.core.auth.Auth, False (no authentication) or None")
+        self._auth_spec = auth
+        self._auth: Auth | None = None
+        self._needs: dict[Route, Any] = {}
+        self._jobs: Jobs | None = None
         if openapi:
             self._internal("/_nubes/openapi.json", ["GET"], _openapi_route, summary="This API as OpenAPI 3.1")
-        self._internal("/_nubes/catalog", ["GET"], _catalog_route, summary="The data catalog")
-        from nubes.metering.routes import costs_route, quote_route
+        if extensions is None:
+            from nubes.core.extensions import defaults
 
-        self._internal("/_nubes/costs", ["GET"], costs_route, summary="Metered costs from the ledger")
-        self._internal("/_nubes/quote", ["GET"], quote_route, summary="An invocation's cost on each provider, before it runs")
-        if sql_endpoint:
-            from nubes.data.sql_endpoint import sql_route
-
-            self._internal("/_nubes/sql", ["POST"], sql_route, summary="Read-only SQL over the catalog")
-        if models:
-            self._internal("/_nubes/models", ["GET"], _models_route, summary="The registered models")
-            self._internal("/_nubes/models/{name}", ["GET"], _model_route, summary="One model's versions")
-            self._internal("/_nubes/models/{name}/predict", ["POST"], _predict_route,
-                           summary="Predictions of a registered model")
+            extensions = defaults()
+        for extension in extensions:
+            self.include(extension)
 
     # -- registration ----------------------------------------------------------------------
     def route(
@@ -148,51 +152,29 @@ class App:
     def delete(self, path: str, **kw: Any) -> Callable[[F], F]:
         return self.route(path, ["DELETE"], **kw)
 
-    # -- event handlers --------------------------------------------------------------------
-    def on_object_created(self, prefix: str = "", *, store: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, event: ObjectCreated)`` when an object whose key starts
-        with ``prefix`` is created (in ``store``, a URI such as ``s3://bucket``; any store if None)."""
-        from nubes.core.events import EventRoute
+    def job(self, path: str, methods: Iterable[str] = ("POST",), **kw: Any) -> Callable[[F], F]:
+        """A route whose handler runs asynchronously: the caller gets 202 and a job to poll
+        (:mod:`nubes.core.jobs`); the same as ``@app.post(path, job=True)``."""
+        return self.route(path, methods, job=True, **kw)
 
-        return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, options=options))
+    @property
+    def jobs(self) -> Jobs:
+        """The app's jobs (:class:`~nubes.core.jobs.Jobs`), opened on first use."""
+        if self._jobs is None:
+            with self._lock:
+                if self._jobs is None:
+                    from nubes.core.jobs import Jobs
 
-    def on_message(self, queue: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, message: Message)`` for each message of ``queue`` (any queue if None)."""
-        from nubes.core.events import EventRoute
+                    self._jobs = Jobs(self)
+        return self._jobs
 
-        return self._on(EventRoute("message", _nothing, "", queue=queue, options=options))
+    def run_job(self, job_id: str, *, platform: Platform | None = None, deadline: float | None = None,
+                request_id: str | None = None) -> str:
+        """Run one attempt of job ``job_id`` here, if no one else is: ``"done"`` (it finished, or had
+        nothing to do) or ``"retry"`` (the attempt failed and the job is queued for another)."""
+        from nubes.core.jobs import run_job
 
-    def on_schedule(self, name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, event: Scheduled)`` when the schedule ``name`` fires.
-
-        ``cron`` (six-field NCRONTAB ``sec min hour day month weekday``) says when, for deployment
-        and for providers whose timers are declared with the function (Azure).
-        """
-        if not name:
-            raise ConfigError("on_schedule needs the schedule's name (the EventBridge rule / Scheduler job / timer)")
-        from nubes.core.events import EventRoute
-
-        return self._on(EventRoute("schedule", _nothing, "", schedule=name, cron=cron, options=options))
-
-    def _on(self, route: EventRoute) -> Callable[[F], F]:
-        def decorator(fn: F) -> F:
-            import inspect
-
-            where = f"{route.kind} handler {getattr(fn, '__qualname__', fn)}"
-            try:
-                positional = [
-                    p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                ]
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"{where}: cannot read its signature: {exc}") from None
-            if len(positional) < 2:
-                raise ConfigError(f"{where}: an event handler takes (ctx, event), e.g. def handler(ctx, event): ...")
-            route.handler = fn
-            route.name = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', repr(fn))}"
-            self.event_routes.append(route)
-            return fn
-
-        return decorator
+        return run_job(self, job_id, platform=platform, deadline=deadline, request_id=request_id)
 
     def _internal(self, path: str, methods: list[str], fn: Callable[..., Any], **kw: Any) -> None:
         self._add(path, methods, fn, internal=True, **kw)
@@ -217,6 +199,12 @@ class App:
             raise ConfigError(f"route {path!r}: unknown HTTP method(s) {sorted(unknown)}; use {sorted(_METHODS)}")
         template = PathTemplate(path)
         where = f"route {'/'.join(sorted(upper))} {path} ({getattr(fn, '__qualname__', fn)})"
+        if options and "auth" in options:
+            from nubes.core.auth import requirement
+
+            requirement(options["auth"], f"{where}: auth")  # a bad setting fails at import, not per request
+        if options and options.get("job") and not any(r.path == JOB_PATH for r in self.router.routes):
+            self._add_job_routes()
         params = signature_params(fn, template.names, where)
         import inspect
 
@@ -238,15 +226,52 @@ class App:
             )
         )
 
+    def _add_job_routes(self) -> None:
+        from nubes.core.jobs import job_cancel, job_result, job_status
+
+        # visible to the job's submitter and admins (checked per job), so open at the route level
+        self._internal(JOB_PATH, ["GET"], job_status, summary="A job's status, progress and result", options={"auth": False})
+        self._internal(JOB_PATH, ["DELETE"], job_cancel, summary="Cancel a queued job", options={"auth": False})
+        self._internal(JOB_PATH + "/result", ["GET"], job_result, summary="A finished job's result", options={"auth": False})
+
     @property
     def routes(self) -> list[Route]:
         """The app's own routes in match order (nubes' built-in ``/_nubes/`` routes excluded)."""
         return [r for r in self.router.routes if not r.internal]
 
+    # -- authentication ----------------------------------------------------------------------
+    @property
+    def auth(self) -> Auth:
+        """The app's authentication settings (:mod:`nubes.core.auth`), resolved on first use."""
+        if self._auth is None:
+            with self._lock:
+                if self._auth is None:
+                    from nubes.core.auth import Auth, NoAuth
+
+                    spec = self._auth_spec
+                    self._auth = NoAuth() if spec is False else spec if isinstance(spec, Auth) else Auth.from_config(self.root)
+        return self._auth
+
+    def _authorize(self, route: Route, request: Request) -> Any:
+        """The caller of ``request`` if ``route`` lets them in; raises the 401/403 HTTPError otherwise."""
+        auth = self._auth or self.auth
+        needs = self._needs
+        if route in needs:
+            needed = needs[route]
+        else:
+            needed = needs[route] = auth.requirement_for(route)
+        return auth.check(request, needed)
+
     # -- storage ---------------------------------------------------------------------------
     @property
     def storage_uri(self) -> str:
-        return self._storage_uri or os.environ.get("NUBES_STORAGE") or DEFAULT_STORAGE
+        """The home store's URI; the default ``file://.nubes`` is resolved beside the app's file."""
+        uri = self._storage_uri or os.environ.get("NUBES_STORAGE") or DEFAULT_STORAGE
+        if uri == DEFAULT_STORAGE:
+            from pathlib import Path
+
+            uri = (Path(self.root) / ".nubes").as_uri()
+        return uri
 
     @property
     def storage(self) -> ObjectStore:
@@ -258,18 +283,6 @@ class App:
 
                     self._storage = open_store(self.storage_uri)
         return self._storage
-
-    @property
-    def models(self) -> ModelRegistry:
-        """The model registry in the app's home store (:mod:`nubes.ml.registry`), opened on first use."""
-        if self._models is None:
-            store = self.storage
-            with self._lock:
-                if self._models is None:
-                    from nubes.ml.registry import ModelRegistry
-
-                    self._models = ModelRegistry(store, app=self)
-        return self._models
 
     def open_store(self, uri: str) -> ObjectStore:
         """The store at ``uri``, opened once per warm instance and shared by its invocations."""
@@ -287,29 +300,6 @@ class App:
                     self._stores[uri] = store
         return store
 
-    # -- catalog ---------------------------------------------------------------------------
-    def dataset(
-        self,
-        name: str,
-        uri: str,
-        *,
-        format: str | None = None,  # noqa: A002
-        schema: dict[str, str] | None = None,
-        description: str = "",
-        owner: str = "",
-        tags: Iterable[str] = (),
-        checks: Iterable[Any] = (),
-        partitioning: str | None = None,
-    ) -> Any:
-        """Declare a dataset: visible to ``ctx.sql`` as a view named ``name``, to ``ctx.table(name)``,
-        listed by ``nubes catalog`` and ``GET /_nubes/catalog``; ``checks`` guard its readers."""
-        from nubes.data.catalog import make_dataset
-
-        return self.catalog.add(
-            make_dataset(name, uri, format=format, schema=schema, description=description, owner=owner,
-                         tags=tags, checks=checks, partitioning=partitioning)
-        )
-
     # -- dispatch --------------------------------------------------------------------------
     def handle(
         self,
@@ -318,11 +308,13 @@ class App:
         request_id: str | None = None,
         deadline: float | None = None,
         platform: Platform | None = None,
+        job: JobRun | None = None,
     ) -> Response:
         """Answer one request. Never raises: every failure becomes a problem+json response.
 
         ``deadline`` is the monotonic time by which the provider stops the invocation;
-        ``platform`` says where it runs (adapters pass both).
+        ``platform`` says where it runs (adapters pass both). ``job`` runs a job's stored request
+        (see :meth:`run_job`): its handler is called as the submitter, instead of being queued.
         """
         started = time.perf_counter()
         rid = request_id or new_request_id()
@@ -336,14 +328,21 @@ class App:
                 route, values = self.router.match(request.method, request.raw_path)
                 if inv is not None:
                     inv.route = route.path
-                ctx = Context(request, self, rid, log, deadline=deadline, route=route.path, platform=platform,
-                              options=route.options)
+                principal = job.principal if job is not None else self._authorize(route, request)
+                if inv is not None:
+                    inv.principal = principal
                 kwargs = bind(route.params, request, values)
-                result = route.handler(ctx, **kwargs)
-                if hasattr(result, "__await__"):
-                    result = _run(result)
-                response = encoding.encode(result, request, query_format=route.query_format,
-                                           max_rows=route.options.get("max_rows", self.max_rows))
+                encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
+                if job is None and route.options.get("job"):
+                    response = self.jobs.submit(route, request, principal)
+                else:
+                    ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
+                                             platform=platform, options=route.options, principal=principal, job=job)
+                    result = route.handler(ctx, **kwargs)
+                    if hasattr(result, "__await__"):
+                        result = run_awaitable(result)
+                    response = encoding.encode(result, request, query_format=route.query_format,
+                                               max_rows=route.options.get("max_rows", self.max_rows))
             except _Options as opt:
                 response = Response(b"", 204, {"allow": opt.allow})
             except HTTPError as exc:
@@ -388,14 +387,14 @@ class App:
         hooks = [h for h in self.hooks if getattr(h, "enabled", True)]
         if not hooks:
             return None
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from nubes.core.hooks import Invocation
         from nubes.storage.base import IOStats
 
         if platform is None:
             from nubes.core.events import LOCAL as platform
-        inv = Invocation(self, rid, kind, platform, started, datetime.now(timezone.utc), IOStats(), **what)
+        inv = Invocation(self, rid, kind, platform, started, datetime.now(UTC), IOStats(), **what)
         inv.state["hooks"] = hooks
         for hook in hooks:
             try:
@@ -414,80 +413,23 @@ class App:
         return inv.log_fields
 
     def _finish(self, ctx: Context, log: BoundLog) -> None:
-        """End an invocation's analytics session and record its lineage (never fails the invocation)."""
-        session = ctx._session
-        if session is None:
+        """Run the callbacks extensions registered with ``ctx.on_finish`` (never fails the invocation)."""
+        callbacks = ctx._finishers
+        if not callbacks:
             return
-        try:
-            io = CURRENT_IO.get()
-            if io is not None and session._bridge is not None:
-                io.merge(session._bridge.stats)
-            entry = session.lineage()
-            if entry is not None:
-                from nubes.data import lineage
+        ctx._finishers = None
+        for callback in reversed(callbacks):
+            try:
+                callback(ctx)
+            except Exception:
+                log.exception("invocation clean-up failed", route=ctx.route, callback=getattr(callback, "__qualname__", None))
 
-                lineage.record(self.storage, {"request_id": ctx.request_id, "app": self.name, "route": ctx.route, **entry})
-        except Exception:
-            log.exception("could not record lineage", route=ctx.route)
-        finally:
-            session.close()
+    @property
+    def asgi(self) -> ASGIApp:
+        """This app as an ASGI 3 application (:mod:`nubes.core.asgi`), made on first use."""
+        from nubes.core.asgi import asgi_of
 
-    def handle_event(
-        self,
-        event: Event,
-        *,
-        request_id: str | None = None,
-        deadline: float | None = None,
-        platform: Platform | None = None,
-    ) -> list[Any]:
-        """Call every handler registered for ``event`` as ``handler(ctx, event)``; return their results.
-
-        Raises :class:`~nubes.errors.NoHandler` if none matches, and lets a handler's exception
-        propagate (after logging it) so the adapter can report the failure the provider's way
-        (e.g. the message in SQS ``batchItemFailures``). One JSON log line per call.
-        """
-        started = time.perf_counter()
-        rid = request_id or new_request_id()
-        log = self.log.bind(request_id=rid)
-        routes = [r for r in self.event_routes if r.matches(event)]
-        if not routes:
-            log.warning("no handler", event=type(event).__name__, detail=_describe(event))
-            raise NoHandler(f"no handler in app {self.name!r} for {_describe(event)}; registered: "
-                            + (", ".join(r.describe() for r in self.event_routes) or "none"))
-        results = []
-        outcome = "ok"
-        inv = self._begin(rid, "event", platform, started, event=event, route=",".join(r.name for r in routes))
-        token = CURRENT_IO.set(inv.io) if inv is not None else None
-        try:
-            for route in routes:
-                ctx = Context(None, self, rid, log, deadline=deadline, route=route.name, event=event, platform=platform,
-                              options=route.options)
-                try:
-                    result = route.handler(ctx, event)
-                    if hasattr(result, "__await__"):
-                        result = _run(result)
-                finally:
-                    self._finish(ctx, log)
-                results.append(result)
-        except Exception:
-            outcome = "error"
-            log.exception("event handler failed", event=type(event).__name__, detail=_describe(event))
-            raise
-        finally:
-            if token is not None:
-                CURRENT_IO.reset(token)
-            duration_ms = round((time.perf_counter() - started) * 1000, 3)
-            fields = self._end(inv, 200 if outcome == "ok" else 500, duration_ms, None, log) if inv is not None else {}
-            log.info(
-                "invocation",
-                event=type(event).__name__,
-                detail=_describe(event),
-                handlers=[r.name for r in routes],
-                outcome=outcome,
-                duration_ms=duration_ms,
-                **fields,
-            )
-        return results
+        return asgi_of(self)
 
     def openapi(self) -> dict[str, Any]:
         """This app's routes as an OpenAPI 3.1 document."""
@@ -507,22 +449,6 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _nothing(ctx: Context, event: Event) -> None:  # placeholder until the decorator binds the handler
-    return None
-
-
-def _describe(event: Event) -> str:
-    from nubes.core.events import Message, ObjectCreated, Scheduled
-
-    if isinstance(event, ObjectCreated):
-        return f"object created {event.url}"
-    if isinstance(event, Message):
-        return f"message {event.id} on queue {event.queue or '?'}"
-    if isinstance(event, Scheduled):
-        return f"schedule {event.name!r} at {event.time.isoformat()}"
-    return repr(event)
-
-
 def problem_response(exc: HTTPError, request: Request, request_id: str) -> Response:
     """An RFC 9457 ``application/problem+json`` response for ``exc``."""
     body = exc.problem()
@@ -532,7 +458,7 @@ def problem_response(exc: HTTPError, request: Request, request_id: str) -> Respo
     return response
 
 
-def _run(awaitable: Any) -> Any:
+def run_awaitable(awaitable: Any) -> Any:
     import asyncio
 
     try:
@@ -548,27 +474,3 @@ async def _await(awaitable: Any) -> Any:
 
 def _openapi_route(ctx: Context) -> dict[str, Any]:
     return ctx.app.openapi()
-
-
-def _catalog_route(ctx: Context) -> dict[str, Any]:
-    from nubes.data.catalog_report import describe_catalog
-
-    return {"app": ctx.app.name, "datasets": describe_catalog(ctx.app)}
-
-
-def _models_route(ctx: Context) -> dict[str, Any]:
-    from nubes.ml.serving import list_models
-
-    return list_models(ctx)
-
-
-def _model_route(ctx: Context, name: str) -> dict[str, Any]:
-    from nubes.ml.serving import describe_model
-
-    return describe_model(ctx, name)
-
-
-def _predict_route(ctx: Context, name: str, version: int | None = None, alias: str | None = None) -> dict[str, Any]:
-    from nubes.ml.serving import predict
-
-    return predict(ctx, name, version, alias)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nubes.core.logs import BoundLog
 from nubes.core.request import Request
 
 if TYPE_CHECKING:
-    import duckdb
-    import polars as pl
+    from collections.abc import Callable
 
-    from nubes.data.session import Session
     from nubes.core.app import App
-    from nubes.data.catalog import Dataset
+    from nubes.core.auth import Principal
+    from nubes.core.jobs import JobRun
     from nubes.core.events import Event, Platform
-    from nubes.ml.registry import ModelRegistry
     from nubes.storage.base import ObjectStore
 
 
@@ -30,12 +27,29 @@ class Context:
     the provider's id when a cloud adapter supplies one), ``log`` (structured log lines tagged
     with the request id), ``storage`` (the app's home object store), ``started`` (monotonic
     seconds), ``deadline`` (monotonic seconds by which the provider stops the invocation, or None)
-    and ``state`` (a dict for the handler's own use during this invocation).
+    ``state`` (a dict for the handler's own use during this invocation) and ``principal`` (the
+authenticated caller, :class:`~nubes.core.auth.Principal`, or None).
+
+    Extensions add attributes (the default ones: ``ctx.sql``, ``ctx.table``, ``ctx.write`` from
+    :mod:`nubes.data`, ``ctx.models`` from :mod:`nubes.ml`); see :mod:`nubes.core.extensions`.
     """
 
     __slots__ = (
-        "request", "event", "platform", "app", "request_id", "log", "started", "deadline", "state", "route", "options",
-        "_session",
+        "_extension_state",
+        "_finishers",
+        "app",
+        "deadline",
+        "event",
+        "job",
+        "log",
+        "options",
+        "platform",
+        "principal",
+        "request",
+        "request_id",
+        "route",
+        "started",
+        "state",
     )
 
     def __init__(
@@ -50,6 +64,8 @@ class Context:
         event: Event | None = None,
         platform: Platform | None = None,
         options: dict[str, Any] | None = None,
+        principal: Principal | None = None,
+        job: JobRun | None = None,
     ) -> None:
         self.request = request
         self.event = event
@@ -64,7 +80,10 @@ class Context:
         self.state: dict[str, Any] = {}
         self.route = route
         self.options = options or {}
-        self._session: Session | None = None
+        self.principal = principal
+        self.job = job
+        self._extension_state: dict[str, Any] | None = None
+        self._finishers: list[Callable[[Context], None]] | None = None
 
     @property
     def storage(self) -> ObjectStore:
@@ -72,50 +91,30 @@ class Context:
         return self.app.storage
 
     @property
-    def models(self) -> ModelRegistry:
-        """The app's model registry (``ctx.app.models``): register, load, promote fitted models."""
-        return self.app.models
+    def extension_state(self) -> dict[str, Any]:
+        """Per-invocation state of the extensions, by key (created on first use)."""
+        if self._extension_state is None:
+            self._extension_state = {}
+        return self._extension_state
 
-    # -- analytics ------------------------------------------------------------------------
-    @property
-    def session(self) -> Session:
-        """This invocation's analytics session (opened on first use, closed when the invocation ends)."""
-        if self._session is None:
-            from nubes.data.session import Session
+    def on_finish(self, callback: Callable[[Context], None]) -> None:
+        """Call ``callback(ctx)`` when the invocation ends, before its hooks' ``end`` (last registered, first called)."""
+        if self._finishers is None:
+            self._finishers = []
+        self._finishers.append(callback)
 
-            self._session = Session(self.app, enforce_checks=self.options.get("checks", True))
-        return self._session
+    def progress(self, value: float | None = None, message: str | None = None) -> None:
+        """Report a job's progress (``value`` from 0 to 1, a ``message``): polling callers see it in the
+        job document. Outside a job (``@app.job``) it does nothing, so one handler serves both."""
+        if self.job is not None:
+            self.job.progress(value, message)
 
-    def sql(self, query: str, /, **params: Any) -> duckdb.DuckDBPyRelation:
-        """Run DuckDB SQL with every catalog dataset visible as a view by its name.
-
-        Keyword arguments are bound as prepared-statement parameters (``$name`` in the query), never
-        formatted into the SQL text. Returns a lazy DuckDB relation (return it to answer with it).
-        A dataset whose ``error`` checks fail makes this a 409 unless the route says ``checks=False``.
-        """
-        return self.session.sql(query, params or None)
-
-    def table(self, name: str) -> pl.LazyFrame:
-        """Catalog dataset ``name`` as a Polars LazyFrame (projection and filters pushed into the reads)."""
-        return self.session.table(name)
-
-    def write(
-        self,
-        target: str,
-        frame: Any,
-        *,
-        format: str = "parquet",  # noqa: A002
-        partition_by: Sequence[str] | str | None = None,
-        mode: str = "overwrite",
-    ) -> Dataset:
-        """Write ``frame`` (Polars, DuckDB relation, Arrow table or SQL text) to a catalog dataset or a URI.
-
-        Atomic: readers see the previous version or the new one, never a mix. A single-object URI is
-        replaced whole; a prefix dataset (URI ending with ``/``) gets a new version of files under it
-        and a manifest swap (``mode="append"`` adds files, ``partition_by`` writes hive folders).
-        The dataset is registered in the catalog if it was not there.
-        """
-        return self.session.write(target, frame, format=format, partition_by=partition_by, mode=mode)
+    def __getattr__(self, name: str) -> Any:
+        # only reached when normal lookup fails: say where extension attributes come from
+        raise AttributeError(
+            f"ctx has no attribute {name!r}; extension attributes (ctx.sql, ctx.models ...) exist only when the app "
+            f"includes that extension (included: {', '.join(self.app.extensions) or 'none'})"
+        )
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline, or None when there is none."""

@@ -38,6 +38,7 @@ class Invocation:
     duration_ms: float | None = None
     response: Response | None = None
     log_fields: dict[str, Any] = field(default_factory=dict)
+    principal: Any = None  # the authenticated caller (nubes.core.auth.Principal), if any
     state: dict[str, Any] = field(default_factory=dict)  # per-hook scratch space
 
 

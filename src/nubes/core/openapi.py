@@ -185,11 +185,29 @@ def document(app: App) -> dict[str, Any]:
     """The OpenAPI 3.1 document for ``app``'s own routes."""
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
+    auth = app.auth
     for route in app.routes:
         item = paths.setdefault(route.template.openapi_path(), {})
+        needed = auth.requirement_for(route)
         for method in sorted(route.methods):
-            item[method.lower()] = _operation(route, method, schemas)
+            op = item[method.lower()] = _operation(route, method, schemas)
+            if needed is not None:
+                _secure(op, needed.describe())
     info: dict[str, Any] = {"title": app.title, "version": app.version}
     if app.description:
         info["description"] = app.description
-    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": {"schemas": schemas.components}}
+    components: dict[str, Any] = {"schemas": schemas.components, "securitySchemes": {
+        "apiKey": {"type": "apiKey", "in": "header", "name": auth.api_key_header,
+                   "description": "An API key configured (hashed) under [auth.api_keys]"},
+        "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                   "description": "A JWT from the issuer configured under [auth.jwt]"},
+    }}
+    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": components}
+
+
+def _secure(op: dict[str, Any], needs: str) -> None:
+    """Mark ``op`` as needing credentials (an API key or a bearer token) and document its 401/403."""
+    op["security"] = [{"apiKey": []}, {"bearer": []}]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    op["responses"].setdefault("401", {"description": "No or invalid credentials", "content": problem})
+    op["responses"].setdefault("403", {"description": f"The caller lacks what the route needs: {needs}", "content": problem})

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from nubes.data.sqltext import literal
 from nubes.errors import ConfigError
 from nubes.metering import ledger as ledger_mod
 from nubes.metering.compute import PLANS, STORAGE_OPS, Usage, price
@@ -47,10 +48,6 @@ _REQUEST_COLUMNS = ["request_id", "start_time", "kind", "method", "path", "route
 _COSTS = ["compute_usd", "request_usd", "gateway_usd", "storage_usd", "cost_usd"]
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 @contextmanager
 def ledger_view(store: ObjectStore, since: str | None = None, until: str | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with a view ``ledger`` over the ledger objects of ``[since, until]``.
@@ -58,15 +55,15 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
     The objects are found with one LIST (day partitions outside the range are skipped by key) and
     read by DuckDB through the storage bridge (``read_json('nubes://home/_nubes/ledger/...')``).
     """
-    from nubes.data.bridge import Bridge
+    from nubes.data.engine.bridge import Bridge
 
     keys = ledger_mod.keys(store, since, until)
     bridge = Bridge({"home": store})
     try:
         con = bridge.duckdb()
-        cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in COLUMNS.items()) + "}"
+        cols = "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in COLUMNS.items()) + "}"
         if keys:
-            files = ", ".join(_sql_str(f"nubes://home/{k}") for k in keys)
+            files = ", ".join(literal(bridge.path(k)) for k in keys)
             source = f"read_json([{files}], format = 'newline_delimited', hive_partitioning = false, columns = {cols})"
         else:
             source = "(SELECT " + ", ".join(f"NULL::{t} AS {k}" for k, t in COLUMNS.items()) + " WHERE false)"
@@ -75,10 +72,10 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
             if not bound:
                 continue
             if len(bound) == 10:
-                where.append(f"day {op} {_sql_str(bound)}")
+                where.append(f"day {op} {literal(bound)}")
             else:
                 strict = "<" if op == "<=" else ">="
-                where.append(f"CAST(start_time AS TIMESTAMPTZ) {strict} CAST({_sql_str(bound)} AS TIMESTAMPTZ)")
+                where.append(f"CAST(start_time AS TIMESTAMPTZ) {strict} CAST({literal(bound)} AS TIMESTAMPTZ)")
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         with bridge.translate_errors():
             con.execute(f"CREATE OR REPLACE TEMP VIEW ledger AS SELECT * FROM {source}{clause}")
@@ -136,9 +133,9 @@ def bill(
     with ledger_view(store, since, until) as con:
         filters = []  # literals, escaped: a view cannot take parameters
         if tenant is not None:
-            filters.append(f"tenant = {_sql_str(tenant)}")
+            filters.append(f"tenant = {literal(tenant)}")
         if route is not None:
-            filters.append(f"route = {_sql_str(route)}")
+            filters.append(f"route = {literal(route)}")
         where = (" WHERE " + " AND ".join(filters)) if filters else ""
         if what_if:
             plan = settings.plan(what_if)
@@ -146,11 +143,11 @@ def bill(
             base = f"""
                 SELECT * EXCLUDE (provider, plan, billed_duration_ms, billed_memory_mb, gb_seconds, cost_compute_usd,
                                   cost_request_usd, cost_gateway_usd, cost_storage_usd, cost_usd, p),
-                       {_sql_str(what_if)} AS provider, {_sql_str(plan)} AS plan,
+                       {literal(what_if)} AS provider, {literal(plan)} AS plan,
                        p.billed_duration_ms, p.billed_memory_mb, p.gb_seconds,
                        p.compute AS cost_compute_usd, p.request AS cost_request_usd, p.gateway AS cost_gateway_usd,
                        p.storage AS cost_storage_usd, p.total AS cost_usd, cost_usd AS metered_usd
-                FROM (SELECT *, nubes_price({_sql_str(what_if)}, {_sql_str(plan)}, duration_ms, memory_mb, peak_rss_mb,
+                FROM (SELECT *, nubes_price({literal(what_if)}, {literal(plan)}, duration_ms, memory_mb, peak_rss_mb,
                                             architecture, kind, ops_put, ops_get, ops_head, ops_list, emulated) AS p
                       FROM ledger{where})"""
         else:

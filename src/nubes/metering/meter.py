@@ -221,7 +221,11 @@ class Meter:
 
     @staticmethod
     def tenant(inv: Invocation, s: Settings) -> str | None:
-        """The caller's tenant: the tenant header, else the tenant of the API key sent."""
+        """The caller's tenant: the authenticated principal's (it cannot be overridden by a header), else
+        the tenant header, else the tenant of the API key sent (the older [metering] api_keys)."""
+        principal = inv.principal
+        if principal is not None and principal.tenant:
+            return str(principal.tenant)
         headers = inv.request.headers  # type: ignore[union-attr]
         if s.tenant_header:
             value = headers.get(s.tenant_header)

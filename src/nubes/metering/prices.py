@@ -135,7 +135,6 @@ DEFAULTS: dict[str, Figure] = {
     "free.azure.flex.gb_seconds": Figure(100_000, "GB-seconds per month, on demand", _AZF, note=_UNVERIFIED),
 }
 
-GCF_TIERS: tuple[int, ...] = tuple(sorted(int(k.rsplit(".", 1)[1]) for k in DEFAULTS if k.startswith("gcp.gen2.vcpu.")))
 
 
 def flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, float]:

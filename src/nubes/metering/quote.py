@@ -40,10 +40,10 @@ from nubes.metering.compute import PLANS, STORAGE_OPS, Usage, price
 
 if TYPE_CHECKING:
     from nubes.core.app import App
-    from nubes.data.catalog import Dataset
     from nubes.core.hooks import Invocation
     from nubes.core.request import Request
-    from nubes.storage.base import IOStats, ObjectInfo, ObjectStore
+    from nubes.data.catalog import Dataset
+    from nubes.storage.base import ObjectInfo, ObjectStore
 
 TARGETS: tuple[tuple[str, str], ...] = (("aws", "lambda"), ("gcp", "gen2"), ("azure", "consumption"), ("azure", "flex"))
 SAMPLE_BYTES = 2 * 1024 * 1024  # bytes of the largest dataset in the smaller slice
@@ -67,8 +67,8 @@ def quote(
 
     ``method_hint`` forces ``history``, ``sample`` or ``sizes``.
     """
-    from nubes.metering import meter_of
     from nubes.core.request import Request
+    from nubes.metering import meter_of
 
     verb = method.upper()
     raw_path, _, qs = path.partition("?")
@@ -103,7 +103,7 @@ def quote(
     if basis is None and method_hint in (None, "sample"):
         try:
             basis = _from_sample(app, request)
-        except Exception as exc:  # noqa: BLE001 - fall back to sizes, say why
+        except Exception as exc:
             if method_hint == "sample":
                 raise
             app.log.warning("quote: sample run failed; estimating from dataset sizes", error=f"{type(exc).__name__}: {exc}")
@@ -385,9 +385,9 @@ class _Sandbox:
         clone._stores = {}
         clone._storage = self.home  # type: ignore[assignment]
         clone._storage_uri = self.home.uri
-        clone._lock = threading.Lock()
-        if hasattr(clone, "_models"):
-            clone._models = None  # a registry over the sandbox's home store, opened on use
+        clone._lock = threading.RLock()
+        # extension attributes built from the real home store are rebuilt over the sandbox's on use
+        clone._attributes = {k: v for k, v in app._attributes.items() if k not in ("models", "check_cache")}
         clone.check_cache = CheckCache()
         clone.log = app.log.bind(quote_sample=True)
         clone.catalog = _SliceCatalog(app, self)  # type: ignore[assignment]
@@ -474,17 +474,18 @@ def _slice_parquet(store: ObjectStore, info: ObjectInfo, fraction: float) -> tup
     import os
     import tempfile
 
-    from nubes.data.bridge import Bridge
+    from nubes.data.engine.bridge import Bridge
+    from nubes.data.sqltext import literal
 
     with Bridge({"src": store}) as bridge, tempfile.TemporaryDirectory(prefix="nubes-quote-") as tmp:
         con = bridge.duckdb()
-        src = "'" + f"nubes://src/{info.key}".replace("'", "''") + "'"
+        src = literal(bridge.path(info.key))
         rows, groups = con.execute(f"SELECT num_rows, num_row_groups FROM parquet_file_metadata({src})").fetchone()
         rows, groups = int(rows or 0), max(int(groups or 1), 1)
         per_group = max(VECTOR, math.ceil(math.ceil(rows * fraction) / groups / VECTOR) * VECTOR)
         n = min(rows, per_group * groups)
         out = os.path.join(tmp, "slice.parquet")
-        target = "'" + out.replace("'", "''") + "'"
+        target = literal(out)
         con.execute(f"COPY (SELECT * FROM read_parquet({src}) LIMIT {n}) TO {target} "
                     f"(FORMAT parquet, ROW_GROUP_SIZE {per_group})")
         with open(out, "rb") as f:

@@ -29,6 +29,7 @@ def costs_route(
     from nubes.metering import meter_of
     from nubes.metering.bills import bill
 
+    tenant = _visible_tenant(ctx, tenant)
     meter_of(ctx.app).flush(timeout=2.0)
     try:
         return bill(ctx.app, by=by, since=since, until=until, what_if=what_if or None, tenant=tenant,
@@ -68,3 +69,18 @@ def quote_route(
                      providers=provider or None, method_hint=basis)
     except ConfigError as exc:
         raise HTTPError(422, str(exc)) from None
+
+
+def _visible_tenant(ctx: Context, asked: str | None) -> str | None:
+    """Whose costs the caller may see: an admin (or an app without authentication) any tenant's; any
+    other caller only its own tenant's (403 when it has none, or asks for another)."""
+    from nubes.errors import HTTPError
+
+    principal = ctx.principal
+    if principal is None or principal.is_admin:
+        return asked
+    if not principal.tenant:
+        raise HTTPError(403, f"{principal.id} has no tenant, so it may see no costs; an admin sees every tenant's")
+    if asked not in (None, principal.tenant):
+        raise HTTPError(403, f"{principal.id} may see only the costs of tenant {principal.tenant!r}")
+    return str(principal.tenant)

@@ -61,7 +61,7 @@ class Client:
         *,
         headers: Mapping[str, str] | None = None,
         emulate: str | None = None,
-        aws_event: str = "http",
+        aws_event: str | None = None,
         timeout: float | None = None,
         memory: int | None = None,
         isolate: bool = False,

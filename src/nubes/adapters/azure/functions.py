@@ -61,6 +61,7 @@ from nubes.adapters.azure.conversion import (
     to_func_response,
     to_nubes_request,
 )
+from nubes.adapters.azure.limits import FIGURES
 from nubes.core.app import App, new_request_id, problem_response
 from nubes.core.events import EventRoute, Platform
 from nubes.core.request import Request
@@ -72,8 +73,8 @@ __all__ = ["HTTP_FUNCTION", "function_app", "host_json", "message_event", "objec
 
 HTTP_FUNCTION = "nubes_http"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-HTTP_TIMEOUT_S = 230.0  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
-DEFAULT_TIMEOUT_S = 300.0  # Consumption plan default functionTimeout (max 10 min)
+HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
+DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
 _QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")

@@ -14,22 +14,21 @@ not stopped) and memory is not enforced.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
-from nubes.adapters.emulator.providers import Provider, new_request_id
+from nubes.adapters.emulator.profile import EVENT_KINDS, EventResult, Profile, new_request_id
 from nubes.adapters.emulator.providers import provider as make_provider
 from nubes.adapters.emulator.workers import Pool, Worker, WorkerFailed
 from nubes.core.app import App
-from nubes.errors import ConfigError
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import ConfigError
 
 ERROR_TYPES = {  # how the failure is named in the log (Lambda's names where it has them)
     "timeout": "Sandbox.Timedout",
@@ -38,9 +37,6 @@ ERROR_TYPES = {  # how the failure is named in the log (Lambda's names where it 
     "crash": "Runtime.ExitError",
     "init": "Runtime.InitError",
 }
-
-EVENT_KINDS = ("object-created", "message", "schedule")
-
 
 @dataclass
 class Outcome:
@@ -53,17 +49,6 @@ class Outcome:
     duration_ms: float
     detail: str = ""
     max_memory_mb: float | None = None
-
-
-@dataclass
-class EventResult:
-    """What firing an event returned: ``ok``, the adapter's ``output`` (e.g. ``batchItemFailures``)."""
-
-    ok: bool
-    output: Any = None
-    error_type: str | None = None
-    cold_start: bool = False
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def spec_of(app: App) -> str:
@@ -101,13 +86,14 @@ class Emulator:
         app: App | str,
         provider: str,
         *,
-        aws_event: str = "http",
+        aws_event: str | None = None,
         timeout: float | None = None,
         memory: int | None = None,
         workers: int = 2,
         isolate: bool = True,
         request_limit: int | None = None,
         spec: str | None = None,
+        front: str | None = None,
     ) -> None:
         if isinstance(app, str):
             self.spec: str | None = app
@@ -122,12 +108,12 @@ class Emulator:
         if workers < 1:
             raise ConfigError(f"--workers {workers}: at least one worker is needed")
         name = self.app.name if self.app is not None else "nubes-app"
-        self.provider: Provider = make_provider(
+        self.provider: Profile = make_provider(
             provider,
             timeout=timeout if timeout is not None else _app_setting(self.app, "timeout"),
             memory=memory if memory is not None else _app_setting(self.app, "memory"),
             function_name=name,
-            aws_event=aws_event,
+            front=front or aws_event,  # aws_event: the older spelling of front
             request_limit=request_limit,
         )
         self.isolate = isolate
@@ -194,61 +180,13 @@ class Emulator:
                       ok=result.ok, duration_ms=outcome.duration_ms, **({"error_type": result.error_type} if result.error_type else {}))
         return result
 
-    def _default_bucket(self, scheme: str) -> str:
-        uri = self.app.storage_uri if self.app is not None else ""
-        if uri.startswith(scheme):
-            return uri[len(scheme):].split("/", 1)[0]
-        return "nubes-emulated"
-
     def _event_payload(self, kind: str, arg: str, *, bucket: str | None, size: int, queue: str | None,
                        rid: str) -> tuple[dict[str, Any], bytes]:
-        name = self.provider.name
-        if name == "aws":
-            from nubes.adapters.aws import builders as ev
-
-            if kind == "object-created":
-                event = ev.s3_put_event(bucket or self._default_bucket("s3://"), arg, size)
-            elif kind == "message":
-                event = ev.sqs_event([arg], queue_arn=f"arn:aws:sqs:{ev.REGION}:{ev.ACCOUNT_ID}:{queue or 'nubes-queue'}")
-            else:
-                event = ev.schedule_event(arg)
-            return {"op": "aws", "request_id": rid}, json.dumps(event).encode("utf-8")
-        if name == "gcp":
-            from cloudevents.conversion import to_structured
-
-            from nubes.adapters.gcp import builders as ev
-
-            if kind == "object-created":
-                ce = ev.storage_finalized_event(bucket or self._default_bucket("gs://"), arg, size)
-            elif kind == "message":
-                ce = ev.pubsub_event(arg, topic=queue or "nubes-topic")
-            else:
-                ce = ev.scheduler_event(arg)
-            headers, data = to_structured(ce)
-            return {"op": "gcp-event", "request_id": rid, "headers": dict(headers)}, data
-        if kind == "object-created":
-            container = bucket or self._default_bucket("az://")
-            return {"op": "azure-event", "request_id": rid, "trigger": "blob", "key": f"{container}/{arg}", "size": size}, b""
-        if kind == "message":
-            return {"op": "azure-event", "request_id": rid, "trigger": "queue", "key": queue or "nubes-queue"}, arg.encode("utf-8")
-        return {"op": "azure-event", "request_id": rid, "trigger": "timer", "key": arg}, b""
+        home = self.app.storage_uri if self.app is not None else ""
+        return self.provider.event_payload(kind, arg, request_id=rid, bucket=bucket, size=size, queue=queue, home=home)
 
     def _event_result(self, meta: dict[str, Any], body: bytes) -> EventResult:
-        if not meta.get("ok"):
-            error = meta.get("error")
-            if not error and body:
-                try:
-                    error = json.loads(body)
-                except ValueError:
-                    error = body.decode("utf-8", "replace")
-            return EventResult(False, error, str(meta.get("error_type") or "FunctionError"))
-        if self.provider.name == "aws":
-            output = json.loads(body) if body else None
-            failed = isinstance(output, Mapping) and bool(output.get("batchItemFailures"))
-            return EventResult(not failed, output, "PartialBatchFailure" if failed else None)
-        if self.provider.name == "gcp":
-            return EventResult(True, body.decode("utf-8", "replace") or None)
-        return EventResult(True, {"function": meta.get("function")})
+        return self.provider.event_result(meta, body)
 
     # -- running one invocation --------------------------------------------------------------------
     def _run(self, meta: dict[str, Any], body: bytes, *, http: bool) -> Outcome:
@@ -314,7 +252,7 @@ class Emulator:
             started = time.monotonic()
             try:
                 reply = self._target.invoke(meta, body)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 return Outcome(None, "crash", cold, None, round((time.monotonic() - started) * 1000, 1), str(exc))
             elapsed = time.monotonic() - started
             duration = round(elapsed * 1000, 1)

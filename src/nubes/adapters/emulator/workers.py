@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -125,6 +126,55 @@ def rss_mb(pid: int) -> float | None:
         return None
 
 
+def _pss_mb(pid: int) -> float | None:
+    """Proportional set size of ``pid`` in MB: shared pages divided among their sharers (so a forked
+    child's copy-on-write pages are not counted twice)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (Linux: /proc/PID/task/TID/children), children first."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(kids)
+            queue.extend(kids)
+    return found
+
+
+def tree_memory_mb(pid: int) -> float | None:
+    """Memory of ``pid`` and every process it started: the worker's RSS alone when it has no children
+    (the common case, one read), else the sum of the tree's proportional set sizes."""
+    children = descendants(pid)
+    if not children:
+        return rss_mb(pid)
+    total = 0.0
+    for each in (pid, *children):
+        size = _pss_mb(each)
+        if size is None:
+            size = rss_mb(each)
+        total += size or 0.0
+    return total
+
+
 _ENTRY = "import sys; from nubes.adapters.emulator.workers import main; sys.exit(main())"
 
 
@@ -145,6 +195,7 @@ class Worker:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _ENTRY, str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=stdout, env=child_env,
+            start_new_session=os.name == "posix",  # its own process group: a kill reaches what the handler started
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -183,7 +234,7 @@ class Worker:
                 except (EOFError, OSError, ValueError) as exc:
                     code = self.proc.poll()
                     raise WorkerFailed("crash", f"worker exited ({code})" if code is not None else str(exc)) from None
-            rss = rss_mb(self.pid)
+            rss = tree_memory_mb(self.pid)
             if rss is not None:
                 self.max_rss_mb = max(self.max_rss_mb, rss)
                 if memory_mb is not None and rss > memory_mb:
@@ -204,9 +255,22 @@ class Worker:
         return self._wait(deadline, memory_mb)
 
     def kill(self) -> None:
+        """Kill the worker and every process it started (its process group, and any descendant that
+        left the group), then reap the worker."""
         self.alive = False
         if self.proc.poll() is None:
+            tree = descendants(self.pid)  # before the kill: orphans are re-parented and lost from view
+            if os.name == "posix":
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except OSError:
+                    pass
             self.proc.kill()
+            for pid in tree:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

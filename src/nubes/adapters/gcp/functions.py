@@ -66,6 +66,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.request import Request, is_text
@@ -85,8 +86,8 @@ SCHEDULE_ATTRIBUTE = "nubes-schedule"
 """The Pub/Sub message attribute that marks a Cloud Scheduler message; its value is the schedule name."""
 SCHEDULE_PATH = "/_nubes/schedule/"
 """``POST SCHEDULE_PATH + NAME`` fires schedule NAME (with ``http_function(app, schedules=True)``)."""
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
-MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+MAX_REQUEST_BYTES = int(FIGURES["request_bytes"].value)
+MAX_RESPONSE_BYTES = int(FIGURES["response_bytes"].value)
 """Cloud Functions 2nd gen: 32 MiB per HTTP request and per response."""
 
 HTTPTarget = Callable[[flask.Request], flask.Response]

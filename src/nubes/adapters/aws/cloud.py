@@ -1,0 +1,34 @@
+"""AWS Lambda as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"aws"``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.aws.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
+
+
+class AwsCloud:
+    """Everything nubes knows about AWS Lambda; see :class:`nubes.adapters.base.Cloud` for the contract."""
+
+    name = "aws"
+    title = "AWS Lambda"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.aws.emulation import AwsProfile
+
+        return AwsProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.aws.emulation import AwsTarget
+
+        return AwsTarget(app, settings)
+
+
+CLOUD = AwsCloud()

@@ -1,0 +1,34 @@
+"""Azure Functions as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"azure"``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.azure.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
+
+
+class AzureCloud:
+    """Everything nubes knows about Azure Functions; see :class:`nubes.adapters.base.Cloud` for the contract."""
+
+    name = "azure"
+    title = "Azure Functions"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.azure.emulation import AzureProfile
+
+        return AzureProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.azure.emulation import AzureTarget
+
+        return AzureTarget(app, settings)
+
+
+CLOUD = AzureCloud()

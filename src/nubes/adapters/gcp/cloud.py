@@ -1,0 +1,34 @@
+"""Google Cloud Functions (2nd gen) as one :class:`~nubes.adapters.base.Cloud` object (``CLOUD``), found by
+:func:`nubes.core.clouds.get` under the name ``"gcp"``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from nubes.adapters.gcp.limits import FIGURES
+
+if TYPE_CHECKING:
+    from nubes.adapters.emulator.profile import Profile
+    from nubes.core.app import App
+
+
+class GcpCloud:
+    """Everything nubes knows about Google Cloud Functions (2nd gen); see :class:`nubes.adapters.base.Cloud` for the contract."""
+
+    name = "gcp"
+    title = "Google Cloud Functions (2nd gen)"
+    figures = FIGURES
+
+    def emulation(self, **settings: Any) -> Profile:
+        from nubes.adapters.gcp.emulation import GcpProfile
+
+        return GcpProfile.configure(**settings)
+
+    def target(self, app: App, settings: Mapping[str, Any]) -> Any:
+        from nubes.adapters.gcp.emulation import GcpTarget
+
+        return GcpTarget(app, settings)
+
+
+CLOUD = GcpCloud()

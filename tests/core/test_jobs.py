@@ -1,0 +1,222 @@
+"""Jobs in process (the local dispatcher): 202 and a job to poll, progress, results, retries, cancel,
+idempotency keys, the submitter's principal, and exactly one runner under races and crashes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import nubes
+from nubes.core.auth import Auth, hash_key, new_key
+from nubes.testing import Client
+
+OWNER, OTHER, ADMIN = new_key(), new_key(), new_key()
+KEYS = {hash_key(OWNER): {"id": "owner", "roles": ["trainer"], "tenant": "acme"},
+        hash_key(OTHER): {"id": "other", "roles": ["trainer"]},
+        hash_key(ADMIN): {"id": "ops", "roles": ["admin"]}}
+
+
+class Held:
+    """A dispatcher that keeps jobs queued until the test runs them."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def submit(self, app: nubes.App, job_id: str) -> None:
+        self.ids.append(job_id)
+
+
+def make_app(name: str) -> tuple[nubes.App, dict[str, Any]]:
+    app = nubes.App(name, storage=f"mem://jobs-{name}-{time.monotonic_ns()}", auth=Auth(api_keys=KEYS))
+    seen: dict[str, Any] = {"runs": 0, "fail": 0, "principals": []}
+    lock = threading.Lock()
+
+    @app.job("/train", auth="trainer")
+    def train(ctx: nubes.Context, rows: int = 10, fail_times: int = 0, sleep: float = 0.0) -> dict:
+        """Train something slow."""
+        with lock:
+            seen["runs"] += 1
+            seen["principals"].append(ctx.principal.id if ctx.principal else None)
+            attempt = seen["runs"]
+        ctx.progress(0.5, "halfway")
+        time.sleep(sleep)
+        if attempt <= fail_times:
+            raise RuntimeError("transient failure")
+        return {"rows": rows, "attempt": attempt}
+
+    @app.post("/bad", job=True)
+    def bad(ctx: nubes.Context) -> dict:
+        raise nubes.HTTPError(422, "the data cannot be trained on")
+
+    return app, seen
+
+
+def poll(client: Client, location: str, key: str, until: float = 20.0) -> dict[str, Any]:
+    deadline = time.monotonic() + until
+    while time.monotonic() < deadline:
+        doc = client.get(location, headers={"x-api-key": key}).json()
+        if doc["status"] in ("succeeded", "failed", "cancelled"):
+            return doc
+        time.sleep(0.05)
+    raise AssertionError(f"job did not finish: {doc}")
+
+
+def test_submit_poll_result_and_progress() -> None:
+    app, seen = make_app("basic")
+    client = Client(app)
+    r = client.post("/train?rows=42", headers={"x-api-key": OWNER})
+    assert r.status_code == 202
+    doc = r.json()
+    assert r.headers["location"] == f"/_nubes/jobs/{doc['id']}" == doc["location"]
+    assert doc["status"] in ("queued", "running", "succeeded") and doc["route"] == "/train"
+    done = poll(client, r.headers["location"], OWNER)
+    assert done["status"] == "succeeded" and done["result"] == {"rows": 42, "attempt": 1}
+    assert done["progress"]["value"] == 1.0 and done["attempts"] == 1 and done["cost_usd"] > 0
+    result = client.get(f"{r.headers['location']}/result", headers={"x-api-key": OWNER})
+    assert result.status_code == 200 and result.json() == {"rows": 42, "attempt": 1}
+    assert seen["principals"] == ["owner"]  # the submitter's principal carried over
+
+
+def test_bad_parameters_and_auth_are_refused_at_submit() -> None:
+    app, seen = make_app("refused")
+    client = Client(app)
+    assert client.post("/train?rows=many", headers={"x-api-key": OWNER}).status_code == 422
+    assert client.post("/train").status_code == 401
+    assert seen["runs"] == 0
+
+
+def test_transient_failures_are_retried_then_fail_with_the_problem() -> None:
+    app, _ = make_app("retry")
+    client = Client(app)
+    ok = poll(client, client.post("/train?fail_times=2", headers={"x-api-key": OWNER}).headers["location"], OWNER)
+    assert ok["status"] == "succeeded" and ok["attempts"] == 3
+    app2, seen2 = make_app("exhaust")
+    client2 = Client(app2)
+    failed = poll(client2, client2.post("/train?fail_times=9", headers={"x-api-key": OWNER}).headers["location"], OWNER)
+    assert failed["status"] == "failed" and failed["attempts"] == 3 and failed["problem"]["status"] == 500
+    assert seen2["runs"] == 3  # bounded
+    client2.post("/bad")
+    bad = poll(client2, client2.post("/bad").headers["location"], OWNER)
+    assert bad["status"] == "failed" and bad["attempts"] == 1 and bad["problem"]["status"] == 422  # no retry of a 4xx
+
+
+def test_cancel_a_queued_job_and_not_a_finished_one() -> None:
+    app, seen = make_app("cancel")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    cancelled = client.delete(location, headers={"x-api-key": OWNER})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert app.run_job(held.ids[0]) == "done" and seen["runs"] == 0  # a cancelled job never runs
+    again = client.delete(location, headers={"x-api-key": OWNER})
+    assert again.status_code == 409
+
+
+def test_idempotency_key_returns_the_same_job() -> None:
+    app, seen = make_app("idem")
+    client = Client(app)
+    headers = {"x-api-key": OWNER, "idempotency-key": "run-2026-12-03"}
+    first = client.post("/train?rows=5", headers=headers)
+    second = client.post("/train?rows=5", headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    poll(client, first.headers["location"], OWNER)
+    assert seen["runs"] == 1
+    different = client.post("/train?rows=5", headers=headers, content=b'{"x": 1}')
+    assert different.status_code == 422
+    other = client.post("/train?rows=5", headers={"x-api-key": OTHER, "idempotency-key": "run-2026-12-03"})
+    assert other.json()["id"] != first.json()["id"]  # keys are per caller
+
+
+def test_jobs_are_visible_to_their_submitter_and_admins_only() -> None:
+    app, _ = make_app("owner")
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    poll(client, location, OWNER)
+    assert client.get(location, headers={"x-api-key": OTHER}).status_code == 404
+    assert client.get(location).status_code == 404
+    assert client.get(location, headers={"x-api-key": ADMIN}).status_code == 200
+    assert client.get("/_nubes/jobs/not-a-job", headers={"x-api-key": ADMIN}).status_code == 404
+
+
+def test_exactly_one_runner_under_a_race() -> None:
+    app, seen = make_app("race")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train?sleep=0.3", headers={"x-api-key": OWNER}).headers["location"]
+    outcomes: list[str] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(app.run_job(held.ids[0]))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["runs"] == 1 and poll(client, location, OWNER)["status"] == "succeeded"
+
+
+def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
+    app, seen = make_app("crash")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[0]
+    claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
+    assert claimed is not None
+    assert app.run_job(job_id) == "done" and seen["runs"] == 0  # its lease is live: nobody else runs it
+    time.sleep(0.3)
+    assert app.run_job(job_id) == "done" and seen["runs"] == 1  # expired: re-run once
+    doc = poll(client, location, OWNER)
+    assert doc["status"] == "succeeded" and doc["attempts"] == 2
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[1]
+    for _ in range(3):  # three runners die
+        assert app.jobs.claim(job_id, lease_s=0.0) is not None
+    time.sleep(0.05)
+    app.run_job(job_id)
+    failed = poll(client, location, OWNER)
+    assert failed["status"] == "failed" and "3 times" in failed["problem"]["detail"]
+
+
+def test_a_finished_job_is_kept_for_its_retention() -> None:
+    app, _ = make_app("retention")
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    poll(client, location, OWNER)
+    app.jobs.retention_s = 0.0
+    job_id = location.rsplit("/", 1)[1]
+    doc, etag = app.jobs.load(job_id)
+    doc["expires"] = "2000-01-01T00:00:00+00:00"
+    app.jobs.store.put(f"_nubes/jobs/{job_id}/job.json", json.dumps(doc).encode(), if_match=etag)
+    assert client.get(location, headers={"x-api-key": OWNER}).status_code == 404
+    assert not app.jobs.store.exists(f"_nubes/jobs/{job_id}/job.json")
+
+
+def test_secrets_are_not_stored_with_the_request() -> None:
+    app, _ = make_app("secrets")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    client.post("/train", headers={"x-api-key": OWNER, "authorization": "Bearer xyz", "cookie": "s=1"})
+    stored = app.jobs.store.get(f"_nubes/jobs/{held.ids[0]}/request.json").decode()
+    assert OWNER not in stored and "xyz" not in stored and "s=1" not in stored
+
+
+@pytest.mark.parametrize("path", ["/_nubes/jobs/{id}", "/_nubes/jobs/{id}/result"])
+def test_job_routes_answer_problems(path: str) -> None:
+    app, _ = make_app("problems")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = location.rsplit("/", 1)[1]
+    r = client.get(path.format(id=job_id), headers={"x-api-key": OWNER})
+    if path.endswith("/result"):
+        assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    else:
+        assert r.status_code == 200 and r.json()["status"] == "queued"
