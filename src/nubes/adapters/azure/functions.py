@@ -16,6 +16,11 @@ One function per container / queue / schedule so a blob or message invokes exact
 which calls :meth:`App.handle_event`: every matching handler runs once. Handler exceptions propagate
 so Azure retries (blob receipts, queue ``maxDequeueCount`` then ``<queue>-poison``).
 
+Malformed input never raises: an HTTP request the adapter cannot read (``method=None``, a URL that
+does not parse, text that is not valid Unicode) is a 400 problem, a failure of the adapter itself a
+500 problem; a blob, message or timer it cannot read is logged (``unreadable event``) and consumed,
+since a retry cannot make it readable.
+
 Known limits of the platform (documented, not hidden):
 
 * The host hands the worker request headers as a map: repeated request headers arrive joined with
@@ -41,23 +46,30 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.functions.decorators.core import AuthLevel, BlobSource
 
+from nubes.adapters.azure.conversion import (
+    _is_az,
+    _split_az,
+    message_event,
+    object_created_event,
+    scheduled_event,
+    to_func_response,
+    to_nubes_request,
+)
 from nubes.adapters.azure.limits import FIGURES
-from nubes.core.app import App
-from nubes.errors import ConfigError, NoHandler, UnknownEvent
-from nubes.core.events import EventRoute, Message, ObjectCreated, Platform, Scheduled
+from nubes.core.app import App, new_request_id, problem_response
+from nubes.core.events import EventRoute, Platform
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
-__all__ = ["HTTP_FUNCTION", "function_app", "host_json", "to_func_response", "to_nubes_request", "write_project"]
+__all__ = ["HTTP_FUNCTION", "function_app", "host_json", "message_event", "object_created_event", "scheduled_event",
+           "to_func_response", "to_nubes_request", "write_project"]
 
 HTTP_FUNCTION = "nubes_http"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -66,64 +78,6 @@ DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan defau
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
 _QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
-
-
-# -- HTTP conversion ------------------------------------------------------------------------------
-def to_nubes_request(req: func.HttpRequest, *, route_prefix: str = "") -> Request:
-    """The nubes :class:`Request` for an Azure ``HttpRequest`` (path and raw query from its URL)."""
-    parts = urlsplit(req.url)
-    path = parts.path or "/"
-    prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        path = path[len(prefix):] or "/"
-    headers = [(str(k), str(v)) for k, v in req.headers.items()]
-    return Request(req.method, path, query=parts.query, headers=headers, body=req.get_body() or b"",
-                   scheme=parts.scheme or "https")
-
-
-def to_func_response(response: Response, *, log: Any = None) -> func.HttpResponse:
-    """An Azure ``HttpResponse`` carrying every header of ``response``.
-
-    The worker sends response headers as a map, so repeats of one header are joined with ``, ``
-    here (RFC 9110 list syntax); each ``Set-Cookie`` stays separate (the worker sends them as cookies).
-    """
-    content_type = response.headers.get("content-type")
-    mimetype, charset = _split_content_type(content_type)
-    out = func.HttpResponse(response.body, status_code=response.status, mimetype=mimetype, charset=charset)
-    grouped: dict[str, list[str]] = {}
-    for name, value in response.headers.multi_items():
-        grouped.setdefault(name, []).append(value)
-    for name, values in grouped.items():
-        if name == "set-cookie":
-            for value in values:
-                if _parses(value):
-                    out.headers.add("Set-Cookie", value)
-                elif log is not None:
-                    log.warning("azure: the worker cannot parse this Set-Cookie (http.cookies); not sent",
-                                cookie=value.split("=", 1)[0][:40])
-        else:
-            out.headers.add(name, ", ".join(values))
-    return out
-
-
-def _parses(set_cookie: str) -> bool:
-    """Whether the worker's ``SimpleCookie(value)`` keeps this cookie (it drops what it cannot parse)."""
-    try:
-        return bool(SimpleCookie(set_cookie))
-    except CookieError:
-        return False
-
-
-def _split_content_type(value: str | None) -> tuple[str, str]:
-    if not value:
-        return "application/octet-stream", "utf-8"
-    mimetype, *params = (p.strip() for p in value.split(";"))
-    charset = "utf-8"
-    for param in params:
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val:
-            charset = val.strip().strip('"')
-    return mimetype or "application/octet-stream", charset
 
 
 # -- the FunctionApp ------------------------------------------------------------------------------
@@ -165,6 +119,29 @@ def _request_id(context: func.Context | None) -> str | None:
     return str(rid) if rid else None
 
 
+def _problem(status: int, detail: str, rid: str) -> Response:
+    response = problem_response(HTTPError(status, detail), Request("GET", "/"), rid)
+    response.headers["x-nubes-request-id"] = rid
+    return response
+
+
+def _unreadable_request(app: App, exc: Exception, rid: str | None) -> Response:
+    """The 400 answer to an ``HttpRequest`` that is no readable request (the reason is logged)."""
+    rid = rid or new_request_id()
+    if isinstance(exc, HTTPError):  # what nubes.Request refuses to carry
+        app.log.bind(request_id=rid).warning("unreadable request", adapter="azure", detail=exc.detail)
+        return _problem(400, f"the request cannot be read: {exc.detail}", rid)
+    app.log.bind(request_id=rid).exception("unreadable request", adapter="azure")
+    return _problem(400, "the request cannot be read", rid)
+
+
+def _unreadable(app: App, context: func.Context | None, trigger: str, exc: Exception, what: Any) -> None:
+    """Log a blob / message / timer the adapter cannot read; it is consumed, not retried."""
+    detail = str(exc) if isinstance(exc, UnknownEvent) else f"{type(exc).__name__} reading the trigger input"
+    app.log.bind(request_id=_request_id(context) or "-").error(
+        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=repr(what)[:2000])
+
+
 def function_app(
     app: App,
     *,
@@ -194,10 +171,18 @@ def function_app(
     names = _Names()
 
     def nubes_http(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        request = to_nubes_request(req, route_prefix=route_prefix)
-        response = app.handle(request, request_id=_request_id(context), deadline=runtime.deadline(True),
-                              platform=runtime.platform())
-        return to_func_response(response, log=app.log)
+        rid = _request_id(context)
+        try:
+            request = to_nubes_request(req, route_prefix=route_prefix)
+        except Exception as exc:
+            return to_func_response(_unreadable_request(app, exc, rid))
+        try:
+            response = app.handle(request, request_id=rid, deadline=runtime.deadline(True), platform=runtime.platform())
+            return to_func_response(response, log=app.log)
+        except Exception:  # a failure of the adapter itself (App.handle does not raise)
+            rid = rid or new_request_id()
+            app.log.bind(request_id=rid).exception("azure adapter failed")
+            return to_func_response(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     _register(fa, nubes_http, names.take(HTTP_FUNCTION),
               fa.route(route="{*path}", methods=list(HTTP_METHODS), auth_level=level))
@@ -268,21 +253,9 @@ class _BlobPlan:
 
     @property
     def path(self) -> str:
-        common = os.path.commonprefix(self.prefixes) if self.prefixes else ""
+        common = os.path.commonprefix(self.prefixes) if self.prefixes else ""  # noqa: RUF071 - a string prefix, not a path
         escaped = common.replace("{", "{{").replace("}", "}}")
         return f"{self.container}/{escaped}{{name}}"
-
-
-def _split_az(uri: str) -> tuple[str, str]:
-    """``az://container/path`` -> (container, 'path/' or '')."""
-    rest = uri.split("://", 1)[1].split("?", 1)[0]
-    container, _, path = rest.partition("/")
-    path = path.strip("/")
-    return container, (path + "/" if path else "")
-
-
-def _is_az(uri: str | None) -> bool:
-    return bool(uri) and str(uri).lower().startswith("az://")
 
 
 def _blob_plans(app: App) -> dict[str, _BlobPlan]:
@@ -313,65 +286,14 @@ def _blob_plans(app: App) -> dict[str, _BlobPlan]:
     return plans
 
 
-def object_created_event(blob: func.InputStream, *, home_store: str | None = None) -> ObjectCreated:
-    """The :class:`ObjectCreated` for a blob trigger's ``InputStream``.
-
-    ``store`` is ``az://CONTAINER`` with the full blob name as ``key``, except for blobs under the
-    app's home store (``home_store``, an ``az://`` URI), which get that store and a key relative to it.
-    """
-    name = blob.name or ""
-    container, _, key = name.partition("/")
-    if not container or not key:
-        raise UnknownEvent(f"blob trigger input named {name!r}; expected CONTAINER/BLOB_NAME (the BlobTrigger metadata)")
-    props = blob.blob_properties or {}
-    size = blob.length
-    if size is None:
-        raw = _prop(props, "ContentLength", "Length")
-        size = int(raw) if raw not in (None, "") else None
-    etag = _prop(props, "ETag", "Etag")
-    modified = _parse_time(_prop(props, "LastModified"))
-    store = f"az://{container}"
-    if home_store and _is_az(home_store):
-        home_container, home_path = _split_az(home_store)
-        if home_container == container and key.startswith(home_path) and home_path:
-            store, key = home_store.split("?", 1)[0].rstrip("/"), key[len(home_path):]
-    return ObjectCreated(store=store, key=key, size=size,
-                         etag='"' + str(etag).strip('"') + '"' if etag else None, time=modified)
-
-
-def _prop(props: Any, *names: str) -> Any:
-    if not isinstance(props, dict):
-        return None
-    lowered = {str(k).lower(): v for k, v in props.items()}
-    for name in names:
-        if lowered.get(name.lower()) not in (None, ""):
-            return lowered[name.lower()]
-    return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not value:
-        return None
-    text = str(value).strip()
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            parsed = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def _blob_function(app: App, runtime: _Runtime, plan: _BlobPlan) -> Callable[..., None]:
     home = app.storage_uri if plan.home_path else None
 
     def on_blob(blob: func.InputStream, context: func.Context) -> None:
-        event = object_created_event(blob, home_store=home)
+        try:
+            event = object_created_event(blob, home_store=home)
+        except Exception as exc:
+            return _unreadable(app, context, "blob", exc, blob)
         try:
             app.handle_event(event, request_id=_request_id(context), deadline=runtime.deadline(False),
                              platform=runtime.platform())
@@ -396,22 +318,13 @@ def _queue_of(route: EventRoute) -> str:
     return queue
 
 
-def message_event(msg: func.QueueMessage, *, queue: str) -> Message:
-    """The :class:`Message` for a queue trigger's ``QueueMessage`` (metadata as string attributes)."""
-    attributes: dict[str, str] = {}
-    for attr, key in (("dequeue_count", "dequeue_count"), ("insertion_time", "insertion_time"),
-                      ("expiration_time", "expiration_time"), ("time_next_visible", "time_next_visible"),
-                      ("pop_receipt", "pop_receipt")):
-        value = getattr(msg, attr, None)
-        if value is not None:
-            attributes[key] = value.isoformat() if isinstance(value, datetime) else str(value)
-    return Message(id=str(msg.id or ""), body=msg.get_body() or b"", attributes=attributes, queue=queue)
-
-
 def _queue_function(app: App, runtime: _Runtime, queue: str) -> Callable[..., None]:
     def on_message(msg: func.QueueMessage, context: func.Context) -> None:
-        app.handle_event(message_event(msg, queue=queue), request_id=_request_id(context),
-                         deadline=runtime.deadline(False), platform=runtime.platform())
+        try:
+            message = message_event(msg, queue=queue)
+        except Exception as exc:
+            return _unreadable(app, context, "queue", exc, msg)
+        app.handle_event(message, request_id=_request_id(context), deadline=runtime.deadline(False), platform=runtime.platform())
 
     return on_message
 
@@ -434,19 +347,13 @@ def _cron_of(schedule: str, routes: list[EventRoute]) -> str:
     return cron
 
 
-def scheduled_event(timer: func.TimerRequest, *, name: str) -> Scheduled:
-    """The :class:`Scheduled` for a timer trigger: due at ``ScheduleStatus.Next`` if that is not in
-    the future (the occurrence now firing, also when past due), else now (UTC)."""
-    now = datetime.now(timezone.utc)
-    status = getattr(timer, "schedule_status", None) or {}
-    due = _parse_time(status.get("Next")) if isinstance(status, dict) else None
-    return Scheduled(name=name, time=due if due is not None and due <= now else now)
-
-
 def _timer_function(app: App, runtime: _Runtime, schedule: str) -> Callable[..., None]:
     def on_timer(timer: func.TimerRequest, context: func.Context) -> None:
-        app.handle_event(scheduled_event(timer, name=schedule), request_id=_request_id(context),
-                         deadline=runtime.deadline(False), platform=runtime.platform())
+        try:
+            scheduled = scheduled_event(timer, name=schedule)
+        except Exception as exc:
+            return _unreadable(app, context, "timer", exc, timer)
+        app.handle_event(scheduled, request_id=_request_id(context), deadline=runtime.deadline(False), platform=runtime.platform())
 
     return on_timer
 
