@@ -36,14 +36,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nubes.errors import ConfigError, HTTPError, NotFound
-from nubes.metering.compute import PLANS, STORAGE_OPS, Usage, price
+from nubes.metering.ledger import STORAGE_OPS
+from nubes.metering.pricing import Usage, price
 
 if TYPE_CHECKING:
     from nubes.core.app import App
-    from nubes.data.catalog import Dataset
     from nubes.core.hooks import Invocation
     from nubes.core.request import Request
-    from nubes.storage.base import IOStats, ObjectInfo, ObjectStore
+    from nubes.data.catalog import Dataset
+    from nubes.storage.base import ObjectInfo, ObjectStore
 
 TARGETS: tuple[tuple[str, str], ...] = (("aws", "lambda"), ("gcp", "gen2"), ("azure", "consumption"), ("azure", "flex"))
 SAMPLE_BYTES = 2 * 1024 * 1024  # bytes of the largest dataset in the smaller slice
@@ -67,8 +68,8 @@ def quote(
 
     ``method_hint`` forces ``history``, ``sample`` or ``sizes``.
     """
-    from nubes.metering import meter_of
     from nubes.core.request import Request
+    from nubes.metering import meter_of
 
     verb = method.upper()
     raw_path, _, qs = path.partition("?")
@@ -88,8 +89,10 @@ def quote(
         raise ConfigError(f"no route answers {verb} {raw_path}: {exc}") from None
     meter = meter_of(app)
     meter.flush(timeout=2.0)
-    wanted = set(providers or PLANS)
-    unknown = wanted - set(PLANS)
+    from nubes.core import clouds
+
+    wanted = set(providers or clouds.names())
+    unknown = wanted - set(clouds.names())
     if unknown:
         raise ConfigError(f"unknown provider(s) {sorted(unknown)}; use aws, gcp, azure")
     if method_hint not in (None, "history", "sample", "sizes"):
@@ -103,7 +106,7 @@ def quote(
     if basis is None and method_hint in (None, "sample"):
         try:
             basis = _from_sample(app, request)
-        except Exception as exc:  # noqa: BLE001 - fall back to sizes, say why
+        except Exception as exc:
             if method_hint == "sample":
                 raise
             app.log.warning("quote: sample run failed; estimating from dataset sizes", error=f"{type(exc).__name__}: {exc}")
@@ -121,8 +124,7 @@ def quote(
         for label, duration in (("low", basis["low_ms"]), ("expected", basis["expected_ms"]), ("high", basis["high_ms"])):
             ops = basis["ops"][label]
             usage = Usage(duration, memory, basis.get("peak_rss_mb"), basis.get("architecture"), True, ops, True)
-            costs[label] = price(usage, provider, plan, book=meter.book, gateway=settings.aws_gateway,
-                                 azure_memory_mode=settings.azure_memory)
+            costs[label] = price(usage, provider, plan, book=meter.book)
         exp = costs["expected"]
         estimates.append({
             "provider": provider, "plan": plan,
@@ -191,21 +193,23 @@ def _from_history(app: App, route: str, method: str, path: str) -> dict[str, Any
 
 def _size_ratio(app: App, request_ids: list[str]) -> tuple[float | None, dict[str, Any]]:
     """(current size / size when the history ran) of the datasets the route read, from lineage + HEAD/LIST."""
-    import json
-
     from nubes.data.catalog import resolve
-    from nubes.data.lineage import PREFIX
+    from nubes.data.lineage import history
 
     if not request_ids:
         return None, {}
-    store = app.storage
     wanted = set(request_ids)
-    keys = [o.key for o in store.list(PREFIX) if o.key.endswith(".json") and o.key.rsplit("-", 1)[-1][:-5] in wanted]
     then: dict[str, list[int]] = {}
-    for key in keys[-10:]:
-        entry = json.loads(store.get(key))
+    seen = 0
+    for entry in history(app.storage, limit=2000):
+        ids = {entry.get("request_id"), *entry.get("request_ids", [])}
+        if not ids & wanted:
+            continue
         for read in entry.get("reads", []):
             then.setdefault(read["dataset"], []).append(sum(o.get("size", 0) for o in read.get("objects", [])))
+        seen += 1
+        if seen >= 10:
+            break
     if not then:
         return None, {}
     datasets: dict[str, Any] = {}
