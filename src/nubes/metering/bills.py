@@ -119,16 +119,9 @@ def bill(
                       FROM ledger{where})"""
         else:
             base = f"SELECT *, cost_usd AS metered_usd FROM ledger{where}"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW billed AS {base}")
-        rows = _rows(con, by)
-        total = _one(con, """
-            SELECT count(*) AS invocations, coalesce(sum(duration_ms), 0) AS duration_ms,
-                   coalesce(sum(billed_duration_ms), 0) AS billed_duration_ms, coalesce(sum(gb_seconds), 0) AS gb_seconds,
-                   coalesce(sum(cost_compute_usd), 0) AS compute_usd, coalesce(sum(cost_request_usd), 0) AS request_usd,
-                   coalesce(sum(cost_gateway_usd), 0) AS gateway_usd, coalesce(sum(cost_storage_usd), 0) AS storage_usd,
-                   coalesce(sum(cost_bookkeeping_usd), 0) AS bookkeeping_usd,
-                   coalesce(sum(cost_usd), 0) AS cost_usd, coalesce(sum(metered_usd), 0) AS metered_usd
-            FROM billed""")
+        # what-if re-pricing runs Python per record: do it once (a table), not once per query
+        con.execute(f"CREATE OR REPLACE TEMP {'TABLE' if what_if else 'VIEW'} billed AS {base}")
+        rows, total = _rows(con, by)
         if free:
             credit = _free_tier_credit(con, meter.book)
             total["free_tier_credit_usd"] = credit
@@ -136,37 +129,49 @@ def bill(
     return {"app": app.name, "by": by, "since": since, "until": until, "what_if": what_if, "rows": rows, "total": total}
 
 
-def _one(con: duckdb.DuckDBPyConnection, sql: str) -> dict[str, Any]:
-    cur = con.execute(sql)
-    names = [d[0] for d in cur.description]
-    return dict(zip(names, cur.fetchone()))
-
-
 def _all(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
 
-def _rows(con: duckdb.DuckDBPyConnection, by: str) -> list[dict[str, Any]]:
+_TOTALS = ("duration_ms", "billed_duration_ms", "gb_seconds", *_COSTS, "metered_usd")
+
+
+def _rows(con: duckdb.DuckDBPyConnection, by: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The bill's rows and its total, from one pass over the records."""
     if by == "request":
         cols = ", ".join(_REQUEST_COLUMNS)
-        return _all(con, f"""SELECT {cols}, cost_compute_usd AS compute_usd, cost_request_usd AS request_usd,
+        rows = _all(con, f"""SELECT {cols}, cost_compute_usd AS compute_usd, cost_request_usd AS request_usd,
                                     cost_gateway_usd AS gateway_usd, cost_storage_usd AS storage_usd,
-                                    coalesce(cost_bookkeeping_usd, 0) AS bookkeeping_usd, cost_usd, metered_usd
+                                    coalesce(cost_bookkeeping_usd, 0) AS bookkeeping_usd, cost_usd, metered_usd,
+                                    gb_seconds
                              FROM billed ORDER BY start_time, request_id""")
+        total: dict[str, Any] = {"invocations": len(rows)}
+        for name in _TOTALS:
+            total[name] = sum((r.get(name) or 0) for r in rows)
+        for r in rows:
+            del r["gb_seconds"]
+        return rows, total
     keys = _KEYS[by]
     key_sql = ", ".join(keys)
-    return _all(con, f"""
-        SELECT {key_sql}, count(*) AS invocations, round(avg(duration_ms), 3) AS avg_duration_ms,
-               sum(billed_duration_ms) AS billed_duration_ms, sum(gb_seconds) AS gb_seconds,
-               {", ".join(f"sum(ops_{op}) AS ops_{op}" for op in STORAGE_OPS)},
-               sum(bytes_read) AS bytes_read, sum(bytes_written) AS bytes_written,
-               sum(cost_compute_usd) AS compute_usd, sum(cost_request_usd) AS request_usd,
-               sum(cost_gateway_usd) AS gateway_usd, sum(cost_storage_usd) AS storage_usd,
-               coalesce(sum(cost_bookkeeping_usd), 0) AS bookkeeping_usd, sum(cost_usd) AS cost_usd,
-               sum(metered_usd) AS metered_usd
-        FROM billed GROUP BY {key_sql} ORDER BY cost_usd DESC, {key_sql}""")
+    found = _all(con, f"""
+        SELECT {key_sql}, grouping({key_sql}) AS _level, count(*) AS invocations,
+               round(avg(duration_ms), 3) AS avg_duration_ms, coalesce(sum(duration_ms), 0) AS duration_ms,
+               coalesce(sum(billed_duration_ms), 0) AS billed_duration_ms, coalesce(sum(gb_seconds), 0) AS gb_seconds,
+               {", ".join(f"coalesce(sum(ops_{op}), 0) AS ops_{op}" for op in STORAGE_OPS)},
+               coalesce(sum(bytes_read), 0) AS bytes_read, coalesce(sum(bytes_written), 0) AS bytes_written,
+               coalesce(sum(cost_compute_usd), 0) AS compute_usd, coalesce(sum(cost_request_usd), 0) AS request_usd,
+               coalesce(sum(cost_gateway_usd), 0) AS gateway_usd, coalesce(sum(cost_storage_usd), 0) AS storage_usd,
+               coalesce(sum(cost_bookkeeping_usd), 0) AS bookkeeping_usd, coalesce(sum(cost_usd), 0) AS cost_usd,
+               coalesce(sum(metered_usd), 0) AS metered_usd
+        FROM billed GROUP BY GROUPING SETS (({key_sql}), ()) ORDER BY _level, cost_usd DESC, {key_sql}""")
+    rows = [r for r in found if not r["_level"]]
+    top = next((r for r in found if r["_level"]), None)
+    total = {"invocations": top["invocations"] if top else 0, **{n: (top[n] if top else 0) for n in _TOTALS}}
+    for r in rows:
+        del r["_level"]
+    return rows, total
 
 
 def _free_tier_credit(con: duckdb.DuckDBPyConnection, book: PriceBook) -> float:

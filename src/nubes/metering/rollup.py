@@ -65,7 +65,7 @@ PARTS = PREFIX + "rollup/"
 MANIFEST = PREFIX + "manifest.json"
 GRACE_S = 120.0  # longer than any read of the ledger takes: superseded objects stay readable this long
 MERGE_OVER = 8
-RID = "coalesce(record_id, request_id || '|' || start_time)"
+RID = "coalesce(record_id, request_id || '|' || start_time)"  # the id of a record written before ids existed
 
 
 def _sql_str(value: str) -> str:
@@ -156,8 +156,9 @@ def _compact_once(store: ObjectStore, grace_s: float, merge_over: int) -> dict[s
     records = 0
     try:
         for day, keys in sorted(raw.items()):
-            merge = parts.get(day, []) if len(parts.get(day, [])) + 1 > merge_over else []
-            key, n = _write_part(store, day, keys, merge)
+            existing = parts.get(day, [])
+            merge = existing if len(existing) + 1 > merge_over else []
+            key, n = _write_part(store, day, keys, existing, bool(merge))
             written.append(key)
             records += n
             for old in merge:
@@ -182,8 +183,9 @@ def _compact_once(store: ObjectStore, grace_s: float, merge_over: int) -> dict[s
     return {"days": len(raw), "records": records, "parts": written, "deleted": len(doomed)}
 
 
-def _write_part(store: ObjectStore, day: str, raw_keys: list[str], merge: list[str]) -> tuple[str, int]:
-    """One part holding the records of ``raw_keys`` and of the parts ``merge``, one per id."""
+def _write_part(store: ObjectStore, day: str, raw_keys: list[str], parts: list[str], merge: bool) -> tuple[str, int]:
+    """A new part of ``day``: the records of ``raw_keys`` whose ids no existing part of the day holds
+    (so a day's parts stay disjoint), one per id; with ``merge``, the existing parts' records too."""
     import duckdb
 
     tmp = tempfile.mkdtemp(prefix="nubes-rollup-")
@@ -191,22 +193,26 @@ def _write_part(store: ObjectStore, day: str, raw_keys: list[str], merge: list[s
         tail = os.path.join(tmp, "tail.ndjson")
         with open(tail, "wb") as f:
             for key in raw_keys:
-                f.write(store.get(key))
+                data = store.get(key)
+                f.write(data if data.endswith(b"\n") or not data else data + b"\n")
         olds = []
-        for i, key in enumerate(merge):
+        for i, key in enumerate(parts):
             path = os.path.join(tmp, f"old{i}.parquet")
             try:
-                with open(path, "wb") as f:
-                    f.write(store.get(key))
-                olds.append(path)
+                data = store.get(key)
             except NotFound:  # deleted after its grace: its records are in a newer part
                 continue
+            with open(path, "wb") as f:
+                f.write(data)
+            olds.append(path)
         out = os.path.join(tmp, "part.parquet")
         con = duckdb.connect(config={"threads": "2"})
         try:
             _union_view(con, olds, [tail] if raw_keys else [])
-            typed = ", ".join(f"CAST({RID if k == 'record_id' else k} AS {t}) AS {k}" for k, t in COLUMNS.items())
-            con.execute(f"COPY (SELECT {typed} FROM ledger_all QUALIFY row_number() OVER (PARTITION BY {RID}) = 1 "
+            typed = ", ".join(f"CAST({k} AS {t}) AS {k}" for k, t in COLUMNS.items())
+            source = "ledger_all" if merge else ("(SELECT * FROM ledger_all WHERE _src = 'tail' AND record_id NOT IN "
+                                                 "(SELECT record_id FROM ledger_all WHERE _src = 'part'))")
+            con.execute(f"COPY (SELECT {typed} FROM {source} QUALIFY row_number() OVER (PARTITION BY record_id) = 1 "
                         f"ORDER BY start_time) TO {_sql_str(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
             n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(out)})").fetchone()
         finally:
@@ -220,17 +226,22 @@ def _write_part(store: ObjectStore, day: str, raw_keys: list[str], merge: list[s
 
 
 def _union_view(con: duckdb.DuckDBPyConnection, parquet: list[str], ndjson: list[str]) -> None:
-    """A view ``ledger_all``: every COLUMNS column, from parts (any schema version) and NDJSON files."""
-    sources = [_empty_sql()]
-    if parquet:
-        sources.append("SELECT * FROM read_parquet([" + ", ".join(map(_sql_str, parquet)) + "], union_by_name = true)")
-    for path in ndjson:
-        if os.path.getsize(path):
-            sources.append(f"SELECT * FROM read_json({_sql_str(path)}, format = 'newline_delimited', "
-                           f"hive_partitioning = false, columns = {_columns_sql()})")
+    """A view ``ledger_all``: every COLUMNS column, from parts (any schema version) and NDJSON files, and
+    ``_src`` (``part`` or ``tail``). A record without a ``record_id`` (the layout before ids) gets one
+    from its request id and start time."""
+    sources = [f"SELECT *, NULL::VARCHAR AS _src FROM ({_empty_sql()})"]
     names = ", ".join(COLUMNS)
-    union = " UNION ALL BY NAME ".join(f"({s})" for s in sources)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_all AS SELECT {names} FROM ({union})")
+    if parquet:
+        files = "[" + ", ".join(map(_sql_str, parquet)) + "]"
+        sources.append(f"SELECT {names}, 'part' AS _src FROM (SELECT * FROM ({_empty_sql()}) UNION ALL BY NAME "
+                       f"SELECT * FROM read_parquet({files}, union_by_name = true))")
+    tails = [p for p in ndjson if os.path.getsize(p)]
+    if tails:
+        files = "[" + ", ".join(map(_sql_str, tails)) + "]"
+        cols = ", ".join(f"{RID} AS record_id" if k == "record_id" else k for k in COLUMNS)
+        sources.append(f"SELECT {cols}, 'tail' AS _src FROM read_json({files}, format = 'newline_delimited', "
+                       f"hive_partitioning = false, columns = {_columns_sql()})")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_all AS {' UNION ALL '.join(sources)}")
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -270,8 +281,8 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
                     strict = "<" if op == "<=" else ">="
                     where.append(f"CAST(start_time AS TIMESTAMPTZ) {strict} CAST({_sql_str(bound)} AS TIMESTAMPTZ)")
             clause = (" WHERE " + " AND ".join(where)) if where else ""
-            con.execute(f"CREATE OR REPLACE TEMP VIEW ledger AS SELECT * FROM ledger_all{clause} "
-                        f"QUALIFY row_number() OVER (PARTITION BY {RID}) = 1")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_in AS SELECT * FROM ledger_all{clause}")
+            _dedupe(con, files["overlap"])
             yield con
         finally:
             con.close()
@@ -280,7 +291,29 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _spooled(store: ObjectStore, since: str | None, until: str | None) -> list[bytes]:
+def _dedupe(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
+    """The view ``ledger``: ``ledger_in`` with one record per id. A day's parts are disjoint (compaction
+    keeps them so), so only ids of the tail (raw objects and spools) can repeat: within the tail, or
+    in a part of the same day. Days read from a single source need no check at all."""
+    if days:
+        within = "day IN (" + ", ".join(map(_sql_str, days)) + ")"
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE ledger_dups AS
+            SELECT record_id FROM ledger_in WHERE _src = 'tail' AND {within} GROUP BY 1 HAVING count(*) > 1
+            UNION
+            SELECT record_id FROM ledger_in WHERE _src = 'part' AND {within}
+                AND record_id IN (SELECT record_id FROM ledger_in WHERE _src = 'tail' AND {within})""")
+        found = con.execute("SELECT count(*) FROM ledger_dups").fetchone()
+        if found and found[0]:  # the few repeated ids: one copy each, the rest as they are
+            con.execute("""CREATE OR REPLACE TEMP VIEW ledger AS
+                SELECT * EXCLUDE (_src) FROM ledger_in WHERE record_id NOT IN (SELECT record_id FROM ledger_dups)
+                UNION ALL
+                SELECT * EXCLUDE (_src) FROM (SELECT * FROM ledger_in WHERE record_id IN (SELECT record_id FROM ledger_dups)
+                               QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY _src) = 1)""")
+            return
+    con.execute("CREATE OR REPLACE TEMP VIEW ledger AS SELECT * EXCLUDE (_src) FROM ledger_in")
+
+
+def _spooled(store: ObjectStore, since: str | None, until: str | None) -> list[tuple[str, bytes]]:
     """Records in local spools (after replaying dead writers' segments into the store)."""
     from nubes.metering.ledger import Ledger
     from nubes.storage.spool import spooled
@@ -293,12 +326,12 @@ def _spooled(store: ObjectStore, since: str | None, until: str | None) -> list[b
     out = []
     for _sid, partition, record in spooled(directory):
         if _in_range(partition[4:], since, until):
-            out.append(json.dumps(record, default=str).encode())
+            out.append((partition[4:], json.dumps(record, default=str).encode()))
     return out
 
 
-def _fetch(store: ObjectStore, since: str | None, until: str | None, tmp: str, extra: list[bytes],
-           compact_over: int | None) -> dict[str, list[str]]:
+def _fetch(store: ObjectStore, since: str | None, until: str | None, tmp: str, extra: list[tuple[str, bytes]],
+           compact_over: int | None) -> dict[str, Any]:
     listing = [o.key for o in store.list(RAW) if o.key.endswith(".ndjson") and _in_range(raw_day(o.key), since, until)]
     manifest, _ = read_manifest(store)
     covered = manifest["covered"]
@@ -307,9 +340,13 @@ def _fetch(store: ObjectStore, since: str | None, until: str | None, tmp: str, e
         compact(store)
         return _fetch(store, since, until, tmp, extra, None)
     parquet = []
+    sources: dict[str, int] = {}  # objects (and spools) a day's records come from: ids repeat only across them
+    for day in [raw_day(k) for k in tail] + sorted({day for day, _line in extra}):
+        sources[day] = sources.get(day, 0) + 1
     for day, keys in sorted(manifest["parts"].items()):
         if not _in_range(day, since, until):
             continue
+        sources[day] = sources.get(day, 0) + len(keys)
         for key in keys:
             path = os.path.join(tmp, f"part-{len(parquet)}.parquet")
             try:
@@ -326,9 +363,10 @@ def _fetch(store: ObjectStore, since: str | None, until: str | None, tmp: str, e
         for key in tail:
             data = store.get(key)
             f.write(data if data.endswith(b"\n") or not data else data + b"\n")
-        for line in extra:
+        for _day, line in extra:
             f.write(line + b"\n")
-    return {"parquet": parquet, "ndjson": [path]}
+    overlap = [day for day, n in sorted(sources.items()) if n > 1]
+    return {"parquet": parquet, "ndjson": [path], "overlap": overlap}
 
 
 def manifest_days(manifest: Mapping[str, Any]) -> list[str]:
