@@ -53,8 +53,8 @@ class Settings:
     flush: str = "auto"
     batch_size: int = 100
     flush_interval_s: float = 1.0
-    cloud_batch_size: int = 20  # flush="batch": write when this many records wait ...
-    cloud_max_age_s: float = 10.0  # ... or the oldest has waited this long
+    cloud_batch_size: int = 200  # flush="batch": write when this many records wait ...
+    cloud_max_age_s: float = 30.0  # ... or the oldest has waited this long
     max_buffer: int = 100_000
     spool: bool | None = None  # the local spool (None: on, except on a real cloud)
     spool_sync: str = "interval"  # interval | always (fsync every record)

@@ -161,8 +161,11 @@ class Ledger:
 
     def _flushed(self, keys: list[str]) -> None:
         self.journal.extras["compaction"]["objects"] += len(keys)
-        if self.journal.mode == "background" and self._compaction_due():
-            self.compact()  # on the flusher thread, never on a request's path
+        # Locally (a spool: a long-lived process, a disk) the flusher compacts when due. On a real cloud
+        # it does not: a compaction would compete with invocations for the CPU and may be frozen half
+        # way; bills compact there when enough raw objects wait, or a schedule calls compact().
+        if self.journal.mode == "background" and self.journal.spool is not None and self._compaction_due():
+            self.compact()
 
     @property
     def buffered(self) -> int:

@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,12 +66,25 @@ _IN_LOG_LINE = {"http": frozenset({"method", "path", "route", "status", "duratio
                 "event": frozenset({"duration_ms", "request_id", "app"})}
 
 
-def peak_rss_mb() -> float | None:
-    """The process's peak resident set in MB (Linux reports ru_maxrss in KiB, macOS in bytes)."""
+_PEAK: list[float] = [0.0, 0.0]  # [monotonic time read, MB]
+PEAK_TTL_S = 0.05
+
+
+def peak_rss_mb(max_age_s: float = 0.0) -> float | None:
+    """The process's peak resident set in MB (Linux reports ru_maxrss in KiB, macOS in bytes).
+
+    ``max_age_s`` > 0 accepts a reading that old (the peak only grows; ``getrusage`` costs tens of µs
+    on a busy host): prices that bill it (Azure Consumption) always read it afresh.
+    """
     if _resource is None:
         return None
+    now = time.monotonic()
+    if max_age_s and now - _PEAK[0] < max_age_s:
+        return _PEAK[1]
     peak = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    value = round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+    _PEAK[0], _PEAK[1] = now, value
+    return value
 
 
 def body_digest(body: bytes) -> str | None:
@@ -238,9 +252,9 @@ class Meter:
         skip = _IN_LOG_LINE["http" if inv.kind == "http" else "event"]
         fields = inv.log_fields
         fields["priced_as"] = f"{record['provider']}/{record['plan']}"
-        for key, value in record.items():
-            if key not in skip:
-                fields[key] = value
+        fields.update(record)
+        for key in skip:  # the app's own log line has these already
+            del fields[key]
         if not write:
             return
         ledger = self.ledger()
@@ -262,7 +276,7 @@ class Meter:
         memory = platform.memory_mb or s.memory_mb
         io = inv.io.snapshot()
         ops = io["ops"]
-        peak = peak_rss_mb()
+        peak = peak_rss_mb(0.0 if route.model.bills_observed_memory else PEAK_TTL_S)
         request, response = inv.request, inv.response
         http = inv.kind == "http"
         duration = inv.duration_ms or 0.0
@@ -299,7 +313,7 @@ class Meter:
             "memory_mb": memory,
             "architecture": platform.architecture or "x86_64",
             "start_time": start.isoformat(),
-            "day": start.strftime("%Y-%m-%d"),
+            "day": start.isoformat()[:10],
             "duration_ms": duration,
             "billed_duration_ms": cost.billed_duration_ms,
             "billed_memory_mb": cost.billed_memory_mb,

@@ -97,6 +97,7 @@ class PriceModel(ABC):
     figures: Mapping[str, Figure]  # every figure this plan reads, keys prefixed by the cloud's name
     fronts: tuple[str, ...] = ("none",)  # how HTTP reaches the function; the first is the default
     default_memory_mb: int = 128
+    bills_observed_memory: bool = False  # True: the memory billed is the peak observed (read it every invocation)
 
     # -- the arithmetic ------------------------------------------------------------------------------
     @abstractmethod

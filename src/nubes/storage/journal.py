@@ -45,7 +45,6 @@ with one, pending segments are re-read from their files, so memory holds only th
 from __future__ import annotations
 
 import atexit
-import contextlib
 import json
 import logging
 import os
@@ -84,7 +83,7 @@ def batches(prefix: str, sid: str, groups: Mapping[str, list[bytes]], chunk: int
     """``(key, payload, records)`` for every object a segment is written as (see the module docstring)."""
     out = []
     for partition in sorted(groups):
-        lines = groups[partition]
+        lines = [x if isinstance(x, bytes) else _ENCODE(x).encode() for x in groups[partition]]
         for n, start in enumerate(range(0, len(lines), chunk)):
             part = lines[start:start + chunk]
             if transform is not None:
@@ -157,13 +156,15 @@ class Journal:
 
     # -- the request path ----------------------------------------------------------------------------
     def append(self, partition: str, record: Mapping[str, Any]) -> None:
-        """Add ``record`` (JSON-able) to ``partition``; with a spool it is on disk when this returns."""
-        line = _ENCODE(record).encode()
+        """Add ``record`` (JSON-able, not changed afterwards) to ``partition``; with a spool it is on disk
+        when this returns (without one, it is encoded when written, off the caller's path)."""
         with self._lock:
             seg = self._segment
             if seg is None:
                 seg = self._segment = self._open_segment()
+            line: bytes | Mapping[str, Any] = record
             if seg.fd is not None:
+                line = _ENCODE(record).encode()
                 try:
                     write_all(seg.fd, partition.encode() + b"\t" + line + b"\n")
                     if self.sync == "always":
@@ -172,7 +173,7 @@ class Journal:
                     self._spool_failed(seg, exc)
             groups = seg.groups
             assert groups is not None
-            groups.setdefault(partition, []).append(line)
+            groups.setdefault(partition, []).append(line)  # type: ignore[arg-type]
             seg.count += 1
             count = seg.count
             over = count + self._pending_count() - self.max_buffer
@@ -184,7 +185,7 @@ class Journal:
         if self.mode == "manual":
             if count >= self.chunk:
                 self.flush()
-        elif count >= self.batch_size:
+        elif count == self.batch_size:  # once per segment: the flusher takes it from here
             _FLUSHER.wake()
 
     def _open_segment(self) -> Segment:

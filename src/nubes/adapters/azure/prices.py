@@ -86,6 +86,7 @@ class ConsumptionPlan(_AzurePlan):
 
     plan = "consumption"
     title = "Azure Functions Consumption"
+    bills_observed_memory = True
     default_memory_mb = 128
     max_memory_mb = 1536
     max_duration_s = 600.0
