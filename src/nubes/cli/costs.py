@@ -135,6 +135,8 @@ def quote(
     memory: Annotated[int | None, typer.Option("--memory", help="memory in MB on every provider")] = None,
     provider: Annotated[list[str] | None, typer.Option("--provider", help="only these providers (repeatable)")] = None,
     basis: Annotated[str | None, typer.Option("--method", help="force history, sample or sizes")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", metavar="SECONDS",
+                                                 help="how long the sample runs may take in all (default 20)")] = None,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
 ) -> None:
     """Estimate what one request will cost on each provider before it runs (low, expected, high)."""
@@ -146,20 +148,24 @@ def quote(
     application = load(app)
     try:
         result = make_quote(application, verb, path, query=pairs, body=body, headers=headers, memory_mb=memory,
-                            providers=provider or None, method_hint=basis)
+                            providers=provider or None, method_hint=basis, budget_s=budget)
     except NubesError as exc:
         fail(str(exc))
     if format == "json":
         print(json.dumps(result, indent=2, default=str))
         return
     table = Table(title=f"{application.name}: {verb} {path} ({result['route']}), quoted from {result['basis']}")
-    for col in ("provider", "plan", "memory MB", "billed ms", "low", "expected", "high", "method"):
-        table.add_column(col, justify="right" if col not in ("provider", "plan", "method") else "left")
+    for col in ("provider", "plan", "memory MB", "billed ms", "low", "expected", "high", "fits"):
+        table.add_column(col, justify="right" if col not in ("provider", "plan", "fits") else "left")
     for e in result["estimates"]:
         table.add_row(e["provider"], e["plan"], str(e["memory_mb"]), str(e["billed_duration_ms"]), _usd(e["low_usd"]),
-                      _usd(e["expected_usd"]), _usd(e["high_usd"]), e["method"])
+                      _usd(e["expected_usd"]), _usd(e["high_usd"]), "yes" if e["fits"] else "NO")
     console = _console()
     console.print(table)
+    if result.get("peak_rss_mb"):
+        console.print(f"peak memory about {result['peak_rss_mb']:,.0f} MB; durations at this machine's speed")
+    for note in result.get("warnings", []):
+        console.print(f"note: {note}")
     if result.get("datasets"):
         sizes = ", ".join(f"{k} {v.get('bytes_now', 0):,} bytes" for k, v in result["datasets"].items())
         console.print(f"datasets: {sizes}")

@@ -194,10 +194,16 @@ class Meter:
             with self._lock:
                 if self._ledger is None:
                     app = self.app
-                    self._ledger = Ledger(lambda: app.storage, uri=app.storage_uri, log=app.log,
+                    uri = app.storage_uri  # fixed now: the store written is the one the journal (and spool) is for
+                    self._ledger = Ledger(lambda: app.open_store(uri), uri=uri, log=app.log,
                                           compact_objects=self.settings.compact_objects)
                 ledger = self._ledger
         return ledger
+
+    @property
+    def _uri(self) -> str:
+        ledger = self._ledger
+        return ledger.uri if ledger is not None else self.app.storage_uri
 
     def _route_for(self, platform: Platform) -> _Route:
         route = self._route
@@ -210,7 +216,8 @@ class Meter:
             route = _Route(self, platform, self.settings)
             journal.set_defaults(**route.policy)  # lineage (and any other bookkeeping) follows the ledger
             if self.settings.ledger and self.settings.flush != "off":
-                self.ledger().journal.configure(**journal.policy_for(self.app.storage_uri, "ledger", route.policy))
+                ledger = self.ledger()
+                ledger.journal.configure(**journal.policy_for(ledger.uri, "ledger", route.policy))
             if len(self._routes) < 64:
                 self._routes[platform] = route
         self._route = route
@@ -222,7 +229,7 @@ class Meter:
         from nubes.storage.journal import journals
 
         ok = True
-        for j in journals(self.app.storage_uri):
+        for j in journals(self._uri):
             ok = j.close(timeout) and ok
         return ok
 
@@ -262,7 +269,7 @@ class Meter:
         if route.inline:
             from nubes.storage.journal import journals
 
-            for j in journals(self.app.storage_uri):
+            for j in journals(ledger.uri):
                 j.flush()
 
     def record(self, inv: Invocation, s: Settings | None = None, route: _Route | None = None) -> dict[str, Any]:
@@ -347,7 +354,7 @@ class Meter:
         if lineage_entries:
             from nubes.storage.journal import journals
 
-            found = [j for j in journals(self.app.storage_uri) if j.name == "lineage"]
+            found = [j for j in journals(self._uri) if j.name == "lineage"]
             per_put = (found[0].written / found[0].puts) if found and found[0].puts else route.nominal
             puts += lineage_entries / max(per_put, 1.0)
         return puts, gets

@@ -517,6 +517,15 @@ def journals(uri: str | None = None) -> list[Journal]:
         return [j for (u, _p), j in _REGISTRY.items() if key is None or u == key]
 
 
+def forget(uri: str) -> None:
+    """Drop the process's journals over the store at ``uri`` (a temporary store gone for good), unwritten
+    records included."""
+    key = normalize_uri(uri)
+    with _REGISTRY_LOCK:
+        for k in [k for k in _REGISTRY if k[0] == key]:
+            _FLUSHER.journals.discard(_REGISTRY.pop(k))
+
+
 def normalize_uri(uri: str) -> str:
     """``uri`` as the store it opens names itself (``file://rel`` -> ``file:///abs/rel``, no trailing slash)."""
     if uri.startswith("file://"):
