@@ -202,6 +202,18 @@ def spool_journal(store: Any, directory: Path, **kw: Any) -> Journal:
     return Journal(store, PREFIX, name="ledger", spool=str(directory), **kw)
 
 
+def die(journal: Journal, torn: bytes = b"") -> None:
+    """The writer dies (after writing ``torn``, a line cut short): its open segment file is closed, its lock
+    released, its memory gone. (Under the journal's lock: the flusher may be fsyncing that file.)"""
+    with journal._lock:
+        seg = journal._segment
+        assert seg is not None and seg.fd is not None
+        if torn:
+            os.write(seg.fd, torn)
+        os.close(seg.fd)
+        journal._segment = None
+
+
 def test_a_segment_is_on_disk_before_append_returns_and_replayed_once_its_writer_is_gone(tmp_path: Path) -> None:
     store = LocalStore(str(tmp_path / "home"))
     spool = tmp_path / "spool"
@@ -212,8 +224,7 @@ def test_a_segment_is_on_disk_before_append_returns_and_replayed_once_its_writer
     assert len(files) == 1 and files[0].read_bytes().count(b"\n") == 4  # header + 3 records
     other = spool_journal(store, spool)
     assert other.replay() == 0  # the writer is alive (holds the lock): left alone
-    writer._segment.fd and os.close(writer._segment.fd)  # the writer dies (its lock goes with it)
-    writer._segment = None
+    die(writer)
     assert other.replay() == 3
     assert not list(spool.glob("*.seg"))
     assert sorted(r["request_id"] for r in records(store)) == ["r0", "r1", "r2"]
@@ -224,10 +235,7 @@ def test_a_torn_last_line_is_ignored(tmp_path: Path) -> None:
     spool = tmp_path / "spool"
     writer = spool_journal(store, spool)
     writer.append("day=2026-11-25", {"record_id": "a", "request_id": "a"})
-    seg = writer._segment
-    os.write(seg.fd, b'day=2026-11-25\t{"record_id": "b", "requ')  # killed inside this write
-    os.close(seg.fd)
-    writer._segment = None
+    die(writer, torn=b'day=2026-11-25\t{"record_id": "b", "requ')  # killed inside this write
     assert spool_journal(store, spool).replay() == 1
     assert [r["request_id"] for r in records(store)] == ["a"]
 
@@ -242,8 +250,7 @@ def test_a_crash_between_the_write_and_the_spool_delete_does_not_double_count(tm
     # the objects of the segment are written (keys fixed by its content), then the process dies
     for key, payload, _n in batches(PREFIX, seg.id, seg.groups, 2):
         store.put(key, payload, if_none_match=True)
-    os.close(seg.fd)
-    writer._segment = None
+    die(writer)
     before = sorted(raw_keys(store))
     assert spool_journal(store, spool).replay() == 5  # written again: the same keys, so nothing new
     assert sorted(raw_keys(store)) == before and len(before) == 3
@@ -257,8 +264,7 @@ def test_concurrent_replays_store_each_record_once(tmp_path: Path) -> None:
         writer = spool_journal(store, spool)
         for i in range(50):
             writer.append("day=2026-11-25", {"record_id": f"w{w}-{i}", "request_id": f"w{w}-{i}"})
-        os.close(writer._segment.fd)
-        writer._segment = None
+        die(writer)
     with ThreadPoolExecutor(4) as pool:
         totals = list(pool.map(lambda _: spool_journal(store, spool).replay(), range(4)))
     assert sum(totals) >= 300

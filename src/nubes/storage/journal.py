@@ -45,6 +45,7 @@ with one, pending segments are re-read from their files, so memory holds only th
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -439,12 +440,16 @@ class _Flusher:
             journals = list(self.journals)
             waits = [1.0]
             for j in journals:
-                wait = j.wait()
-                if wait is not None and wait <= 0.0 and (j.mode == "background" or j._pending):
-                    j.flush()
+                try:
                     wait = j.wait()
-                if j.spool is not None and j.sync == "interval":
-                    j.sync_spool()
+                    if wait is not None and wait <= 0.0 and (j.mode == "background" or j._pending):
+                        j.flush()
+                        wait = j.wait()
+                    if j.spool is not None and j.sync == "interval":
+                        j.sync_spool()
+                except Exception as exc:  # noqa: BLE001 - the one flusher thread must outlive any journal's fault
+                    _log(j.log, "error", "journal flusher failed; retrying", journal=j.name, error=f"{type(exc).__name__}: {exc}")
+                    wait = 1.0
                 if wait is not None and (j.mode == "background" or j._pending):
                     waits.append(max(0.005, wait))
             del journals
