@@ -30,6 +30,8 @@ What goes back: text bodies (``text/*``, JSON, XML, JavaScript, form) as text, a
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -39,6 +41,7 @@ from urllib.parse import quote, unquote
 from nubes.adapters.aws.context import Invocation
 from nubes.core.app import App
 from nubes.core.datastructures import Headers
+from nubes.core.events import Platform
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -187,9 +190,14 @@ class HttpSource:
     def result(self, response: Response, event: Event) -> dict[str, Any]:
         raise NotImplementedError
 
+    def front(self, event: Event) -> str:
+        """The front that delivered ``event`` (metering prices its fee: nubes.adapters.aws.prices)."""
+        return "http"
+
     def __call__(self, app: App, event: Event, inv: Invocation) -> dict[str, Any]:
         request = self.request(event)
-        response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform)
+        platform = _with_front(inv.platform, self.front(event))
+        response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=platform)
         result = self.result(response, event)
         if len(response.body) * 4 // 3 + 8192 > self.max_result_bytes and _size(result) > self.max_result_bytes:
             # The service would drop it with a bare 502 and no trace; answer a problem the caller can act on.
@@ -217,6 +225,9 @@ class RestApi(HttpSource):
     """
 
     name = "API Gateway REST API (payload 1.0)"
+
+    def front(self, event: Event) -> str:
+        return "http" if event.get("version") == "1.0" else "rest"  # an HTTP API's payload 1.0 says its version
 
     def __init__(self, base_path: str | None = None) -> None:
         self.base_path = "/" + base_path.strip("/") if base_path and base_path.strip("/") else None
@@ -270,6 +281,11 @@ class RestApi(HttpSource):
             "body": body,
             "isBase64Encoded": b64,
         }
+
+
+@functools.lru_cache(maxsize=128)
+def _with_front(platform: Platform, front: str) -> Platform:
+    return dataclasses.replace(platform, front=front)
 
 
 class HttpApi(HttpSource):
@@ -333,6 +349,9 @@ class FunctionUrl(HttpApi):
 
     name = "Lambda Function URL (payload 2.0)"
 
+    def front(self, event: Event) -> str:
+        return "url"
+
     @staticmethod
     def infer(event: Event) -> bool:
         rc = event.get("requestContext") or {}
@@ -359,6 +378,9 @@ class Alb(HttpSource):
     # "The maximum size of the response JSON that the Lambda function can send is 1 MB"
     # (docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html)
     max_result_bytes = 1024 * 1024
+
+    def front(self, event: Event) -> str:
+        return "alb"
 
     @staticmethod
     def infer(event: Event) -> bool:
