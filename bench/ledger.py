@@ -30,9 +30,9 @@ from pathlib import Path
 
 os.environ["NUBES_LOG_LEVEL"] = "off"
 
-import nubes  # noqa: E402
-from nubes.metering.bills import bill  # noqa: E402
-from nubes.metering.ledger import Ledger, new_record_id  # noqa: E402
+import nubes
+from nubes.metering.bills import bill
+from nubes.metering.ledger import Ledger, new_record_id
 
 ROUTES = ["/revenue", "/orders/{id}", "/daily/rebuild", "/ping", "/regions/{region}/days"]
 TENANTS = ["acme", "globex", "initech", None]
@@ -51,7 +51,8 @@ def synthetic(n: int, day: str = "2026-11-25") -> list[dict]:
             "record_id": new_record_id(), "request_id": f"{i:032x}", "app": "ledger-bench", "kind": "http", "method": "GET",
             "path": "/p", "route": rnd.choice(ROUTES), "status": 200, "provider": "aws", "plan": "lambda", "front": "http",
             "gateway": "http", "platform": "aws", "emulated": False, "function_name": "bench", "region": "us-east-1",
-            "memory_mb": 512, "architecture": "x86_64", "start_time": f"{day}T12:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}000+00:00",
+            "memory_mb": 512, "architecture": "x86_64",
+            "start_time": f"{day}T12:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}000+00:00",
             "day": day, "duration_ms": d, "billed_duration_ms": billed, "billed_memory_mb": 512, "peak_rss_mb": 180.0,
             "cold_start": i % 500 == 0, "ops_put": 0, "ops_get": rnd.randint(0, 6), "ops_head": 1, "ops_list": 0,
             "ops_delete": 0, "ops_delete_many": 0, "bytes_read": rnd.randint(0, 10**6), "bytes_written": 0, "http_bytes": 900,
@@ -111,7 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = [run(int(n), not args.no_cli) for n in args.sizes.split(",")]
     print(f"nubes ledger at scale: records written through Ledger.append + flush, billed by route; Python {sys.version.split()[0]}")
-    print(f"{'records':>10} {'write s':>9} {'rec/s':>9} {'bill s':>8} {'nubes costs s':>14}  {'bill storage reads':<26} {'per-record objects':>20}")
+    print(f"{'records':>10} {'write s':>9} {'rec/s':>9} {'bill s':>8} {'nubes costs s':>14}  {'bill storage reads':<26} "
+          f"{'per-record objects':>20}")
     for r in rows:
         cli = f"{r['cli_s']:.2f}" if "cli_s" in r else "-"
         baseline = f"{r['n']:,} GET + {r['n']:,} HEAD"

@@ -28,11 +28,11 @@ import time
 
 os.environ["NUBES_LOG_LEVEL"] = "off"
 
-import nubes  # noqa: E402
-from nubes.core.events import Platform  # noqa: E402
-from nubes.core.request import Request  # noqa: E402
-from nubes.metering import configure, flush  # noqa: E402
-from nubes.testing.servers.moto import MotoServer  # noqa: E402
+import nubes
+from nubes.core.events import Platform
+from nubes.core.request import Request
+from nubes.metering import configure, flush
+from nubes.testing.servers.moto import MotoServer
 
 REAL = Platform("aws", function_name="bench", memory_mb=512, region="us-east-1")
 EMULATED = Platform("aws", function_name="bench", memory_mb=512, region="us-east-1", emulated=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nubes.errors import ConfigError
 from nubes.adapters.gcp.prices import tier as gcf_tier
-from nubes.metering.pricing import Usage, price
+from nubes.errors import ConfigError
 from nubes.metering.prices import PriceBook, defaults
+from nubes.metering.pricing import Usage, price
 
 REL = 1e-9
 

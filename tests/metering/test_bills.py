@@ -6,17 +6,17 @@ import json
 from typing import Any
 
 import pytest
+from tests.metering.conftest import METERING_APP
 from typer.testing import CliRunner
 
 import nubes
 from nubes.cli.main import cli
 from nubes.core.events import Platform
+from nubes.core.request import Request
 from nubes.metering import configure, flush
 from nubes.metering.bills import bill
 from nubes.metering.pricing import Usage, price
-from nubes.core.request import Request
 from nubes.testing import Client
-from tests.metering.conftest import METERING_APP
 
 GCP = Platform("gcp", memory_mb=512, emulated=True)
 AZURE = Platform("azure", memory_mb=1024, emulated=True)

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nubes.core import clouds
-from nubes.metering.pricing import PriceModel, Usage, model, models
 from nubes.metering.prices import PriceBook
+from nubes.metering.pricing import PriceModel, Usage, model, models
 
 BOOK = PriceBook()
 PLANS = models()

@@ -6,6 +6,7 @@ import json
 import statistics
 
 import pytest
+from tests.metering.conftest import METERING_APP
 from typer.testing import CliRunner
 
 import nubes
@@ -15,7 +16,6 @@ from nubes.metering.bills import bill
 from nubes.metering.ledger import PREFIX, records
 from nubes.metering.quote import quote
 from nubes.testing import Client
-from tests.metering.conftest import METERING_APP
 
 TOLERANCE = 0.30
 PATHS = ["/summary", "/top?n=20", "/summary?min_distance=12.5"]

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import request_parts, METHODS, AppArg, fail, load
+from nubes.cli.common import METHODS, AppArg, fail, load, request_parts
 from nubes.errors import NubesError
 
 
@@ -27,7 +27,7 @@ def costs(
     by: Annotated[str, typer.Option("--by", help="request, route, tenant, day or provider")] = "route",
     since: Annotated[str | None, typer.Option("--since", help="from this day (YYYY-MM-DD) or ISO time")] = None,
     until: Annotated[str | None, typer.Option("--until", help="to this day (inclusive) or ISO time (exclusive)")] = None,
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
     what_if: Annotated[str | None, typer.Option("--what-if", help="re-price the same invocations on aws, gcp or azure")] = None,
     tenant: Annotated[str | None, typer.Option("--tenant", help="only this tenant's invocations")] = None,
     free_tier: Annotated[bool, typer.Option("--free-tier", help="credit the providers' monthly free grants in the total")] = False,
@@ -137,7 +137,7 @@ def quote(
     basis: Annotated[str | None, typer.Option("--method", help="force history, sample or sizes")] = None,
     budget: Annotated[float | None, typer.Option("--budget", metavar="SECONDS",
                                                  help="how long the sample runs may take in all (default 20)")] = None,
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Estimate what one request will cost on each provider before it runs (low, expected, high)."""
     if format not in ("table", "json"):
@@ -173,7 +173,7 @@ def quote(
 
 def prices(
     app: Annotated[str | None, typer.Argument(metavar="[APP]", help="show this app's prices (with its overrides)")] = None,
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """The price figures metering uses, each with its unit, source and date."""
     from nubes.metering.prices import PriceBook

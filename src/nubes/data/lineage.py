@@ -31,7 +31,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nubes.storage.journal import journal, journals, register_transform
@@ -69,10 +69,10 @@ def record(store: ObjectStore, entry: dict[str, Any]) -> str:
     """Journal one invocation's lineage ``entry``; returns its id. Never writes on the request path
     unless the policy says so (``flush="invocation"``)."""
     granularity = granularity_of(store.uri, entry.get("app"))
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     entry = {"entry_id": uuid.uuid4().hex[:16], "time": now.isoformat(), **entry}
     if granularity == "off":
-        return entry["entry_id"]
+        return str(entry["entry_id"])
     if granularity == "version":
         entry["granularity"] = "version"
     _journal(store).append(f"day={now:%Y-%m-%d}", entry)
@@ -91,7 +91,7 @@ def _version_key(entry: dict[str, Any]) -> str:
 def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One batch's entries with those of ``version`` granularity folded per route and dataset version."""
     out: list[dict[str, Any]] = []
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, Any] = {}
     for e in entries:
         if e.get("granularity") != "version":
             out.append(e)
@@ -133,9 +133,9 @@ def history(store: ObjectStore, dataset: str | None = None, *, limit: int | None
             live.setdefault(sid, []).append(e)
     listing = list(store.list(PREFIX))
     stored = {info.key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for info in listing if info.key.endswith(".ndjson")}
-    for sid, found in live.items():
+    for sid, pending in live.items():
         if sid not in stored:  # (a segment being written is skipped: its aggregated entries may be in the listing)
-            entries += [(e.get("time", ""), e) for e in found]
+            entries += [(e.get("time", ""), e) for e in pending]
     for info in listing:
         if info.key.endswith(".json"):
             e = json.loads(store.get(info.key))

@@ -135,14 +135,21 @@ def _prices_env(text: str) -> dict[str, Any]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"NUBES_PRICES is not a JSON object: {exc}") from None
-        return value
-    path = Path(text)
-    if not path.is_file():
-        raise ConfigError(f"NUBES_PRICES={text!r} is neither a JSON object nor a file")
-    if path.suffix == ".toml":
-        data = _toml(path)
-        return data.get("prices", data)
-    return json.loads(path.read_text(encoding="utf-8"))
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"NUBES_PRICES={text!r} is neither a JSON object nor a file")
+        if path.suffix == ".toml":
+            data = _toml(path)
+            value = data.get("prices", data)
+        else:
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"NUBES_PRICES={text}: not a JSON file of prices ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"NUBES_PRICES must hold an object of prices (key -> number), not {type(value).__name__}")
+    return value
 
 
 def _from_env() -> dict[str, Any]:

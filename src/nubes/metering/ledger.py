@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +56,7 @@ COLUMNS: dict[str, str] = {
 }
 """Every field of a ledger record and its DuckDB type (the rollups' schema)."""
 
-_PROCESS = uuid.uuid4().hex[:12]
+_PROCESS = os.urandom(6).hex()
 _COUNTER = itertools.count()
 
 
@@ -68,7 +67,7 @@ def new_record_id() -> str:
 
 def _new_process() -> None:
     global _PROCESS, _COUNTER
-    _PROCESS, _COUNTER = uuid.uuid4().hex[:12], itertools.count()
+    _PROCESS, _COUNTER = os.urandom(6).hex(), itertools.count()
 
 
 if hasattr(os, "register_at_fork"):
@@ -102,7 +101,7 @@ class Ledger:
         if uri is None:
             if callable(store) and not hasattr(store, "uri"):
                 raise TypeError("Ledger(store_factory) needs uri=")
-            uri = store.uri  # type: ignore[union-attr]
+            uri = str(store.uri)
         self.uri = uri
         self.journal: Journal = journal(store, uri, PREFIX, name="ledger", log=log,
                                         **{"mode": "manual", "spool": spool, **policy})
@@ -144,7 +143,7 @@ class Ledger:
     def _compaction_due(self) -> bool:
         state = self.journal.extras["compaction"]
         limit_records, limit_objects = self.journal.extras["compact_at"]
-        return self.journal.written - state["base"] >= limit_records or state["objects"] >= limit_objects
+        return bool(self.journal.written - state["base"] >= limit_records or state["objects"] >= limit_objects)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush, retrying failures until ``timeout``; True if everything was written."""
@@ -186,4 +185,4 @@ def records(store: ObjectStore, since: str | None = None, until: str | None = No
         cur = con.execute("SELECT * FROM ledger ORDER BY start_time, request_id")
         names = [d[0] for d in cur.description]
         for row in cur.fetchall():
-            yield dict(zip(names, row))
+            yield dict(zip(names, row, strict=True))

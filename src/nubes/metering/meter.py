@@ -38,12 +38,14 @@ its settings on the first invocation.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nubes.metering.ledger import new_record_id
+from nubes.metering.pricing import Usage
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -91,6 +93,8 @@ def body_digest(body: bytes) -> str | None:
     """A short fingerprint of a request body (whole up to 64 KiB; else its length, first and last 32 KiB)."""
     if not body:
         return None
+    import hashlib
+
     if len(body) > _DIGEST_WHOLE:
         half = _DIGEST_WHOLE // 2
         body = str(len(body)).encode() + body[:half] + body[-half:]
@@ -101,6 +105,7 @@ class _Route:
     """Where the records of one platform go, and what a record of it is priced on (cached per platform)."""
 
     __slots__ = ("cloud", "inline", "model", "nominal", "platform", "policy")
+    policy: dict[str, Any]
 
     def __init__(self, meter: Meter, platform: Platform, s: Settings) -> None:
         import os
@@ -274,9 +279,6 @@ class Meter:
 
     def record(self, inv: Invocation, s: Settings | None = None, route: _Route | None = None) -> dict[str, Any]:
         """The ledger record of a finished invocation."""
-        from nubes.metering.ledger import new_record_id
-        from nubes.metering.pricing import Usage
-
         s = s or self.settings
         route = route or self._route_for(inv.platform)
         platform = inv.platform
@@ -290,16 +292,24 @@ class Meter:
         front = getattr(platform, "front", None) or s.fronts.get(route.cloud)
         http_bytes = 0
         digest = None
+        headers = route.model.prices_bytes(front)  # count header bytes only where they are billed (an ALB)
         if request is not None:
-            http_bytes = len(request.body) + sum(len(k) + len(v) + 4 for k, v in request.headers.multi_items())
-            digest = body_digest(request.body)
+            body = request.body
+            http_bytes = len(body)
+            if body:
+                digest = body_digest(body)
+            if headers:
+                http_bytes += sum(len(k) + len(v) + 4 for k, v in request.headers.multi_items())
         if response is not None:
-            http_bytes += len(response.body) + sum(len(k) + len(v) + 4 for k, v in response.headers.items())
-        puts, gets = self._bookkeeping(route, int(ops.get("journal:lineage", 0)), s)
+            http_bytes += len(response.body)
+            if headers:
+                http_bytes += sum(len(k) + len(v) + 4 for k, v in response.headers.items())
+        puts, gets = self._bookkeeping(route, ops.get("journal:lineage", 0), s)
         emulated = bool(platform.emulated or route.cloud != platform.provider)
         usage = Usage(duration, memory, peak, platform.architecture, http, ops, emulated, front, http_bytes, puts, gets)
         cost = route.model.price(usage, self.book)
-        start = inv.start_time
+        started = inv.start_time.isoformat()
+        get = ops.get
         return {
             "record_id": new_record_id(),
             "request_id": inv.request_id,
@@ -319,14 +329,15 @@ class Meter:
             "region": platform.region,
             "memory_mb": memory,
             "architecture": platform.architecture or "x86_64",
-            "start_time": start.isoformat(),
-            "day": start.isoformat()[:10],
+            "start_time": started,
+            "day": started[:10],
             "duration_ms": duration,
             "billed_duration_ms": cost.billed_duration_ms,
             "billed_memory_mb": cost.billed_memory_mb,
             "peak_rss_mb": peak,
             "cold_start": bool(platform.cold_start),
-            **{f"ops_{k}": int(ops.get(k, 0)) for k in _OPS},
+            "ops_put": get("put", 0), "ops_get": get("get", 0), "ops_head": get("head", 0), "ops_list": get("list", 0),
+            "ops_delete": get("delete", 0), "ops_delete_many": get("delete_many", 0),
             "bytes_read": int(io["bytes_read"]),
             "bytes_written": int(io["bytes_written"]),
             "http_bytes": http_bytes,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 STORAGE_OPS = ("put", "get", "head", "list", "delete", "delete_many")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Usage:
     """What an invocation used: wall duration, memory (configured / peak observed), architecture, whether
     it came through HTTP and by which front, bytes carried, storage operations, nubes' own writes."""
@@ -52,7 +52,7 @@ class Usage:
     bookkeeping_gets: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Cost:
     provider: str
     plan: str
@@ -75,6 +75,16 @@ class Cost:
         out = asdict(self)
         out["total_usd"] = self.total_usd
         return out
+
+
+_KEYS: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _storage_keys(cloud: str) -> tuple[tuple[str, str], ...]:
+    keys = _KEYS.get(cloud)
+    if keys is None:
+        keys = _KEYS[cloud] = tuple((op, f"{cloud}.storage.{op}") for op in STORAGE_OPS)
+    return keys
 
 
 def ceil_to(ms: float, step: float) -> int:
@@ -109,9 +119,18 @@ class PriceModel(ABC):
         return book.get(f"{self.cloud}.gateway.{front}", 0.0)
 
     def storage_usd(self, ops: Mapping[str, float], book: PriceBook) -> float:
-        """Object-store operations at the figures ``<cloud>.storage.<op>``."""
+        """Object-store operations at the figures ``<cloud>.storage.<op>`` (other counters are free)."""
         values = book.values
-        return float(sum(n * values.get(f"{self.cloud}.storage.{op}", 0.0) for op, n in ops.items() if n))
+        total = 0.0
+        for op, key in _storage_keys(self.cloud):
+            n = ops.get(op)
+            if n:
+                total += n * values.get(key, 0.0)
+        return total
+
+    def prices_bytes(self, front: str | None) -> bool:
+        """Whether ``front`` bills the bytes it carries (the meter then counts header bytes too)."""
+        return False
 
     def price(self, usage: Usage, book: PriceBook) -> Cost:
         """``usage`` priced on this plan."""
@@ -123,9 +142,11 @@ class PriceModel(ABC):
             front = "none"
         billed, memory, gb_s, vcpu_s, compute, request = self.compute(usage, book)
         gateway = self.gateway_usd(front, usage, book) if front != "none" else 0.0
-        keeping = {"put": usage.bookkeeping_puts, "get": usage.bookkeeping_gets}
+        keeping = 0.0
+        if usage.bookkeeping_puts or usage.bookkeeping_gets:
+            keeping = self.storage_usd({"put": usage.bookkeeping_puts, "get": usage.bookkeeping_gets}, book)
         return Cost(self.cloud, self.plan, front, billed, memory, gb_s, vcpu_s, compute, request, gateway,
-                    self.storage_usd(usage.ops, book), self.storage_usd(keeping, book))
+                    self.storage_usd(usage.ops, book), keeping)
 
     # -- what fits (quotes) --------------------------------------------------------------------------
     max_memory_mb: int = 128
@@ -159,7 +180,7 @@ def model(cloud: str, plan: str | None = None) -> PriceModel:
 
     c = clouds.get(cloud)
     plan = plan or c.default_plan
-    found = c.price_models.get(plan)
+    found: PriceModel | None = c.price_models.get(plan)
     if found is None:
         raise ConfigError(f"no price model for {cloud!r} plan {plan!r}; {cloud} has: {', '.join(c.price_models)}")
     return found

@@ -120,7 +120,7 @@ def quote(
     if basis is None and method_hint in (None, "sample"):
         try:
             basis = _from_sample(app, request, budget_s)
-        except Exception as exc:  # noqa: BLE001 - fall back to sizes, say why
+        except Exception as exc:
             if method_hint == "sample":
                 raise
             app.log.warning("quote: sample run failed; estimating from dataset sizes", error=f"{type(exc).__name__}: {exc}")
@@ -319,7 +319,7 @@ def extrapolate(fractions: list[float], values: list[float]) -> float:
     """``values`` (measured at ``fractions`` of the data, ascending) at the whole data: the linear fit, or,
     when the last two points grow faster than linearly, the power law through them (whichever is larger)."""
     if fractions[-1] >= 1.0:
-        return values[-1]
+        return float(values[-1])
     if len(fractions) == 1:  # one slice only (the budget stopped there): assume it grows with the data
         return values[-1] / max(fractions[-1], 1e-9)
     a, b = _fit(fractions, values)
@@ -328,8 +328,8 @@ def extrapolate(fractions: list[float], values: list[float]) -> float:
     if v1 > 0 and v2 > v1 and f2 > f1:
         k = math.log(v2 / v1) / math.log(f2 / f1)
         if k > 1.0:
-            return max(linear, v2 * (1.0 / f2) ** min(k, 3.0))
-    return max(linear, values[-1])
+            return float(max(linear, v2 * (1.0 / f2) ** min(k, 3.0)))
+    return float(max(linear, values[-1]))
 
 
 def _from_sample(app: App, request: Request, budget_s: float, repeats: int = 3) -> dict[str, Any]:

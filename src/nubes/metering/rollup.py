@@ -339,7 +339,7 @@ def _fetch(store: ObjectStore, since: str | None, until: str | None, tmp: str, e
     if compact_over is not None and len(tail) >= compact_over:
         compact(store)
         return _fetch(store, since, until, tmp, extra, None)
-    parquet = []
+    parquet: list[str] = []
     sources: dict[str, int] = {}  # objects (and spools) a day's records come from: ids repeat only across them
     for day in [raw_day(k) for k in tail] + sorted({day for day, _line in extra}):
         sources[day] = sources.get(day, 0) + 1

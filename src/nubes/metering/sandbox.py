@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -250,15 +250,16 @@ class Sandbox:
         clone = copy.copy(app)
         clone.hooks = [self.probe]
         clone._stores = {}
-        clone._storage = self.home  # type: ignore[assignment]
+        clone._storage = self.home
         clone._storage_uri = self.home.uri
         clone._lock = threading.RLock()
         # extension attributes built from the real home store are rebuilt over the sandbox's on use
         clone._attributes = {k: v for k, v in app._attributes.items() if k not in ("models", "check_cache")}
-        clone.check_cache = CheckCache()
+        attrs = vars(clone)  # instance attributes win over the extensions' (looked up only when missing)
+        attrs["check_cache"] = CheckCache()
+        attrs["catalog"] = SliceCatalog(app, self)
+        attrs["open_store"] = self.open_store
         clone.log = app.log.bind(quote_sample=True)
-        clone.catalog = SliceCatalog(app, self)  # type: ignore[assignment]
-        clone.open_store = self.open_store  # type: ignore[method-assign]
         clone._jobs = None  # job state, if any, over the sandbox's home store
         self.clone = clone
 
@@ -302,18 +303,18 @@ class Sandbox:
 
     def prepare(self, fraction: float) -> None:
         """Make the slices at ``fraction`` of every dataset seen so far (before a measured run)."""
-        catalog = self.clone.catalog
-        catalog.fraction = fraction  # type: ignore[attr-defined]
+        catalog = vars(self.clone)["catalog"]
+        catalog.fraction = fraction
         for name in list(self.full):
             catalog.get(name)
 
     def run(self, request: Request, fraction: float) -> Run:
         """One run of ``request`` with every dataset sliced to ``fraction`` (RuntimeError if it answers 5xx)."""
-        self.clone.catalog.fraction = fraction  # type: ignore[attr-defined]
+        vars(self.clone)["catalog"].fraction = fraction
         # every run sees fresh views: the session caches per invocation only, nothing else to reset
         before = len(self.probe.runs)
         route, _ = self.clone.router.match(request.method, request.raw_path)
-        job = _SampleJob(None, "quote-sample", 1, None) if route.options.get("job") else None  # type: ignore[arg-type]
+        job = _SampleJob(None, "quote-sample", 1, None) if route.options.get("job") else None
         response = self.clone.handle(request, job=job)  # a job route's handler runs here, not queued
         run = self.probe.runs[before]
         if run.status >= 500:
@@ -341,7 +342,7 @@ def _job_run_type() -> type:
     return SampleJob
 
 
-def _SampleJob(*args: Any) -> Any:  # noqa: N802 - a class made on first use (core.jobs loads only when needed)
+def _SampleJob(*args: Any) -> Any:
     return _job_run_type()(*args)
 
 
@@ -375,8 +376,8 @@ def _slice_parquet(store: ObjectStore, info: ObjectInfo, fraction: float) -> tup
     with Bridge({"src": store}) as bridge, tempfile.TemporaryDirectory(prefix="nubes-quote-") as tmp:
         con = bridge.duckdb()
         src = "'" + f"nubes://src/{info.key}".replace("'", "''") + "'"
-        rows, groups = con.execute(f"SELECT num_rows, num_row_groups FROM parquet_file_metadata({src})").fetchone()
-        rows, groups = int(rows or 0), max(int(groups or 1), 1)
+        meta = con.execute(f"SELECT num_rows, num_row_groups FROM parquet_file_metadata({src})").fetchone()
+        rows, groups = (int(meta[0] or 0), max(int(meta[1] or 1), 1)) if meta else (0, 1)
         per_group = max(VECTOR, math.ceil(math.ceil(rows * fraction) / groups / VECTOR) * VECTOR)
         n = min(rows, per_group * groups)
         out = os.path.join(tmp, "slice.parquet")

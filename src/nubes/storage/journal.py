@@ -123,6 +123,8 @@ class Journal:
         self._retry_at = 0.0
         self._replayed = False
         self.spool: str | None = None
+        self.mode, self.batch_size, self.max_age_s, self.chunk = mode, batch_size, max_age_s, chunk
+        self.max_buffer, self.sync, self.transform = max_buffer, sync, transform
         self.written = 0  # records stored
         self.puts = 0  # objects stored
         self.dropped = 0  # records dropped past max_buffer (without a spool; each drop is logged)
@@ -447,7 +449,7 @@ class _Flusher:
                         wait = j.wait()
                     if j.spool is not None and j.sync == "interval":
                         j.sync_spool()
-                except Exception as exc:  # noqa: BLE001 - the one flusher thread must outlive any journal's fault
+                except Exception as exc:
                     _log(j.log, "error", "journal flusher failed; retrying", journal=j.name, error=f"{type(exc).__name__}: {exc}")
                     wait = 1.0
                 if wait is not None and (j.mode == "background" or j._pending):

@@ -10,11 +10,9 @@ line (the process died inside a ``write``) is ignored: its caller had not answer
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -43,7 +41,7 @@ except ImportError:  # pragma: no cover - Windows
 
 def new_segment_id() -> str:
     """A segment id: UTC time (so keys sort oldest first) and 64 random bits."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:16]}"
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{os.urandom(8).hex()}"
 
 
 def spool_dir(uri: str, stream: str) -> str | None:
@@ -55,6 +53,8 @@ def spool_dir(uri: str, stream: str) -> str | None:
     """
     if uri.startswith("mem://"):
         return None
+    import hashlib
+
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     base = os.environ.get("NUBES_SPOOL_DIR")
     if base:

@@ -104,6 +104,9 @@ class LambdaPlan(PriceModel):
         by_connection = 1.0 / (v["aws.gateway.alb.lcu_new_connections_per_s"] * 3600)
         return max(by_bytes, by_connection) * v["aws.gateway.alb.lcu_hour"]
 
+    def prices_bytes(self, front: str | None) -> bool:
+        return front == "alb"
+
     def memory_options(self) -> Sequence[int]:
         return (128, *range(192, 10241, 64))
 
