@@ -1,10 +1,11 @@
 """Requests per second through the local server and the cloud emulators, under a load tool.
 
-Starts ``nubes serve`` (plain, then ``--emulate aws|gcp|azure``) on loopback for a trivial route and
-drives it with ``wrk`` when it is installed (Debian package ``wrk``), else with a built-in keep-alive
-load generator (threads, ``http.client``). Prints requests/s and latency percentiles per mode, so the
-cost of emulation (payload building, worker processes, the adapter) is visible against the plain
-server in the same run.
+Starts ``nubes serve`` (plain, then ``--emulate aws|gcp|azure``) on loopback for a trivial route, with
+nubes' defaults (metering on), and drives it with ``wrk`` when it is installed (Debian package
+``wrk``), else with a built-in keep-alive load generator (threads, ``http.client``). Prints
+requests/s and latency percentiles per mode, so the cost of emulation (payload building, worker
+processes, the adapter) is visible against the plain server in the same run. ``nubes serve``
+against uvicorn + Starlette is ``bench/serve.py``.
 
     python bench/emulator_throughput.py [--seconds 5] [--connections 4] [--workers 2]
 """
@@ -79,6 +80,10 @@ def wrk_load(port: int, seconds: float, connections: int) -> tuple[float, dict[s
     return rps, pct, errors
 
 
+def _percentile(sorted_ms: list[float], q: float) -> str:
+    return f"{sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]:.2f}ms" if sorted_ms else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -91,7 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app_file = Path(tmp) / "bench_app.py"
         app_file.write_text(APP)
-        env = {**os.environ, "NUBES_LOG_LEVEL": "off", "NUBES_METERING": "off", "NUBES_STORAGE": f"file://{tmp}/home"}
+        env = {**os.environ, "NUBES_STORAGE": f"file://{tmp}/home"}  # nubes defaults: metering on, logs on (to /dev/null)
         for mode in ("local", "aws", "gcp", "azure"):
             port = free_port()
             cmd = [nubes, "serve", str(app_file), "--port", str(port)]
@@ -100,7 +105,7 @@ def main() -> None:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     start_new_session=True)
             try:
-                wait_until(lambda: port_open(port), timeout=60, what=f"nubes serve ({mode})")
+                wait_until(lambda port=port: port_open(port), timeout=60, what=f"nubes serve ({mode})")
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 for _ in range(args.workers * 2):  # warm every worker (cold starts are not measured)
                     conn.request("GET", "/ping")
@@ -112,8 +117,7 @@ def main() -> None:
                 else:
                     rps, lat, errors = builtin_load(port, args.seconds, args.connections)
                     lat.sort()
-                    p = (lambda q: f"{lat[min(len(lat) - 1, int(q * len(lat)))]:.2f}ms") if lat else (lambda q: "-")
-                    rows.append((mode, rps, p(0.5), p(0.99), errors))
+                    rows.append((mode, rps, _percentile(lat, 0.5), _percentile(lat, 0.99), errors))
             finally:
                 os.killpg(proc.pid, signal.SIGINT)
                 try:

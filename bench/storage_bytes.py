@@ -23,7 +23,7 @@ import polars as pl
 
 import nubes.storage as storage
 from nubes.storage.base import ObjectStore
-from nubes.data.bridge import Bridge
+from nubes.data import Bridge
 
 COLUMNS = 20
 QUERIES: dict[str, str] = {

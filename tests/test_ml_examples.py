@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -19,11 +20,16 @@ CLASSIFICATION = ROOT / "examples" / "classification"
 FORECAST = ROOT / "examples" / "forecast"
 needs_vega = pytest.mark.skipif(importlib.util.find_spec("vega_datasets") is None,
                                 reason="the forecast example reads its data from vega_datasets (dev extra)")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="the LSTM example trains with PyTorch, a dev/test dependency: pip install torch")
+needs_onnx = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+                                reason="serving ONNX models needs the onnx extra: pip install 'nubes[onnx]'")
 
 
 def run_script(script: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NUBES_STORAGE": f"file://{tmp_path}/store", "COLUMNS": "200"}
-    return subprocess.run(check=False, args=[sys.executable, str(script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    return subprocess.run(check=False, args=[sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
 
 
 def test_classification_walkthrough_runs(tmp_path: Path) -> None:
@@ -73,6 +79,7 @@ def test_forecast_app_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert client.get("/forecast").status_code == 404  # nothing trained yet
     answer = client.post("/train").json()
     assert answer["cv"] == "TimeSeriesSplit(n_splits=5)" and len(answer["cv_rmse"]) == 5
+    assert set(answer["best_params"]) == {"max_depth", "features__lags"} and answer["history"] == 29
     assert answer["holdout"]["to"] == "2015-12-30" and answer["holdout"]["days"] > 250  # the final months
     assert answer["gradient_boosting"]["rmse"] < answer["naive"]["rmse"] and answer["promoted"]
     assert {"temp_max_lag1", "temp_max_roll7_mean", "weather_rain"} <= set(answer["features"])
@@ -80,3 +87,26 @@ def test_forecast_app_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert fc["date"] == "2016-01-01" and -10 < fc["temp_max"] < 25 and fc["version"] == 1
     mv = app.models.get("temp-max-tomorrow")
     assert mv.metrics["naive_rmse"] == pytest.approx(answer["naive"]["rmse"]) and mv.inputs[0]["dataset"] == "weather"
+    # the feature pipeline is part of the model: the built-in route takes raw daily rows
+    import polars as pl
+
+    raw = pl.read_parquet(app.storage.get("datasets/seattle_weather.parquet")).sort("date").tail(40)
+    served = client.post("/_nubes/models/temp-max-tomorrow/predict", json=raw.with_columns(pl.col("date").cast(pl.String)).to_dicts())
+    assert served.status_code == 200, served.text
+    assert len(served.json()["predictions"]) == 40 and round(served.json()["predictions"][-1], 2) == fc["temp_max"]
+    assert set(mv.features_in) == {"date", "temp_max", "temp_min", "precipitation", "wind", "weather"}
+
+
+@needs_vega
+@needs_torch
+@needs_onnx
+def test_forecast_lstm_from_pytorch_served_from_onnx_against_gradient_boosting(tmp_path: Path) -> None:
+    r = run_script(FORECAST / "sequence.py", tmp_path)
+    assert r.returncode == 0, r.stderr + r.stdout
+    scores = json.loads(r.stdout.strip().splitlines()[-1])
+    print(r.stdout)  # the comparison, reported as measured (pytest -s shows it)
+    assert scores["days"] > 250
+    for name in ("lstm", "gradient_boosting", "naive"):
+        assert 1.0 < scores[name]["rmse"] < 6.0, (name, scores[name])
+    assert scores["lstm"]["rmse"] < scores["naive"]["rmse"]  # it learned something from the 14 days before
+    assert "LSTM (ONNX, served)" in r.stdout

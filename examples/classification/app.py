@@ -18,6 +18,7 @@ writes it as Parquet into its home store and declares it in the catalog as ``tum
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from typing import Any, Literal
@@ -55,10 +56,8 @@ def ensure_dataset(ctx: Context) -> None:
     if not store.exists(KEY):
         buf = io.BytesIO()
         load_frame().write_parquet(buf)
-        try:
+        with contextlib.suppress(PreconditionFailed):  # a concurrent first call wrote it
             store.put(KEY, buf.getvalue(), content_type="application/vnd.apache.parquet", if_none_match=True)
-        except PreconditionFailed:
-            pass  # a concurrent first call wrote it
     with _lock:
         if "tumors" not in ctx.app.catalog:
             ctx.app.dataset("tumors", store.url(KEY), description="Wisconsin diagnostic breast cancer data",

@@ -6,19 +6,23 @@ temperature in °C, precipitation in mm, wind in m/s and the day's weather), as 
 Polars, without pandas or a network). On first use the app writes it as Parquet into its home
 store and declares it in the catalog as ``weather``.
 
-    POST /train       lag, rolling-window, difference and season features (nubes.ml.features);
-                      a gradient-boosting regressor tuned with time-series cross-validation (every
-                      fold trains on the past and is scored on what follows); compared on the same
-                      held-out final months with the naive forecast "tomorrow = today"; registered
-                      with both scores, and promoted to production if it beats the naive forecast
+    POST /train       lag, rolling-window, difference and season features computed *inside* the
+                      model (nubes.ml.features.Features, a pipeline step), so the lags it tries are
+                      tuned by the search within time-series cross-validation (every fold trains on
+                      the past and is scored on what follows), and the model takes raw daily rows;
+                      a gradient-boosting regressor compared on the same held-out final months with
+                      the naive forecast "tomorrow = today"; registered with both scores, and
+                      promoted to production if it beats the naive forecast
     GET  /forecast    tomorrow's maximum after the last day in the data, from the production model
-    POST /_nubes/models/temp-max-tomorrow/predict   built in: feature rows in, forecasts out
+    POST /_nubes/models/temp-max-tomorrow/predict   built in: raw daily rows in (send at least the 30
+                      days before the day to forecast from), one forecast per row out
 
     python examples/forecast/walkthrough.py
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from datetime import timedelta
@@ -33,11 +37,8 @@ app = nubes.App("seattle-weather", description="Tomorrow's maximum temperature i
 MODEL = "temp-max-tomorrow"
 KEY = "datasets/seattle_weather.parquet"
 TARGET = "temp_max_lead1"
-FEATURES = [
-    "temp_max", "temp_min", "precipitation", "wind", "weather",
-    "temp_max_lag1", "temp_max_lag2", "temp_max_lag6", "temp_max_diff1",
-    "temp_max_roll7_mean", "temp_max_roll30_mean", "date_dayofyear_sin", "date_dayofyear_cos",
-]
+RAW = ["date", "temp_max", "temp_min", "precipitation", "wind", "weather"]
+HISTORY = 30  # the longest rolling window: rows to send before the day to forecast from
 _lock = threading.Lock()
 
 
@@ -66,45 +67,44 @@ def ensure_dataset(ctx: Context) -> None:
     if not store.exists(KEY):
         buf = io.BytesIO()
         load_frame().write_parquet(buf)
-        try:
+        with contextlib.suppress(PreconditionFailed):
             store.put(KEY, buf.getvalue(), content_type="application/vnd.apache.parquet", if_none_match=True)
-        except PreconditionFailed:
-            pass
     with _lock:
         if "weather" not in ctx.app.catalog:
             ctx.app.dataset("weather", store.url(KEY), description="Daily weather in Seattle, 2012-2015 (NOAA)",
                             checks=[checks.not_null("date"), checks.unique("date")])
 
 
-def make_features(frame: Any) -> Any:
-    """Everything known at the end of a day, and the target: the next day's maximum.
+def feature_steps() -> Any:
+    """Everything known at the end of a day, computed from the raw rows inside the model."""
+    from nubes.ml.features import Features
 
-    Works on a Polars DataFrame or LazyFrame (e.g. ``ctx.table("weather")``), in date order.
-    """
+    return Features(columns=["temp_max"], lags=[1, 2, 6], diffs=[1], windows=[7, 30], order_by="date",
+                    date="date", parts=["dayofyear"], cyclical=True)
+
+
+def with_target(frame: Any) -> Any:
+    """The raw rows with the target: the next day's maximum (null on the last day)."""
     from nubes.ml import features as F
 
-    f = F.lags(frame, "temp_max", [1, 2, 6], order_by="date")
-    f = F.diffs(f, "temp_max", 1, order_by="date")
-    f = F.rolling(f, "temp_max", [7, 30], "mean", order_by="date")
-    f = F.date_parts(f, "date", ["dayofyear"], cyclical=True)
-    return F.leads(f, "temp_max", 1, order_by="date")
+    return F.leads(frame, "temp_max", 1, order_by="date")
 
 
 @app.post("/train")
 def train_model(ctx: Context) -> dict:
-    """Tune a gradient-boosting forecaster with time-series CV; compare it with the naive forecast."""
+    """Tune a gradient-boosting forecaster and its lags with time-series CV; compare it with the naive forecast."""
+    import polars as pl
     from sklearn.ensemble import GradientBoostingRegressor
 
-    from nubes.ml import features as F
     from nubes.ml import train
-    from nubes.ml.train import regression_metrics
+    from nubes.ml.metrics import regression_metrics
 
     ensure_dataset(ctx)
-    rows = F.drop_incomplete(make_features(ctx.table("weather")), [*FEATURES, TARGET]).collect()
+    rows = with_target(ctx.table("weather")).collect().filter(pl.col(TARGET).is_not_null())
     result = train(
         GradientBoostingRegressor(n_estimators=100, learning_rate=0.05, subsample=0.8),
-        rows, target=TARGET, features=FEATURES, order_by="date",
-        cv="timeseries", search={"max_depth": [2, 3]},
+        rows, target=TARGET, features=RAW, engineer=feature_steps(), order_by="date",
+        cv="timeseries", search={"max_depth": [2, 3], "features__lags": [[1, 2, 6], [1, 2, 3, 7]]},
     )
     held_out = rows.sort("date").tail(result.n_holdout)  # the final months, which the search never saw
     naive = regression_metrics(held_out[TARGET], held_out["temp_max"])  # tomorrow = today
@@ -120,7 +120,7 @@ def train_model(ctx: Context) -> dict:
         "holdout": {"from": held_out["date"].min(), "to": held_out["date"].max(), "days": held_out.height},
         "gradient_boosting": result.metrics, "naive": naive, "skill": metrics["skill"],
         "best_params": result.best_params, "cv": result.cv, "cv_rmse": [-s for s in result.cv_scores],
-        "features": result.features, "timings": result.timings,
+        "features": result.features, "history": result.history, "timings": result.timings,
     }
 
 
@@ -128,12 +128,12 @@ def train_model(ctx: Context) -> dict:
 def forecast(ctx: Context) -> dict:
     """Tomorrow's maximum after the last observed day, from the production model."""
     ensure_dataset(ctx)
-    latest = make_features(ctx.table("weather")).sort("date").tail(1).collect()
+    recent = ctx.table("weather").sort("date").tail(HISTORY + 1).collect()  # raw rows: the model makes its features
     try:
         mv = ctx.models.get(MODEL)
     except nubes.errors.NotFound:
         raise HTTPError(404, f"no model {MODEL!r} yet; POST /train first") from None
     model = ctx.models.load_version(mv)
-    day = latest["date"][0]
-    return {"date": day + timedelta(days=1), "temp_max": round(float(model.predict(latest)[0]), 2),
-            "today": {"date": day, "temp_max": latest["temp_max"][0]}, "model": MODEL, "version": mv.version}
+    day = recent["date"][-1]
+    return {"date": day + timedelta(days=1), "temp_max": round(float(model.predict(recent)[-1]), 2),
+            "today": {"date": day, "temp_max": recent["temp_max"][-1]}, "model": MODEL, "version": mv.version}

@@ -67,7 +67,7 @@ def wines(ctx: Context):
 
 def sql(ctx: Context, query: str, params: dict[str, Any] | None = None):
     """Run DuckDB SQL with ``wines`` bound to the Parquet object in the app's store (range reads)."""
-    from nubes.data.bridge import Bridge
+    from nubes.data import Bridge
 
     ensure_dataset(ctx.storage)
     with Bridge(ctx.storage) as bridge:

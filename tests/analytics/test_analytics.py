@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,8 @@ import polars as pl
 import pytest
 
 import nubes
-from nubes.data import lineage
 from nubes.core.loader import load_app
+from nubes.data import lineage
 from nubes.testing import Client
 from nubes.testing.servers.moto import MotoServer
 
@@ -173,7 +175,7 @@ def test_writes_are_atomic_and_readers_never_see_a_mix(shop: tuple[nubes.App, st
 
 def test_superseded_versions_are_deleted_after_the_grace_period(shop: tuple[nubes.App, str, Path],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from nubes.data import session as analytics
+    from nubes.data import writes as analytics
 
     app, data_uri, _ = shop
     client = Client(app)
@@ -191,7 +193,7 @@ def test_superseded_versions_are_deleted_after_the_grace_period(shop: tuple[nube
 
 
 def test_append_adds_a_version_and_failed_write_keeps_the_old(shop: tuple[nubes.App, str, Path]) -> None:
-    app, data_uri, _ = shop
+    app, _data_uri, _ = shop
     client = Client(app)
     first = client.post("/daily/rebuild").json()["rows"]
     assert client.post("/daily/rebuild?mode=append").json()["rows"] == 2 * first
@@ -214,7 +216,7 @@ def test_lineage_records_reads_and_writes(shop: tuple[nubes.App, str, Path]) -> 
     assert entry["request_id"] == r.headers["x-nubes-request-id"] and entry["route"] == "/daily/rebuild"
     read = next(x for x in entry["reads"] if x["dataset"] == "orders")
     assert read["objects"][0]["key"] == "orders.parquet" and read["objects"][0]["etag"]
-    assert 0 < read["bytes_read"] <= read["objects"][0]["size"]
+    assert read["bytes_read"] > 0  # every query of the invocation (checks, the COPY, the count) is counted
     written = next(x for x in entry["writes"] if x["dataset"] == "daily")
     assert written["mode"] == "overwrite" and len(written["objects"]) == 4
 
@@ -334,6 +336,9 @@ def test_invocations_share_one_database_and_are_metered_apart(tmp_path: Path) ->
         buf = io.BytesIO()
         pl.DataFrame({"v": pl.int_range(0, (i + 1) * 30_000, eager=True)}).write_parquet(buf, row_group_size=10_000)
         store.put(f"t{i}.parquet", buf.getvalue())
+        # written an hour ago: DuckDB trusts its cached footer from the first read on (it does not for files
+        # modified in the last 10 s), so every invocation after the first reads the same bytes
+        os.utime(tmp_path / f"t{i}.parquet", (time.time() - 3600, time.time() - 3600))
         app.dataset(f"t{i}", f"file://{tmp_path}/t{i}.parquet")
 
     @app.get("/sum/{i}")
@@ -345,8 +350,10 @@ def test_invocations_share_one_database_and_are_metered_apart(tmp_path: Path) ->
     client = Client(app)
     solo = {}
     for i in range(3):
+        assert client.get(f"/sum/{i}").json()["sum"] == sum(range((i + 1) * 30_000))  # makes the shared view
         assert client.get(f"/sum/{i}").json()["sum"] == sum(range((i + 1) * 30_000))
         solo[i] = next(lineage.history(app.storage, f"t{i}"))["reads"][0]["bytes_read"]
+        assert solo[i] > 0
     database = app_database(app)
     assert database.sessions == 0  # every session closed with its invocation
 

@@ -14,11 +14,12 @@ import duckdb
 import pytest
 
 from nubes import checks
-from nubes.data.checks import _format_duration, _parse_duration, _quote_ident
+from nubes.data.checks import _format_duration, _parse_duration
+from nubes.data.sqltext import ident as _quote_ident
 from nubes.errors import ConfigError
 
 T = '"orders"'
-NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2024, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -152,7 +153,7 @@ def test_freshness(conn: duckdb.DuckDBPyConnection) -> None:
     stale = checks.freshness("updated_at", dt.timedelta(days=7), now=lambda: NOW).run(conn, '"bad"')
     assert (stale.passed, stale.failing, stale.sample) == (False, None, [])
     assert stale.check == "freshness(updated_at, max_age=7d)"
-    assert "latest updated_at is 2024-05-01 10:00:00 (31d2h old), older than 7d" == stale.detail
+    assert stale.detail == "latest updated_at is 2024-05-01 10:00:00 (31d2h old), older than 7d"
     # a naive now() is read as UTC; a DATE column is midnight UTC
     assert checks.freshness("day", "13h", now=lambda: dt.datetime(2024, 6, 1, 12)).run(conn, T).passed
     assert not checks.freshness("day", "11h", now=lambda: dt.datetime(2024, 6, 1, 12)).run(conn, T).passed
@@ -243,12 +244,16 @@ def test_result_to_dict_is_json(conn: duckdb.DuckDBPyConnection) -> None:
                     'nan'::DOUBLE AS f, uuid() AS u""")
     r = checks.not_null("k").run(conn, '"odd"')
     d = r.to_dict()
-    json.dumps(d)
+    json.dumps(d, allow_nan=False)
     assert d["status"] == "FAIL" and d["failing"] == 1
     row = d["sample"][0]
-    assert row["d"] == "1.50" and row["day"] == "2024-01-02" and row["l"] == [1, 2] and row["s"] == {"a": "x"}
-    assert row["b"] == "6162" and row["f"] == "nan"
+    # the one JSON rule set (nubes.core.encoding): decimals as numbers, NaN as null, bytes as base64
+    assert row["d"] == 1.5 and row["day"] == "2024-01-02" and row["l"] == [1, 2] and row["s"] == {"a": "x"}
+    assert row["b"] == "YWI=" and row["f"] is None
     assert row["ts"].startswith("2024-01-02T03:04:05")
+    from nubes.core.encoding import dumps
+
+    assert json.loads(dumps(r.sample)) == d["sample"]  # the same as any answer holding these values
 
 
 def test_format_report() -> None:

@@ -18,9 +18,8 @@ import pytest
 
 import nubes
 import nubes.storage
-from nubes.data import lineage
 from nubes.core.encoding import dumps
-from nubes.errors import HTTPError
+from nubes.data import Bridge, lineage
 from nubes.data.sql_endpoint import (
     Refused,
     Sandbox,
@@ -28,7 +27,7 @@ from nubes.data.sql_endpoint import (
     denied_function,
     validate,
 )
-from nubes.data.bridge import Bridge
+from nubes.errors import HTTPError
 from nubes.testing import Client
 
 SALES = pl.DataFrame(
@@ -85,7 +84,7 @@ def _sql(client: Client, sql: str, **extra: Any) -> Any:
 
 def _expected(ref: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     rel = ref.sql(sql)
-    return json.loads(dumps([dict(zip(rel.columns, row)) for row in rel.fetchall()]))
+    return json.loads(dumps([dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]))
 
 
 # -- answers ------------------------------------------------------------------------------------------

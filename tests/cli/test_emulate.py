@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,9 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.adapters.test_emulator import EMU_APP, oversize_answer
+from tests.cli.test_serve import ABUSE
+from tests.rawhttp import exchange, stream
 
 from nubes.testing.servers import free_port, port_open, wait_until
-from tests.adapters.test_emulator import EMU_APP, oversize_answer
 
 NUBES = str(Path(sys.executable).with_name("nubes"))
 
@@ -47,15 +48,6 @@ class Served:
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:
             conn.close()
-
-    def raw(self, head: bytes) -> bytes:
-        """Send only ``head`` (headers, maybe the start of a body) and read the whole answer."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(head)
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks)
 
     def lines(self) -> list[dict]:
         out = []
@@ -113,14 +105,31 @@ def test_aws_response_over_6_mb(servers: dict[str, Served]) -> None:
 @pytest.mark.parametrize(("provider", "limit"), [("gcp", 32 * 1024 * 1024), ("azure", 100 * 1024 * 1024)])
 def test_request_over_the_default_limit_refused_before_it_is_sent(servers: dict[str, Served], provider: str, limit: int) -> None:
     head = f"POST /size HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {limit + 1}\r\n\r\n".encode()
-    answer = servers[provider].raw(head)
-    assert answer.startswith(b"HTTP/1.1 413 ")
-    # streamed: the first chunk that takes the total over the limit is refused before its data
-    chunked = (f"POST /size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               f"10\r\n{'a' * 16}\r\n{limit:x}\r\n").encode()
-    assert servers[provider].raw(chunked).startswith(b"HTTP/1.1 413 ")
+    answer = exchange(servers[provider].port, head, timeout=10)
+    assert answer.status == 413 and answer.seconds < 2
+    # streamed: refused as the running total passes the limit, before the rest is read
+    head = b"POST /size HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer, sent = stream(servers[provider].port, head, limit + 64 * 1024 * 1024, piece=1 << 20, timeout=60)
+    assert answer.status == 413 and limit < sent < limit + 16 * 1024 * 1024
     status, _, body = servers[provider].call("POST", "/size", b"a" * 1000)
     assert status == 200 and json.loads(body) == {"size": 1000}
+
+
+@pytest.mark.parametrize("case", ["negative Content-Length", "Content-Length +3", "Content-Length 1_0",
+                                  "conflicting Content-Length", "Transfer-Encoding xchunked", "negative chunk size",
+                                  "CL.TE smuggling", "TE.CL smuggling", "200 kB header"])
+@pytest.mark.parametrize("provider", ["aws", "gcp", "azure"])
+def test_malformed_requests_are_refused_by_the_front(servers: dict[str, Served], provider: str, case: str) -> None:
+    data = ABUSE[case].replace("/echo", "/size").encode("latin-1")
+    answer = exchange(servers[provider].port, data, timeout=10, wait_close=True)
+    assert answer.refused and answer.status in (None, 400, 431) and answer.closed and answer.seconds < 5, answer
+    assert answer.raw.count(b"HTTP/1.1 ") <= 1
+
+
+def test_a_body_that_stops_arriving_does_not_hold_the_front(servers: dict[str, Served]) -> None:
+    head = b"POST /size HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+    answer = exchange(servers["aws"].port, head, timeout=30)
+    assert answer.status == 408 and 9 < answer.seconds < 20 and answer.header("connection") == ["close"]
 
 
 @pytest.mark.parametrize(("provider", "status", "body"), [

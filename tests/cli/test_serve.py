@@ -1,4 +1,6 @@
-"""`nubes serve` as a real process answering real HTTP on loopback."""
+"""`nubes serve` as a real process answering real HTTP on loopback, including raw-socket abuse:
+each malformed request is refused (a 4xx or a closed connection) within a bounded time, the
+server's memory stays bounded, and it goes on answering."""
 
 from __future__ import annotations
 
@@ -8,15 +10,20 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import CONTRACT_APP
+from tests.rawhttp import exchange, rss_mb, stream
 
 from nubes.testing.servers import free_port, port_open, wait_until
-from tests.conftest import CONTRACT_APP
 
 NUBES = str(Path(sys.executable).with_name("nubes"))
+
+
+PROCESSES: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +33,7 @@ def server() -> Iterator[tuple[str, int]]:
         [NUBES, "serve", str(CONTRACT_APP), "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "NUBES_LOG_LEVEL": "off"},
     )
+    PROCESSES[port] = proc
     try:
         wait_until(lambda: port_open(port), timeout=60, what="nubes serve")
         yield "127.0.0.1", port
@@ -103,3 +111,94 @@ def test_keep_alive_serves_several_requests_on_one_connection(server: tuple[str,
 def test_port_in_use_is_a_clear_error(server: tuple[str, int]) -> None:
     r = subprocess.run([NUBES, "serve", str(CONTRACT_APP), "--port", str(server[1])], capture_output=True, timeout=60)
     assert r.returncode == 2 and b"pick another with --port" in r.stderr and b"Traceback" not in r.stderr
+
+
+H = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+ABUSE = {
+    "negative Content-Length": H + "Content-Length: -1\r\n\r\n{}",
+    "Content-Length +3": H + "Content-Length: +3\r\n\r\n{} ",
+    "Content-Length 1_0": H + "Content-Length: 1_0\r\n\r\n{\"a\": 123}",
+    "conflicting Content-Length": H + "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{} ",
+    "Content-Length list": H + "Content-Length: 2, 3\r\n\r\n{} ",
+    "Transfer-Encoding xchunked": H + "Transfer-Encoding: xchunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "Transfer-Encoding chunked, identity": H + "Transfer-Encoding: chunked, identity\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "space before the colon": H + "Transfer-Encoding : chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    "negative chunk size": H + "Transfer-Encoding: chunked\r\n\r\n-1\r\n" + "a" * 100,
+    "chunk size 0x2": H + "Transfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+    "chunk size past 2**64": H + "Transfer-Encoding: chunked\r\n\r\n1" + "0" * 17 + "\r\n{}",
+    "CL.TE smuggling": H + "Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG",
+    "TE.CL smuggling": H + "Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n",
+    "obsolete line folding": H + "X-A: a\r\n b\r\nContent-Length: 2\r\n\r\n{}",
+    "NUL in a header": H + "X-A: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+    "bare LF line ends": "PUT /echo HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}",
+    "garbage request line": "G(T /hello/x HTTP/1.1\r\nHost: x\r\n\r\n",
+    "200 kB header": "GET /hello/x HTTP/1.1\r\nHost: x\r\nX-Big: " + "a" * 200_000 + "\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("data", ABUSE.values(), ids=ABUSE.keys())
+def test_malformed_requests_are_refused_by_the_server(server: tuple[str, int], data: str) -> None:
+    answer = exchange(server[1], data.encode("latin-1"), timeout=10, wait_close=True)
+    assert answer.refused and answer.status in (None, 400, 431), answer
+    assert answer.closed and answer.seconds < 5  # not left open waiting for more
+    assert answer.raw.count(b"HTTP/1.1 ") <= 1  # nothing smuggled answered after it
+    assert call(server, "GET", "/hello/ok").status == 200
+
+
+def test_a_body_over_100_mb_is_refused_before_it_is_read(server: tuple[str, int]) -> None:
+    head = b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 104857601\r\n\r\n"
+    answer = exchange(server[1], head, timeout=10)
+    assert answer.status == 413 and answer.seconds < 2 and answer.header("connection") == ["close"]
+    assert answer.header("content-type") == ["application/problem+json"]
+    assert b"104,857,600-byte limit" in answer.raw
+
+
+def test_memory_stays_bounded_under_oversized_and_broken_bodies(server: tuple[str, int]) -> None:
+    pid = PROCESSES[server[1]].pid
+    before = rss_mb(pid)
+    head = b"PUT /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # a negative chunk size, then 200 MB more: refused at once, nothing past it is read
+    answer, sent = stream(server[1], head + b"-1\r\n", 200 * 1024 * 1024, chunked=False, timeout=20)
+    assert answer.refused and answer.seconds < 5 and sent < 16 * 1024 * 1024
+    # a header line that never ends: 431 once the head passes 64 KiB
+    answer, sent = stream(server[1], b"GET /hello/x HTTP/1.1\r\nHost: x\r\nX-Big: ", 200 * 1024 * 1024, chunked=False,
+                          fill=b"a", timeout=20)
+    assert answer.refused and answer.seconds < 5 and sent < 16 * 1024 * 1024
+    # a chunked body streamed past the 100 MB limit: refused as the total passes it
+    answer, sent = stream(server[1], head, 200 * 1024 * 1024, piece=1 << 20, timeout=60)
+    assert answer.status == 413 and answer.header("content-type") == ["application/problem+json"]
+    assert 100 * 1024 * 1024 < sent < 120 * 1024 * 1024
+    assert rss_mb(pid) - before < 160  # at most the 100 MB limit held at once, then released or reused
+    assert call(server, "GET", "/hello/ok").status == 200
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_answers_requests_in_flight_then_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    port = free_port()
+    serve_app = Path(__file__).parents[1] / "apps" / "serve_app.py"
+    proc = subprocess.Popen([NUBES, "serve", str(serve_app), "--port", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env={**os.environ, "NUBES_LOG_LEVEL": "off",
+                                                         "NUBES_STORAGE": f"file://{tmp_path}/home"})
+    try:
+        wait_until(lambda: port_open(port), timeout=60, what="nubes serve")
+        for _ in range(30):
+            assert call(("127.0.0.1", port), "GET", "/ping").status == 200
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/sleep?s=1")
+        time_sent = time.monotonic()
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read()) == {"slept": 1.0}  # finished, not cut off
+        conn.close()
+        assert proc.wait(timeout=30) == 0 and time.monotonic() - time_sent < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read().decode()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    assert "nubes: stopped" in stderr and "Traceback" not in stderr
+    ledger = list((tmp_path / "home" / "_nubes" / "ledger").rglob("*.ndjson"))
+    records = [line for path in ledger for line in path.read_text().splitlines() if line]
+    assert len(records) == 31  # every answered request is in the ledger: the exit flushed the buffer

@@ -146,7 +146,7 @@ def test_a_full_buffer_without_a_spool_drops_oldest_with_an_error_log(caplog: py
 
 
 def test_one_object_per_day_and_duckdb_reads_it_through_the_bridge() -> None:
-    from nubes.data.bridge import Bridge
+    from nubes.data import Bridge
 
     store = MemoryStore("ledger-days")
     ledger = Ledger(store)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
 
 import nubes
@@ -26,10 +25,8 @@ from nubes.ml import ModelRegistry, UnsafeModel, serialization, train
 
 
 @pytest.fixture(scope="module")
-def wine() -> pl.DataFrame:
-    raw = load_wine()
-    names = [n.replace("/", "_") for n in raw.feature_names]
-    return pl.DataFrame(raw.data, schema=names).with_columns(pl.Series("cultivar", raw.target))
+def wine(wine_codes: pl.DataFrame) -> pl.DataFrame:
+    return wine_codes
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +114,7 @@ def test_concurrent_registrations_get_distinct_versions(registry: ModelRegistry,
         try:
             barrier.wait()
             versions.append(registry.register("race", result.model).version)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(threads_n)]
@@ -166,7 +163,9 @@ def test_a_malicious_pickle_in_place_of_the_artifact_is_refused_and_never_runs(
 
 
 def test_skops_artifacts_naming_untrusted_code_are_refused(tmp_path: Path) -> None:
-    import skops.io as sio
+    from nubes.ml.allowlist import skops_io
+
+    sio = skops_io()  # skops.io, without letting scikit-learn's estimator walk import torch
 
     hostile = sio.dumps({"step": os.system, "model": LogisticRegression()})
     with pytest.raises(UnsafeModel, match="system") as info:
@@ -255,3 +254,21 @@ def test_subprocess_never_imports_pickle_based_loaders(tmp_path: Path, result) -
     out = subprocess.run(check=False, args=[sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Pipeline"
+
+
+def test_loading_models_does_not_import_torch() -> None:
+    """skops lists scikit-learn's estimators at import by importing every sklearn module, which imports
+    torch when it is installed (seconds and hundreds of MiB); nubes keeps it out, and torch, Polars and
+    scikit-learn still work afterwards."""
+    code = (
+        "import sys\n"
+        "from nubes.ml.allowlist import skops_io, builtin_names\n"
+        "skops_io(); builtin_names()\n"
+        "print('torch' in sys.modules)\n"
+        "import polars as pl\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "print(pl.DataFrame({'a': [1.0, 2.0]})['a'].sum())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "3.0"]

@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.feature_selection import SelectFromModel
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
@@ -22,10 +22,8 @@ from nubes.ml import BadColumns, MissingColumns, TrainResult, train
 
 
 @pytest.fixture(scope="module")
-def wine() -> pl.DataFrame:
-    raw = load_wine()
-    names = [n.replace("/", "_") for n in raw.feature_names]
-    return pl.DataFrame(raw.data, schema=names).with_columns(pl.Series("cultivar", [f"c{t}" for t in raw.target]))
+def wine(wine_labels: pl.DataFrame) -> pl.DataFrame:
+    return wine_labels
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +53,8 @@ def test_grid_search_with_cross_validation_on_wine(wine: pl.DataFrame, tmp_path)
     assert result.cv_std == pytest.approx(np.std(result.cv_scores))
     assert result.best_params in ({"C": 0.01}, {"C": 1.0}) and len(result.candidates) == 2
     assert result.candidates[0]["params"] == result.best_params and result.candidates[0]["rank"] == 1
-    assert set(result.metrics) == {"accuracy", "f1", "roc_auc"} and result.metrics["accuracy"] > 0.9
+    assert set(result.metrics) == {"accuracy", "balanced_accuracy", "precision", "recall", "f1", "pr_auc", "roc_auc",
+                                   "support"} and result.metrics["accuracy"] > 0.9  # accuracy is also the scoring metric
     assert result.n_holdout == round(0.2 * wine.height) and result.n_train + result.n_holdout == wine.height
     assert result.classes == ["c0", "c1", "c2"] and result.cv.startswith("StratifiedKFold(4)")
     assert set(result.timings) >= {"prepare", "search", "refit", "holdout", "total"}
@@ -108,7 +107,8 @@ def test_selection_does_not_leak_across_folds() -> None:
 def test_regression_metrics_and_default_scoring(diabetes: pl.DataFrame, tmp_path) -> None:
     result = train(Ridge(), diabetes, target="progression", cv=KFold(3), search={"alpha": [0.1, 1.0]})
     assert result.task == "regression" and result.scoring == "neg_root_mean_squared_error"
-    assert set(result.metrics) == {"rmse", "mae", "r2"} and all(s < 0 for s in result.cv_scores)
+    assert set(result.metrics) == {"rmse", "mae", "r2", "neg_root_mean_squared_error"} and all(s < 0 for s in result.cv_scores)
+    assert result.metrics["neg_root_mean_squared_error"] == pytest.approx(-result.metrics["rmse"])
     assert 40 < result.metrics["rmse"] < 70 and result.metrics["r2"] > 0.3
     rel = relation(diabetes, tmp_path / "diabetes.parquet")
     assert train(LinearRegression(), rel, target="progression", cv=3).metrics["r2"] > 0.3

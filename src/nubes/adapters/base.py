@@ -58,3 +58,35 @@ class Cloud(Protocol):
         """The worker side: ``app`` wrapped by this cloud's adapter exactly as deployed; its
         ``invoke(meta, body) -> (meta, body)`` runs one invocation (see :mod:`nubes.adapters.emulator`)."""
         ...
+
+
+# -- deployment (nubes.deploy; vocabulary in nubes.adapters.deployment) ------------------------------
+
+@runtime_checkable
+class Deployer(Protocol):
+    """What :mod:`nubes.deploy` needs from one cloud to plan, apply, destroy and export a deployment.
+
+    ``cloud.CLOUD.deployer`` implements it. ``settings`` lists the cloud-specific keys of its
+    ``[deploy.CLOUD]`` table; ``validate`` returns every problem (each naming its fix) before anything
+    is created; ``desired`` derives the resources from the app, the target and the artifact (``None``
+    when not built: code-dependent properties are then ``None``); ``actual`` reads what exists from the
+    cloud (resources tagged with ``target.name``, and the retained ones among ``desired``), never a
+    local file; ``apply`` performs one change idempotently (safe to repeat after an interruption) and
+    returns the actual resource; ``endpoint`` is the deployment's URL; ``export`` renders resources
+    as an infrastructure-as-code document in one of ``export_formats``.
+    """
+
+    settings: frozenset[str]
+    export_formats: tuple[str, ...]
+
+    def validate(self, app: Any, target: Any) -> list[str]: ...
+
+    def desired(self, app: Any, target: Any, artifact: Any | None) -> list[Any]: ...
+
+    def actual(self, target: Any, desired: list[Any]) -> list[Any]: ...
+
+    def apply(self, change: Any, target: Any, artifact: Any | None) -> Any | None: ...
+
+    def endpoint(self, resources: list[Any]) -> str | None: ...
+
+    def export(self, resources: list[Any], target: Any, artifact: Any | None, fmt: str) -> dict[str, Any]: ...

@@ -4,7 +4,6 @@ way AWS Lambda, Cloud Functions or Azure Functions would (see :mod:`nubes.adapte
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from datetime import UTC
 from typing import Annotated, Any
@@ -12,9 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from nubes.cli.common import AppArg, cli, err, fail, load
-from nubes.errors import NubesError
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import NubesError
 
 from nubes.core.clouds import names as _cloud_names
 
@@ -26,7 +25,8 @@ AwsEventOpt = Annotated[str | None, typer.Option("--aws-event", "--front", help=
                                                                "payload 2.0), rest (REST API), alb, url (Function URL)")]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
                                                   help="with --emulate: the function's timeout (default: the provider's)")]
-MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB", help="with --emulate: the function's memory (default: the provider's)")]
+MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
+                                                help="with --emulate: the function's memory (default: the provider's)")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
 
 
@@ -74,17 +74,13 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
     err.print(f"nubes: emulating {emulator.provider.label} for {application.name!r} on [bold]{server.url}[/]  "
               f"(timeout {settings.timeout:g} s, memory {settings.memory} MB, up to {workers} workers; Ctrl+C to stop)")
 
-    def _terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
     except KeyboardInterrupt:
-        err.print("nubes: stopped")
+        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         server.server_close()  # also stops the workers
+    err.print("nubes: stopped")
 
 
 def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str | None, timeout: float | None,
@@ -152,7 +148,7 @@ def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, 
         event = Scheduled(value, datetime.now(UTC))
     try:
         results = application.handle_event(event)
-    except Exception as exc:  # noqa: BLE001 - logged by handle_event
+    except Exception as exc:
         print(json.dumps({"ok": False, "errorType": type(exc).__name__, "errorMessage": str(exc)}, indent=2))
         raise typer.Exit(1) from None
     print(json.dumps({"ok": True, "result": results}, default=str, indent=2))

@@ -50,13 +50,11 @@ def list_models(ctx: typer.Context, format: FormatOpt = "table") -> None:
     _check_format(format)
     application, registry = _registry(ctx)
     rows = []
-    for name in registry.names():
-        versions = registry.versions(name)
-        if versions:
-            latest = versions[-1]
-            rows.append({"name": name, "versions": len(versions), "latest": latest.version,
-                         "aliases": registry.aliases(name), "estimator": latest.estimator,
-                         "created": latest.created, "metrics": latest.metrics})
+    for name, entry in sorted(registry.catalog().items()):
+        latest = entry["versions"][-1]
+        rows.append({"name": name, "versions": len(entry["versions"]), "latest": latest.version,
+                     "aliases": entry["aliases"], "estimator": latest.estimator,
+                     "created": latest.created, "metrics": latest.metrics})
     if format == "json":
         print(json.dumps(rows, indent=2, default=str))
         return
@@ -82,11 +80,14 @@ def show(
 
     _check_format(format)
     _, registry = _registry(ctx)
+    integrity = registry.integrity()
     try:
         if version is not None:
             mv = registry.get(name, version)
-            mv = type(mv).from_dict(mv.to_dict(), [a for a, v in registry.aliases(name).items() if v == mv.version])
+            mv = type(mv).from_dict({**mv.to_dict(), "signed": mv.signed},
+                                    [a for a, v in registry.aliases(name).items() if v == mv.version])
             print(json.dumps(mv.to_dict(), indent=2, default=str))
+            print(integrity, file=sys.stderr)
             return
         versions = registry.versions(name)
     except NubesError as exc:
@@ -95,14 +96,15 @@ def show(
         fail(f"no model {name!r}; registered: {', '.join(registry.names()) or 'none'}")
     if format == "json":
         print(json.dumps([v.to_dict() for v in versions], indent=2, default=str))
+        print(integrity, file=sys.stderr)
         return
-    table = Table(title=f"model {name}")
-    for col in ("version", "aliases", "created", "estimator", "metrics", "params", "inputs"):
+    table = Table(title=f"model {name}", caption=integrity)
+    for col in ("version", "aliases", "created", "estimator", "metrics", "params", "inputs", "signed"):
         table.add_column(col, overflow="fold")
     for v in versions:
         inputs = ", ".join(i.get("dataset") or i.get("uri") or "?" for i in v.inputs)
         table.add_row(str(v.version), ", ".join(v.aliases), v.created, (v.estimator or "").rsplit(".", 1)[-1],
-                      _metrics(v.metrics), json.dumps(v.params, default=str), inputs)
+                      _metrics(v.metrics), json.dumps(v.params, default=str), inputs, "yes" if v.signed else "no")
     _console().print(table)
 
 

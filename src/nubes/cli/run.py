@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import request_parts, METHODS, AppArg, cli, err, fail, load
+from nubes.cli.common import METHODS, AppArg, cli, err, fail, load, request_parts
 from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
@@ -112,11 +112,12 @@ def serve(
     err.print(f"nubes: serving {application.name!r} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
     err.print(f"       OpenAPI: {server.url}/_nubes/openapi.json")
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
     except KeyboardInterrupt:
-        err.print("nubes: stopped")
+        pass
     finally:
         server.server_close()
+    err.print("nubes: stopped")
 
 
 @cli.command()

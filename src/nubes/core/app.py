@@ -23,6 +23,7 @@ from nubes.errors import ConfigError, HTTPError, StorageError
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
+    from nubes.core.asgi import ASGIApp
     from nubes.core.auth import Auth
     from nubes.core.jobs import Jobs, JobRun
     from nubes.core.events import EventRoute, Platform
@@ -331,6 +332,7 @@ class App(Extensible, EventHandlers):
                 if inv is not None:
                     inv.principal = principal
                 kwargs = bind(route.params, request, values)
+                encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
                 if job is None and route.options.get("job"):
                     response = self.jobs.submit(route, request, principal)
                 else:
@@ -420,6 +422,13 @@ class App(Extensible, EventHandlers):
                 callback(ctx)
             except Exception:
                 log.exception("invocation clean-up failed", route=ctx.route, callback=getattr(callback, "__qualname__", None))
+
+    @property
+    def asgi(self) -> ASGIApp:
+        """This app as an ASGI 3 application (:mod:`nubes.core.asgi`), made on first use."""
+        from nubes.core.asgi import asgi_of
+
+        return asgi_of(self)
 
     def openapi(self) -> dict[str, Any]:
         """This app's routes as an OpenAPI 3.1 document."""

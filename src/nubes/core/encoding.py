@@ -26,9 +26,9 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from nubes.errors import HTTPError
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import HTTPError
 
 FORMATS: dict[str, str] = {
     "json": "application/json",
@@ -56,7 +56,9 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, datetime | date | time):
         return obj.isoformat()
     if isinstance(obj, Decimal):
-        return float(obj) if obj.is_finite() else None
+        if not obj.is_finite():
+            return None
+        return int(obj) if obj.as_tuple().exponent >= 0 else float(obj)  # type: ignore[operator]
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if isinstance(obj, enum.Enum):
@@ -77,12 +79,11 @@ def _default(obj: Any) -> Any:
     module = type(obj).__module__.split(".", 1)[0]
     if module == "uuid":
         return str(obj)
-    if module == "numpy":
-        if hasattr(obj, "tolist"):
-            value = obj.tolist()  # scalars become Python numbers; arrays nested lists
-            if type(obj).__name__ == "datetime64":
-                return str(obj)
-            return value
+    if module == "numpy" and hasattr(obj, "tolist"):
+        value = obj.tolist()  # scalars become Python numbers; arrays nested lists
+        if type(obj).__name__ == "datetime64":
+            return str(obj)
+        return value
     if module in ("polars", "duckdb", "pyarrow"):
         return to_polars(obj).to_dicts()
     if isinstance(obj, Mapping):
@@ -128,6 +129,16 @@ def _jsonable(obj: Any) -> Any:
     return _jsonable(_default(obj))
 
 
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON types by the rules of :func:`dumps` (the one rule set every nubes answer,
+    check report and log uses): ISO 8601 dates, decimals as numbers (integral ones as integers), NaN
+    and infinities as None, bytes as base64, UUIDs as strings, dict keys as strings."""
+    out = _finite(_jsonable(value))
+    if isinstance(out, dict):
+        return {str(k): v for k, v in out.items()}
+    return out
+
+
 # -- tables ------------------------------------------------------------------------------------
 def is_table(value: Any) -> bool:
     """True for a Polars DataFrame/LazyFrame, a DuckDB relation or a PyArrow Table/RecordBatch."""
@@ -155,19 +166,23 @@ def to_polars(value: Any) -> Any:
     return pl.DataFrame(value)  # DuckDB relations export the Arrow PyCapsule stream
 
 
-def encode_table(value: Any, fmt: str) -> Response:
-    """Serialize a table in ``fmt`` (one of :data:`FORMATS`)."""
+def encode_table(value: Any, fmt: str, max_rows: int | None = None) -> Response:
+    """Serialize a table in ``fmt`` (one of :data:`FORMATS`); over ``max_rows`` rows is a 413.
+
+    A DuckDB relation answered as JSON, NDJSON or CSV is fetched once and written here, without
+    Polars (a pure-SQL function need not have it installed); the other formats and tables go through
+    Polars. Either way the same rules apply: datetimes in ISO 8601 with ``T`` (as in dicts), integral
+    decimals and integer aggregates as integers, NaN as null in JSON.
+    """
+    if _is_relation(value) and fmt in ("json", "ndjson", "csv"):
+        return _encode_rows(value, fmt, max_rows)
     import polars as pl
 
-    df = to_polars(value)
+    df = limit_rows(value, max_rows) if max_rows is not None else to_polars(value)
     buf = io.BytesIO()
-    if fmt in ("json", "ndjson"):
-        decimals = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.Decimal)]
-        if decimals:
-            df = df.with_columns(pl.col(decimals).cast(pl.Float64))
-        body = (df.write_json() if fmt == "json" else df.write_ndjson()).encode("utf-8")
-    elif fmt == "csv":
-        body = df.write_csv().encode("utf-8")
+    if fmt in ("json", "ndjson", "csv"):
+        df = _plain_columns(df, pl)
+        body = df.write_csv().encode("utf-8") if fmt == "csv" else (df.write_json() if fmt == "json" else df.write_ndjson()).encode("utf-8")
     elif fmt == "parquet":
         df.write_parquet(buf)
         body = buf.getvalue()
@@ -175,6 +190,68 @@ def encode_table(value: Any, fmt: str) -> Response:
         df.write_ipc_stream(buf)
         body = buf.getvalue()
     return Response(body, 200, {"vary": "Accept"}, FORMATS[fmt])
+
+
+def _is_relation(value: Any) -> bool:
+    return type(value).__name__ == "DuckDBPyRelation" and type(value).__module__.split(".", 1)[0] in ("duckdb", "_duckdb")
+
+
+def _too_large(max_rows: int) -> HTTPError:
+    return HTTPError(
+        413,
+        f"the result has more than {max_rows:,} rows, this route's limit; narrow the query "
+        "(filters, aggregation, a limit parameter) or raise the route's max_rows",
+        title="Result Too Large",
+        max_rows=max_rows,
+    )
+
+
+def _encode_rows(relation: Any, fmt: str, max_rows: int | None) -> Response:
+    """A DuckDB relation's rows (fetched once, at most ``max_rows + 1``) as JSON records, NDJSON or CSV."""
+    if max_rows is not None:
+        relation = relation.limit(max_rows + 1)
+    names = list(relation.columns)
+    rows = relation.fetchall()
+    if max_rows is not None and len(rows) > max_rows:
+        raise _too_large(max_rows)
+    if fmt == "csv":
+        import csv
+
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_csv_cell(v) for v in row] for row in rows)
+        body = text.getvalue().encode("utf-8")
+    else:
+        records = [dict(zip(names, row, strict=True)) for row in rows]
+        body = dumps(records) if fmt == "json" else b"".join(dumps(r) + b"\n" for r in records)
+    return Response(body, 200, {"vary": "Accept"}, FORMATS[fmt])
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return value
+    if isinstance(value, Decimal | datetime | date | time):
+        out = _default(value)
+        return out if out is not None else ""
+    return dumps(value).decode("utf-8").strip('"')
+
+
+def _plain_columns(df: Any, pl: Any) -> Any:
+    """Columns Polars would write differently from :func:`dumps`, made plain: naive datetimes in ISO 8601
+    with ``T`` (timezone-aware ones also with ``+HH:MM``), integral decimals as integers, others as floats."""
+    changes = []
+    for name, dtype in df.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            zone = "%:z" if dtype.time_zone else ""
+            changes.append(pl.col(name).dt.to_string(f"%Y-%m-%dT%H:%M:%S%.f{zone}"))
+        elif isinstance(dtype, pl.Decimal):
+            changes.append(pl.col(name).cast(pl.Int128 if dtype.scale == 0 else pl.Float64))
+    return df.with_columns(changes) if changes else df
 
 
 def negotiate(request: Request, *, query_format: bool) -> str:
@@ -227,19 +304,19 @@ def limit_rows(value: Any, max_rows: int) -> Any:
 
     if isinstance(value, pl.LazyFrame):
         df = value.head(max_rows + 1).collect()
-    elif type(value).__name__ == "DuckDBPyRelation":
+    elif _is_relation(value):
         df = pl.DataFrame(value.limit(max_rows + 1))
     else:
         df = to_polars(value)
     if df.height > max_rows:
-        raise HTTPError(
-            413,
-            f"the result has more than {max_rows:,} rows, this route's limit; narrow the query "
-            "(filters, aggregation, a limit parameter) or raise the route's max_rows",
-            title="Result Too Large",
-            max_rows=max_rows,
-        )
+        raise _too_large(max_rows)
     return df
+
+
+def check_query_format(request: Request, *, query_format: bool) -> None:
+    """Refuse an unknown ``?format=`` before the handler runs (the same 422 :func:`negotiate` gives)."""
+    if query_format and "format" in request.query:
+        negotiate(request, query_format=True)
 
 
 def encode(result: Any, request: Request, *, query_format: bool = True, max_rows: int | None = None) -> Response:
@@ -251,6 +328,5 @@ def encode(result: Any, request: Request, *, query_format: bool = True, max_rows
     if isinstance(result, bytes | bytearray | memoryview):
         return Response(bytes(result), 200, None, "application/octet-stream")
     if is_table(result):
-        fmt = negotiate(request, query_format=query_format)
-        return encode_table(limit_rows(result, max_rows) if max_rows is not None else result, fmt)
+        return encode_table(result, negotiate(request, query_format=query_format), max_rows)
     return Response(dumps(result), 200, None, "application/json")

@@ -1,12 +1,66 @@
-"""The cloud-neutral HTTP response every handler result becomes and every adapter sends."""
+"""The cloud-neutral HTTP response every handler result becomes and every adapter sends.
+
+Header names must be RFC 9110 tokens and values may hold no control character but tab (no CR, LF
+or NUL): :class:`InvalidHeader` is raised when such a header is set, so a value taken from a request
+(a redirect target, a cookie path) can never split the response or inject a header. In a handler
+that is an unexpected exception, answered as a 500 problem.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from nubes.core.datastructures import MutableHeaders, Pairs
+from nubes.core.datastructures import MutableHeaders, Pairs, _pairs
+from nubes.errors import NubesError
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class InvalidHeader(NubesError, ValueError):
+    """A response header name that is not a token, or a value with a control character (CR, LF, NUL ...)."""
+
+
+_NAMES_SEEN: set[str] = set()  # names already checked (bounded): the common headers skip the regex
+
+
+def check_header(name: str, value: str) -> None:
+    """Raise :class:`InvalidHeader` unless ``name: value`` is a header that cannot split a response."""
+    if name not in _NAMES_SEEN:
+        if not (isinstance(name, str) and _TOKEN.fullmatch(name)):
+            raise InvalidHeader(f"response header name {name!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)")
+        if len(_NAMES_SEEN) < 4096:
+            _NAMES_SEEN.add(name)
+    if not isinstance(value, str):
+        raise InvalidHeader(f"response header {name!r}: the value must be a str, not {type(value).__name__}")
+    if not value.isprintable():  # fast path: printable text has no control character
+        bad = _CONTROL.search(value)
+        if bad:
+            raise InvalidHeader(f"response header {name!r}: the value contains the control character {bad.group()!r} "
+                                "(CR, LF and NUL could split the response); refused")
+
+
+class ResponseHeaders(MutableHeaders):
+    """:class:`~nubes.core.datastructures.MutableHeaders` that refuse, when set, any header
+    :func:`check_header` refuses."""
+
+    __slots__ = ()
+
+    def __init__(self, source: Pairs = None) -> None:
+        pairs = _pairs(source)
+        for name, value in pairs:
+            check_header(name, value)
+        super().__init__(pairs)
+
+    def _set(self, key: str, values: list[str]) -> None:
+        seen = key in _NAMES_SEEN
+        for value in values:
+            if not (seen and type(value) is str and value.isprintable()):  # the common case needs no call
+                check_header(key, value)
+        super()._set(key, values)
 
 
 class Response:
@@ -14,9 +68,12 @@ class Response:
 
     Return one from a handler to control the answer exactly; otherwise nubes encodes the return
     value (see :mod:`nubes.core.encoding`). ``body`` may be given as ``str`` (sent as UTF-8).
+    Headers are checked when set (construction, ``headers[k] = v``, ``add``, :meth:`set_cookie`,
+    assigning ``headers``): a name that is not a token or a value with CR, LF, NUL or another
+    control character raises :class:`InvalidHeader`.
     """
 
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("_headers", "body", "status")
 
     def __init__(
         self,
@@ -26,7 +83,7 @@ class Response:
         media_type: str | None = None,
     ) -> None:
         self.status = int(status)
-        self.headers = MutableHeaders(headers)
+        self._headers = ResponseHeaders(headers)
         if isinstance(body, str):
             self.body = body.encode("utf-8")
             if media_type and media_type.startswith("text/") and "charset" not in media_type:
@@ -50,6 +107,15 @@ class Response:
     @classmethod
     def redirect(cls, location: str, status: int = 307) -> Response:
         return cls(b"", status, {"location": location})
+
+    @property
+    def headers(self) -> ResponseHeaders:
+        """The response headers: case-insensitive, ordered, multi-valued, checked when set."""
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: Pairs) -> None:
+        self._headers = value if isinstance(value, ResponseHeaders) else ResponseHeaders(value)
 
     @property
     def media_type(self) -> str | None:
@@ -78,15 +144,27 @@ class Response:
         httponly: bool = False,
         samesite: str | None = "lax",
     ) -> None:
-        """Append a ``Set-Cookie`` header (each cookie its own header, as RFC 6265 requires)."""
+        """Append a ``Set-Cookie`` header (each cookie its own header, as RFC 6265 requires).
+
+        ``value`` is percent-encoded; ``name`` must be a token, ``path`` and ``domain`` may hold no
+        ``;`` or control character and ``samesite`` is ``strict``, ``lax`` or ``none``
+        (:class:`InvalidHeader` otherwise: none of them can add an attribute or a header).
+        """
+        if not (isinstance(name, str) and _TOKEN.fullmatch(name)):
+            raise InvalidHeader(f"cookie name {name!r} is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~)")
+        for attribute, text in (("path", path), ("domain", domain)):
+            if text and (";" in text or _CONTROL.search(text)):
+                raise InvalidHeader(f"cookie {name!r}: {attribute} {text!r} contains ';' or a control character; refused")
+        if samesite and samesite.lower() not in ("strict", "lax", "none"):
+            raise InvalidHeader(f"cookie {name!r}: samesite={samesite!r}; use 'strict', 'lax' or 'none'")
         parts = [f"{name}={quote(value, safe='')}"]
         if max_age is not None:
             parts.append(f"Max-Age={int(max_age)}")
         if expires is not None:
             from email.utils import format_datetime
 
-            when = expires if expires.tzinfo else expires.replace(tzinfo=timezone.utc)
-            parts.append(f"Expires={format_datetime(when.astimezone(timezone.utc), usegmt=True)}")
+            when = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+            parts.append(f"Expires={format_datetime(when.astimezone(UTC), usegmt=True)}")
         if path:
             parts.append(f"Path={path}")
         if domain:

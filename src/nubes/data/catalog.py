@@ -18,20 +18,19 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nubes.data.formats import FORMATS, check_format, extension_format
 from nubes.errors import ConfigError, NotFound
 
 if TYPE_CHECKING:
     from nubes.data.checks import Check
+    from nubes.data.engine.caches import Bounded
     from nubes.storage.base import ObjectInfo, ObjectStore
 
-FORMATS = ("parquet", "csv", "ndjson")
-EXTENSIONS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "ndjson",
-              ".ndjson": "ndjson", ".jsonl": "ndjson"}
 MANIFEST = "_manifest.json"
 CHECK_KINDS = ("not_null", "unique", "accepted_values", "in_range", "row_count", "freshness", "schema", "sql")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -53,10 +52,6 @@ class Dataset:
     partitioning: str | None = None
     store_uri: str = ""
     pattern: str | None = None
-
-    @property
-    def is_prefix(self) -> bool:
-        return self.pattern is None
 
     @property
     def is_glob(self) -> bool:
@@ -94,23 +89,11 @@ def split_uri(uri: str) -> tuple[str, str | None]:
     return f"{scheme}://{store}", pattern
 
 
-def _compressed_ext(pattern: str) -> bool:
-    stem, suffix = Path(pattern).stem, Path(pattern).suffix.lower()
-    return suffix in (".gz", ".zst") and Path(stem).suffix.lower() in EXTENSIONS
-
-
-def infer_format(pattern: str | None) -> str | None:
-    if pattern is None:
-        return None
-    name = pattern[:-3] if pattern.endswith(".gz") else pattern[:-4] if pattern.endswith(".zst") else pattern
-    return EXTENSIONS.get(Path(name).suffix.lower())
-
-
 def make_dataset(
     name: str,
     uri: str,
     *,
-    format: str | None = None,  # noqa: A002
+    format: str | None = None,
     schema: Mapping[str, str] | None = None,
     description: str = "",
     owner: str = "",
@@ -122,19 +105,19 @@ def make_dataset(
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"dataset name {name!r} must be an SQL identifier: letters, digits and '_', not starting with a digit")
     store_uri, pattern = split_uri(uri)
-    fmt = (format or infer_format(pattern) or ("parquet" if pattern is None else None))
+    fmt = format or (extension_format(pattern) if pattern is not None else "parquet")
     if fmt is None:
         raise ConfigError(f"dataset {name!r}: cannot infer the format of {uri!r}; pass format='parquet'|'csv'|'ndjson'")
-    fmt = fmt.lower()
-    if fmt == "json":
-        fmt = "ndjson"
-    if fmt not in FORMATS:
-        raise ConfigError(f"dataset {name!r}: format {fmt!r} is not one of {', '.join(FORMATS)}")
+    try:
+        fmt = check_format(str(fmt))
+    except ConfigError:
+        raise ConfigError(f"dataset {name!r}: format {fmt!r} is not one of {', '.join(FORMATS)}") from None
     if partitioning not in (None, "hive") and not isinstance(partitioning, (list, tuple)):
         raise ConfigError(f"dataset {name!r}: partitioning is 'hive' (key=value folders) or None, not {partitioning!r}")
-    from nubes.data.checks import Check
-
     checks = tuple(checks)
+    if checks:  # nubes.data.checks is loaded only by apps that declare checks
+        from nubes.data.checks import Check
+
     for check in checks:
         if not isinstance(check, Check):
             raise ConfigError(f"dataset {name!r}: {check!r} is not a check; use nubes.checks.not_null(...) and friends")
@@ -237,7 +220,7 @@ def _check_from_yaml(path: Path, dataset: str, spec: Any) -> Check:
     (kind, args), = spec.items()
     if kind not in CHECK_KINDS:
         raise ConfigError(f"{path}: dataset {dataset!r}: unknown check {kind!r}; use one of {', '.join(CHECK_KINDS)}")
-    factory = getattr(checks, kind)
+    factory: Callable[..., Check] = getattr(checks, kind)
     try:
         if isinstance(args, dict):
             return factory(**args)
@@ -268,35 +251,65 @@ class Resolved:
         return sum(o.size for o in self.objects)
 
 
-def resolve(dataset: Dataset, store: ObjectStore) -> Resolved:
-    """List the dataset's current objects (one HEAD or LIST, plus its manifest if any). Empty -> NotFound."""
+def resolve(dataset: Dataset, store: ObjectStore, *, listings: Bounded[Any] | None = None,
+            manifests: Bounded[Any] | None = None) -> Resolved:
+    """List the dataset's current objects (one HEAD or LIST, plus its manifest if any). Empty -> NotFound.
+
+    ``listings`` (a cache with a TTL) keeps the LIST of a glob or plain prefix for its TTL;
+    ``manifests`` keeps a manifest and its objects by the manifest's etag (checked by a HEAD each time).
+    """
     pattern = dataset.pattern
     if pattern is not None and not dataset.is_glob:
         return Resolved(dataset, store, [store.head(pattern)])
+    objects: list[ObjectInfo] | None
     if pattern is None:
+        found = _from_manifest(store, manifests)
+        if found is not None:
+            return Resolved(dataset, store, list(found[1]), found[0])
+        key: tuple[str, ...] = (store.uri, "", dataset.format)
+        objects = listings.get(key) if listings is not None else None
+        if objects is None:
+            objects = [
+                o for o in store.list("")
+                if not any(part.startswith(("_", ".")) for part in o.key.split("/")) and extension_format(o.key) == dataset.format
+            ]
+    else:
+        key = (store.uri, pattern)
+        objects = listings.get(key) if listings is not None else None
+        if objects is None:
+            fixed = _GLOB.split(pattern, 1)[0]
+            regex = glob_regex(pattern)
+            objects = [o for o in store.list(fixed) if regex.fullmatch(o.key)]
+    if not objects:
+        raise NotFound(f"dataset {dataset.name!r} has no objects matching", uri=store.uri, key=pattern or "")
+    if listings is not None:
+        listings.put(key, objects)
+    return Resolved(dataset, store, list(objects))
+
+
+def _from_manifest(store: ObjectStore, manifests: Bounded[Any] | None) -> tuple[dict[str, Any], list[ObjectInfo]] | None:
+    """A written dataset's manifest and objects (files of a version never change: kept by the manifest's etag)."""
+    if manifests is None:
         try:
             manifest = json.loads(store.get(MANIFEST))
         except NotFound:
-            manifest = None
-        if manifest is not None:
-            objects = [store.head(key) for key in manifest.get("files", [])]
-            return Resolved(dataset, store, objects, manifest)
-        extensions = [ext for ext, fmt in EXTENSIONS.items() if fmt == dataset.format]
-        objects = [
-            o for o in store.list("")
-            if not any(part.startswith(("_", ".")) for part in o.key.split("/"))
-            and any(o.key.lower().endswith(ext) or o.key.lower().endswith(ext + ".gz") for ext in extensions)
-        ]
-    else:
-        fixed = _GLOB.split(pattern, 1)[0]
-        regex = _glob_regex(pattern)
-        objects = [o for o in store.list(fixed) if regex.fullmatch(o.key)]
-    if not objects:
-        raise NotFound(f"dataset {dataset.name!r} has no objects matching", uri=store.uri, key=pattern or "")
-    return Resolved(dataset, store, objects)
+            return None
+        return manifest, [store.head(key) for key in manifest.get("files", [])]
+    try:
+        etag = store.head(MANIFEST).etag
+    except NotFound:
+        return None
+    found: tuple[dict[str, Any], list[ObjectInfo]] | None = manifests.get((store.uri, etag))
+    if found is None:
+        try:
+            manifest = json.loads(store.get(MANIFEST))
+        except NotFound:
+            return None
+        found = manifests.put((store.uri, etag), (manifest, [store.head(key) for key in manifest.get("files", [])]))
+    return found
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
     """``*`` and ``?`` stay within one folder; ``**`` crosses folders; ``[...]`` as in fnmatch."""
     out, i = "", 0
     while i < len(pattern):
@@ -324,7 +337,3 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out += re.escape(pattern[i])
             i += 1
     return re.compile(out)
-
-
-def with_overrides(dataset: Dataset, **changes: Any) -> Dataset:
-    return replace(dataset, **changes)

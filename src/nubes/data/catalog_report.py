@@ -17,7 +17,8 @@ def describe_catalog(app: App, names: list[str] | None = None, *, run_checks: bo
     A dataset that cannot be read is reported with ``status: "unavailable"`` and the reason; the
     others are still described.
     """
-    from nubes.data.session import Session, quote_ident
+    from nubes.data.session import Session
+    from nubes.data.sqltext import ident as quote_ident
 
     out = []
     datasets = [app.catalog.get(n) for n in names] if names else list(app.catalog)

@@ -43,13 +43,14 @@ from typing import TYPE_CHECKING, Any, Self
 
 # Context is needed at run time: the route's annotations are resolved when it is registered.
 from nubes.core.context import Context
+from nubes.data.sqltext import literal
 from nubes.errors import HTTPError, StorageError
 
 if TYPE_CHECKING:
     import duckdb
 
-    from nubes.data.session import Session
     from nubes.core.app import App
+    from nubes.data.session import Session
 
 __all__ = ["Sandbox", "SqlEndpoint", "SqlRequest", "Validated", "denied_function", "sql_route", "validate"]
 
@@ -329,7 +330,7 @@ class Sandbox:
             urls.extend(self.session.bridge.path(o.key, store=alias) for o in resolved.objects)
         self.allowed = sorted(set(urls))
         con = self.connection
-        con.execute("SET allowed_paths = [" + ", ".join(_literal(u) for u in self.allowed) + "]")
+        con.execute("SET allowed_paths = [" + ", ".join(literal(u) for u in self.allowed) + "]")
         con.execute("SET disabled_filesystems = 'LocalFileSystem'")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
@@ -454,10 +455,6 @@ def _json_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_json_keys(v) for v in value]
     return value
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _setting(value: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nubes.data.sqltext import literal
 from nubes.errors import ConfigError
 from nubes.metering.ledger import COLUMNS, STORAGE_OPS
 from nubes.metering.pricing import Usage
@@ -35,10 +36,6 @@ _REQUEST_COLUMNS = ["request_id", "start_time", "kind", "method", "path", "route
                     "plan", "gateway", "platform", "memory_mb", "billed_memory_mb", "duration_ms", "billed_duration_ms",
                     "peak_rss_mb", "cold_start", *(f"ops_{op}" for op in STORAGE_OPS), "bytes_read", "bytes_written"]
 _COSTS = ["compute_usd", "request_usd", "gateway_usd", "storage_usd", "bookkeeping_usd", "cost_usd"]
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _register_pricing(con: duckdb.DuckDBPyConnection, book: PriceBook, cloud: str, plan: str | None) -> None:
@@ -98,9 +95,9 @@ def bill(
     with ledger_view(store, since, until) as con:
         filters = []  # literals, escaped: a view cannot take parameters
         if tenant is not None:
-            filters.append(f"tenant = {_sql_str(tenant)}")
+            filters.append(f"tenant = {literal(tenant)}")
         if route is not None:
-            filters.append(f"route = {_sql_str(route)}")
+            filters.append(f"route = {literal(route)}")
         where = (" WHERE " + " AND ".join(filters)) if filters else ""
         if what_if:
             _register_pricing(con, meter.book, what_if, settings.plan(what_if))
@@ -108,7 +105,7 @@ def bill(
                 SELECT * EXCLUDE (provider, plan, gateway, billed_duration_ms, billed_memory_mb, gb_seconds,
                                   cost_compute_usd, cost_request_usd, cost_gateway_usd, cost_storage_usd,
                                   cost_bookkeeping_usd, cost_usd, p),
-                       {_sql_str(what_if)} AS provider, p.plan AS plan, p.gateway AS gateway,
+                       {literal(what_if)} AS provider, p.plan AS plan, p.gateway AS gateway,
                        p.billed_duration_ms, p.billed_memory_mb, p.gb_seconds,
                        p.compute AS cost_compute_usd, p.request AS cost_request_usd, p.gateway_usd AS cost_gateway_usd,
                        p.storage AS cost_storage_usd, p.bookkeeping AS cost_bookkeeping_usd, p.total AS cost_usd,

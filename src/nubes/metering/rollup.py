@@ -51,6 +51,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from nubes.data.sqltext import literal
 from nubes.errors import NotFound, PreconditionFailed
 from nubes.metering.ledger import COLUMNS, PREFIX
 from nubes.storage.current import CURRENT_IO
@@ -68,12 +69,8 @@ MERGE_OVER = 8
 RID = "coalesce(record_id, request_id || '|' || start_time)"  # the id of a record written before ids existed
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _columns_sql() -> str:
-    return "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in COLUMNS.items()) + "}"
+    return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in COLUMNS.items()) + "}"
 
 
 def _empty_sql() -> str:
@@ -213,8 +210,8 @@ def _write_part(store: ObjectStore, day: str, raw_keys: list[str], parts: list[s
             source = "ledger_all" if merge else ("(SELECT * FROM ledger_all WHERE _src = 'tail' AND record_id NOT IN "
                                                  "(SELECT record_id FROM ledger_all WHERE _src = 'part'))")
             con.execute(f"COPY (SELECT {typed} FROM {source} QUALIFY row_number() OVER (PARTITION BY record_id) = 1 "
-                        f"ORDER BY start_time) TO {_sql_str(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
-            n = con.execute(f"SELECT count(*) FROM read_parquet({_sql_str(out)})").fetchone()
+                        f"ORDER BY start_time) TO {literal(out)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 262144)")
+            n = con.execute(f"SELECT count(*) FROM read_parquet({literal(out)})").fetchone()
         finally:
             con.close()
         key = f"{PARTS}day={day}/{_now():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:16]}.parquet"
@@ -232,12 +229,12 @@ def _union_view(con: duckdb.DuckDBPyConnection, parquet: list[str], ndjson: list
     sources = [f"SELECT *, NULL::VARCHAR AS _src FROM ({_empty_sql()})"]
     names = ", ".join(COLUMNS)
     if parquet:
-        files = "[" + ", ".join(map(_sql_str, parquet)) + "]"
+        files = "[" + ", ".join(map(literal, parquet)) + "]"
         sources.append(f"SELECT {names}, 'part' AS _src FROM (SELECT * FROM ({_empty_sql()}) UNION ALL BY NAME "
                        f"SELECT * FROM read_parquet({files}, union_by_name = true))")
     tails = [p for p in ndjson if os.path.getsize(p)]
     if tails:
-        files = "[" + ", ".join(map(_sql_str, tails)) + "]"
+        files = "[" + ", ".join(map(literal, tails)) + "]"
         cols = ", ".join(f"{RID} AS record_id" if k == "record_id" else k for k in COLUMNS)
         sources.append(f"SELECT {cols}, 'tail' AS _src FROM read_json({files}, format = 'newline_delimited', "
                        f"hive_partitioning = false, columns = {_columns_sql()})")
@@ -276,10 +273,10 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
                 if not bound:
                     continue
                 if len(bound) == 10:
-                    where.append(f"day {op} {_sql_str(bound)}")
+                    where.append(f"day {op} {literal(bound)}")
                 else:
                     strict = "<" if op == "<=" else ">="
-                    where.append(f"CAST(start_time AS TIMESTAMPTZ) {strict} CAST({_sql_str(bound)} AS TIMESTAMPTZ)")
+                    where.append(f"CAST(start_time AS TIMESTAMPTZ) {strict} CAST({literal(bound)} AS TIMESTAMPTZ)")
             clause = (" WHERE " + " AND ".join(where)) if where else ""
             con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_in AS SELECT * FROM ledger_all{clause}")
             _dedupe(con, files["overlap"])
@@ -296,7 +293,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
     keeps them so), so only ids of the tail (raw objects and spools) can repeat: within the tail, or
     in a part of the same day. Days read from a single source need no check at all."""
     if days:
-        within = "day IN (" + ", ".join(map(_sql_str, days)) + ")"
+        within = "day IN (" + ", ".join(map(literal, days)) + ")"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE ledger_dups AS
             SELECT record_id FROM ledger_in WHERE _src = 'tail' AND {within} GROUP BY 1 HAVING count(*) > 1
             UNION

@@ -371,17 +371,18 @@ def _slice_parquet(store: ObjectStore, info: ObjectInfo, fraction: float) -> tup
     import os
     import tempfile
 
-    from nubes.data.bridge import Bridge
+    from nubes.data.engine.bridge import Bridge
+    from nubes.data.sqltext import literal
 
     with Bridge({"src": store}) as bridge, tempfile.TemporaryDirectory(prefix="nubes-quote-") as tmp:
         con = bridge.duckdb()
-        src = "'" + f"nubes://src/{info.key}".replace("'", "''") + "'"
+        src = literal(bridge.path(info.key))
         meta = con.execute(f"SELECT num_rows, num_row_groups FROM parquet_file_metadata({src})").fetchone()
         rows, groups = (int(meta[0] or 0), max(int(meta[1] or 1), 1)) if meta else (0, 1)
         per_group = max(VECTOR, math.ceil(math.ceil(rows * fraction) / groups / VECTOR) * VECTOR)
         n = min(rows, per_group * groups)
         out = os.path.join(tmp, "slice.parquet")
-        target = "'" + out.replace("'", "''") + "'"
+        target = literal(out)
         con.execute(f"COPY (SELECT * FROM read_parquet({src}) LIMIT {n}) TO {target} "
                     f"(FORMAT parquet, ROW_GROUP_SIZE {per_group})")
         with open(out, "rb") as f:

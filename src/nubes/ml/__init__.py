@@ -7,10 +7,14 @@
     ctx.models.register("diagnosis", result, inputs=["patients"])
     ctx.models.promote("diagnosis", 1)
 
-Modules: :mod:`nubes.ml.train` (``train``, ``TrainResult``), :mod:`nubes.ml.features` (lags, leads,
-rolling windows, differences, date parts), :mod:`nubes.ml.registry` (``ModelRegistry``, reached as
-``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` (the safe artifact format) and
-:mod:`nubes.ml.serving` (the ``/_nubes/models`` routes).
+Modules: :mod:`nubes.ml.train` (``train``, ``TrainResult``), :mod:`nubes.ml.pipeline` (its steps),
+:mod:`nubes.ml.splits` and :mod:`nubes.ml.metrics` (checked splits, holdout metrics),
+:mod:`nubes.ml.features` (lags, leads, rolling windows, differences, date parts; ``Features``, the
+step that computes them inside a model), :mod:`nubes.ml.registry` (``ModelRegistry``, reached as
+``app.models`` / ``ctx.models``), :mod:`nubes.ml.serialization` and :mod:`nubes.ml.allowlist` (the safe
+artifact format and what an artifact may build; ``nubes.ml.trust(...)`` adds exact names),
+:mod:`nubes.ml.serving` (the ``/_nubes/models`` routes) and :mod:`nubes.ml.sequence` (LSTM/GRU models
+exported to ONNX, served with onnxruntime).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from typing import Any
 
 _EXPORTS = {
     "ModelRegistry": "registry", "ModelVersion": "registry", "UnsafeModel": "serialization",
-    "BadColumns": "train", "MissingColumns": "train", "TrainResult": "train", "train": "train",
+    "BadColumns": "frames", "MissingColumns": "frames", "BadSplit": "splits", "TrainResult": "train", "train": "train",
+    "trust": "allowlist", "untrust": "allowlist",
 }
 
 
@@ -34,4 +39,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["BadColumns", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train"]
+__all__ = ["BadColumns", "BadSplit", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train", "trust",
+           "untrust"]

@@ -149,7 +149,7 @@ def date_parts(frame: Frame, column: str, parts: Iterable[str] | None = None, *,
     import polars as pl
 
     _check(frame, [column])
-    dtype = frame.collect_schema()[column]
+    dtype: Any = frame.collect_schema()[column]
     col = pl.col(column)
     if dtype == pl.String:
         sample = frame.select(pl.col(column).drop_nulls().first())
@@ -199,6 +199,16 @@ def _keys(by: str | Sequence[str] | None, order_by: str | Sequence[str] | None) 
         if keys is not None:
             out += [keys] if isinstance(keys, str) else list(keys)
     return out
+
+
+def __getattr__(name: str) -> Any:
+    """``Features``: the pipeline step that computes these features inside a model (see
+    :class:`nubes.ml.pipeline.SequenceFeatures`); imported on first use (it needs scikit-learn)."""
+    if name == "Features":
+        from nubes.ml.pipeline import SequenceFeatures
+
+        return SequenceFeatures
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DATE_PARTS", "ROLLING_STATS", "TIME_PARTS", "date_parts", "diffs", "drop_incomplete", "lags", "leads",

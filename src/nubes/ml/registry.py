@@ -3,7 +3,8 @@
 Layout under the registry's prefix (``models/`` in the app's home store for ``app.models``)::
 
     models/NAME/versions/000001.json      metadata of version 1 (immutable; a tombstone once deleted)
-    models/NAME/artifacts/SHA256.skops    the fitted model, content-addressed (see nubes.ml.serialization)
+    models/NAME/artifacts/SHA256.skops    the fitted model, content-addressed (see nubes.ml.serialization;
+                                          .onnx for sequence models, see nubes.ml.sequence)
     models/NAME/aliases/production.json   {"version": 1, ...}: which version an alias points to
 
 Version numbers come from conditional writes: a registration lists the versions, then creates
@@ -13,7 +14,8 @@ therefore never get the same version, on every backend, with no lock service. De
 leave a tombstone so their numbers are never handed out again.
 
 Integrity: the metadata records the artifact's SHA-256, checked before the bytes are parsed, and
-the bytes are only ever read by the skops loader with nubes' trusted-type policy (never pickle).
+the bytes are only ever read by the skops loader under nubes' exact allow-list (never pickle;
+see :mod:`nubes.ml.serialization`), or, for ONNX sequence models, checked by :mod:`nubes.ml.onnx_graph`.
 With ``NUBES_MODEL_KEY`` set (or ``key=``), each version's metadata -- digest included -- carries
 an HMAC-SHA256 made with that key, and a version whose HMAC is missing or wrong is refused before
 anything else is read. The key belongs in the function's secret configuration (environment or a
@@ -23,77 +25,27 @@ and rewrite its digest, but cannot produce a valid HMAC without the key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nubes.errors import ConfigError, NotFound, PreconditionFailed
+from nubes.ml import provenance
+from nubes.ml.records import MAX_VERSION, CorruptRecord, ModelVersion, check_name, group, parse_record, version_number
 
 if TYPE_CHECKING:
     from nubes.core.app import App
     from nubes.storage.base import ObjectStore
-
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 KEY_ENV = "NUBES_MODEL_KEY"
 DEFAULT_ALIAS = "production"
 CACHE_SIZE = 8
-_LIBRARIES = ("nubes", "scikit-learn", "numpy", "scipy", "polars", "skops")
-
-
-def check_name(name: str, what: str = "model name") -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise ConfigError(f"{what} {name!r}: use letters, digits, '_', '-' and '.', starting with a letter or digit")
-    return name
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """One registered version: what it is, how well it did, where it came from.
-
-    ``metrics`` and ``params`` as registered; ``inputs`` the datasets it was trained on (with the
-    etags of their objects at registration); ``features_in`` the raw input columns and their kinds;
-    ``libraries`` the versions of the libraries that fitted it; ``code`` the file and SHA-256 of
-    the code that registered it; ``artifact`` the key, digest and size of the model bytes.
-    """
-
-    name: str
-    version: int
-    created: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: list[dict[str, Any]] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    task: str | None = None
-    target: str | None = None
-    estimator: str | None = None
-    features_in: dict[str, str] = field(default_factory=dict)
-    features: list[str] = field(default_factory=list)
-    classes: list[Any] | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    libraries: dict[str, str] = field(default_factory=dict)
-    code: dict[str, Any] | None = None
-    artifact: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-    aliases: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], aliases: Iterable[str] = ()) -> ModelVersion:
-        known = set(cls.__dataclass_fields__)
-        values = {k: v for k, v in data.items() if k in known and k != "aliases"}
-        return cls(**values, aliases=sorted(aliases))
 
 
 class ModelRegistry:
@@ -101,7 +53,7 @@ class ModelRegistry:
     in the app's home store; any store works: ``ModelRegistry(nubes.storage.open("s3://b/ml"))``.
 
     ``key`` (default: ``NUBES_MODEL_KEY``) signs and verifies version metadata; ``trusted`` adds
-    type names or ``prefix.*`` patterns to the artifact policy (:mod:`nubes.ml.serialization`).
+    exact class or function names to the artifact allow-list (:mod:`nubes.ml.allowlist`).
     Loaded models are cached per registry object (so per warm instance), keyed by version and
     artifact digest; an alias is looked up on every call, so moving it takes effect at once.
     """
@@ -115,6 +67,7 @@ class ModelRegistry:
         self.trusted = tuple(trusted)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int, str], Any] = OrderedDict()
+        self._record_cache: dict[str, tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
     # -- keys ------------------------------------------------------------------------------
@@ -135,23 +88,51 @@ class ModelRegistry:
         return raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
 
     # -- reading ---------------------------------------------------------------------------
+    def _read(self, key: str) -> dict[str, Any]:
+        """One stored record, parsed (NotFound, CorruptRecord)."""
+        return parse_record(self.store.get(key), key=key)
+
+    def _records(self, name: str | None = None) -> dict[str, dict[str, Any] | CorruptRecord]:
+        """Every version and alias record (of ``name``, or of all models) with one LIST; a record
+        is read again only when its etag changed since this registry object last read it, so a
+        warm instance answers listings with a LIST alone and still sees every promotion and
+        registration at once (they change the listing's etags)."""
+        base = self._k("") if self.prefix else ""
+        listed = self._k(name, "") if name is not None else base
+        out: dict[str, dict[str, Any] | CorruptRecord] = {}
+        live: set[str] = set()
+        for info in self.store.list(listed):
+            parts = info.key[len(base):].split("/")
+            if len(parts) != 3 or parts[1] not in ("versions", "aliases") or not parts[2].endswith(".json"):
+                continue
+            live.add(info.key)
+            with self._lock:
+                cached = self._record_cache.get(info.key)
+            if cached is not None and cached[0] == info.etag:
+                out[info.key] = cached[1]
+                continue
+            try:
+                value: dict[str, Any] | CorruptRecord = self._read(info.key)
+            except NotFound:
+                continue  # deleted between the listing and the read
+            except CorruptRecord as exc:
+                value = exc
+            with self._lock:
+                self._record_cache[info.key] = (info.etag, value)
+            out[info.key] = value
+        with self._lock:
+            for key in [k for k in self._record_cache if k.startswith(listed) and k not in live]:
+                del self._record_cache[key]
+        return out
+
+    def catalog(self) -> dict[str, dict[str, Any]]:
+        """``{name: {"versions": [ModelVersion...], "aliases": {alias: version}, "corrupt": [keys]}}``
+        for every model with a live version, from one LIST (see :meth:`_records`)."""
+        return group(self._records(), self._k("") if self.prefix else "")
+
     def names(self) -> list[str]:
         """Every model name with at least one live version (sorted)."""
-        out: set[str] = set()
-        base = self._k("") if self.prefix else ""
-        for info in self.store.list(base):
-            rest = info.key[len(base):]
-            parts = rest.split("/")
-            if len(parts) == 3 and parts[1] == "versions":
-                out.add(parts[0])
-        live = []
-        for n in sorted(out):
-            try:
-                self._latest(n)
-            except NotFound:
-                continue
-            live.append(n)
-        return live
+        return sorted(self.catalog())
 
     def _numbers(self, name: str) -> list[int]:
         numbers = []
@@ -167,44 +148,44 @@ class ModelRegistry:
             try:
                 if self._raw(name, n) is not None:
                     return n
-            except NotFound:
+            except (NotFound, CorruptRecord):
                 continue
         raise NotFound(f"no model {name!r}", uri=self.store.uri, key=self._k(name, ""))
 
     def _raw(self, name: str, version: int) -> dict[str, Any] | None:
-        """The stored metadata of a version; None for a tombstone; NotFound if never registered."""
-        data = json.loads(self.store.get(self._version_key(name, version)))
-        return None if data.get("deleted") else data
+        """The stored metadata of a version; None for a tombstone; NotFound if never registered;
+        CorruptRecord if the file is not a version record."""
+        key = self._version_key(name, version)
+        data = self._read(key)
+        if data.get("deleted"):
+            return None
+        if version_number(data.get("version"), key=key) != version or data.get("name") != name:
+            raise CorruptRecord(f"the registry record {key} describes another version or model", key=key)
+        return data
+
+    def _alias_version(self, name: str, alias: str) -> int:
+        key = self._alias_key(name, alias)
+        return version_number(self._read(key).get("version"), key=key)
 
     def aliases(self, name: str) -> dict[str, int]:
-        """``{alias: version}`` for ``name``."""
-        check_name(name)
-        out = {}
-        for info in self.store.list(self._k(name, "aliases", "")):
-            alias = info.key.rsplit("/", 1)[-1].removesuffix(".json")
-            try:
-                out[alias] = int(json.loads(self.store.get(info.key))["version"])
-            except (NotFound, KeyError, ValueError, TypeError):
-                continue
-        return out
+        """``{alias: version}`` for ``name`` (aliases whose record is corrupt are left out)."""
+        aliases: dict[str, int] = self._entry(name)["aliases"]
+        return aliases
 
     def versions(self, name: str) -> list[ModelVersion]:
-        """Every live version of ``name``, oldest first (empty if there is none)."""
+        """Every live version of ``name``, oldest first (empty if there is none; corrupt records left out)."""
+        versions: list[ModelVersion] = self._entry(name)["versions"]
+        return versions
+
+    def _entry(self, name: str) -> dict[str, Any]:
         check_name(name)
-        aliases = self.aliases(name)
-        out = []
-        for n in self._numbers(name):
-            try:
-                raw = self._raw(name, n)
-            except NotFound:
-                continue
-            if raw is not None:
-                out.append(ModelVersion.from_dict(raw, [a for a, v in aliases.items() if v == n]))
-        return out
+        entry = group(self._records(name), self._k("") if self.prefix else "").get(name)
+        return entry or {"versions": [], "aliases": {}, "corrupt": []}
 
     def get(self, name: str, version: int | None = None, alias: str | None = None) -> ModelVersion:
         """The metadata of one version: ``version`` if given, else the one ``alias`` points to, else
-        the ``production`` alias if set, else the latest version. :class:`NotFound` if none."""
+        the ``production`` alias if set, else the latest version. :class:`NotFound` if none;
+        :class:`CorruptRecord` if the alias or version record is damaged."""
         check_name(name)
         if version is not None and alias is not None:
             raise ConfigError("give a version or an alias, not both")
@@ -212,32 +193,53 @@ class ModelRegistry:
             if alias is not None:
                 check_name(alias, "alias")
                 try:
-                    version = int(json.loads(self.store.get(self._alias_key(name, alias)))["version"])
+                    version = self._alias_version(name, alias)
                 except NotFound:
                     raise NotFound(f"model {name!r} has no alias {alias!r}", uri=self.store.uri,
                                    key=self._alias_key(name, alias)) from None
             else:
                 try:
-                    version = int(json.loads(self.store.get(self._alias_key(name, DEFAULT_ALIAS)))["version"])
+                    version = self._alias_version(name, DEFAULT_ALIAS)
                     alias = DEFAULT_ALIAS
                 except NotFound:
                     version = self._latest(name)
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < MAX_VERSION:
+            raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=self._k(name, "versions", ""))
         try:
-            raw = self._raw(name, int(version))
+            raw = self._raw(name, version)
         except NotFound:
             raw = None
         if raw is None:
             raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri,
-                           key=self._version_key(name, int(version)))
+                           key=self._version_key(name, version))
         self._verify_signature(raw)
-        return ModelVersion.from_dict(raw, [alias] if alias else [])
+        try:
+            return ModelVersion.from_dict(raw, [alias] if alias else [])
+        except TypeError:
+            raise CorruptRecord(f"the registry record {self._version_key(name, version)} lacks required fields",
+                                key=self._version_key(name, version)) from None
+
+    @property
+    def signed(self) -> bool:
+        """True when version metadata is signed and verified (``NUBES_MODEL_KEY`` or ``key=``)."""
+        return self.key is not None
+
+    def integrity(self) -> str:
+        """One sentence on what protects this registry's artifacts (shown by ``nubes models show``)."""
+        if self.signed:
+            return (f"artifacts are SHA-256 digest-checked and their metadata is HMAC-signed with {KEY_ENV}; "
+                    "unsigned or tampered versions are refused")
+        return (f"artifacts are SHA-256 digest-checked but unsigned: {KEY_ENV} is not set, so anyone who can "
+                "write the store can replace an artifact together with its digest (only the type allow-list "
+                f"then stands between them and your process); set {KEY_ENV} to sign and verify versions")
 
     def load(self, name: str, version: int | None = None, alias: str | None = None) -> Any:
         """The fitted model (resolved as :meth:`get` says), verified and loaded safely; cached."""
         return self.load_version(self.get(name, version, alias))
 
     def load_version(self, mv: ModelVersion) -> Any:
-        """The model of ``mv``: its artifact digest checked, then the skops loader with the policy."""
+        """The model of ``mv``: its artifact digest checked, then the loader of its format
+        (skops under the allow-list, or an ONNX graph under the operator allow-list)."""
         from nubes.ml import serialization
 
         digest = str(mv.artifact.get("sha256", ""))
@@ -247,15 +249,30 @@ class ModelRegistry:
             if model is not None:
                 self._cache.move_to_end(cache_key)
                 return model
-        data = self.store.get(str(mv.artifact["key"]))
+        what = f"model {mv.name!r} version {mv.version}"
+        key = mv.artifact.get("key")
+        expected = f"{self._k(mv.name, 'artifacts', '')}"
+        if not isinstance(key, str) or not key.startswith(expected) or ".." in key:
+            raise serialization.UnsafeModel(f"refusing to load {what}: its artifact key is not in the model's folder",
+                                            reason="corrupt")
+        data = self.store.get(key)
         actual = hashlib.sha256(data).hexdigest()
         if not hmac.compare_digest(actual, digest):
             raise serialization.UnsafeModel(
-                f"refusing to load model {mv.name!r} version {mv.version}: its artifact was changed after "
+                f"refusing to load {what}: its artifact was changed after "
                 f"registration (SHA-256 {actual[:12]}..., registered {digest[:12]}...)",
                 reason="digest-mismatch",
             )
-        model = serialization.loads(data, extra=self.trusted, what=f"model {mv.name!r} version {mv.version}")
+        fmt = mv.artifact.get("format", serialization.FORMAT)
+        if fmt == serialization.FORMAT:
+            model = serialization.loads(data, extra=self.trusted, what=what)
+        elif fmt == "onnx":
+            from nubes.ml.sequence import SequenceModel
+
+            model = SequenceModel.from_artifact(data, mv.training.get("sequence") or {}, what=what)
+        else:
+            raise serialization.UnsafeModel(f"refusing to load {what}: unknown artifact format {str(fmt)[:40]!r}",
+                                            reason="foreign-format")
         with self._lock:
             self._cache[cache_key] = model
             self._cache.move_to_end(cache_key)
@@ -293,22 +310,38 @@ class ModelRegistry:
         result = model_or_result if isinstance(model_or_result, TrainResult) else None
         model = result.model if result is not None else model_or_result
         if not hasattr(model, "predict"):
-            raise ConfigError(f"register() takes a fitted model or a TrainResult, not {type(model).__name__}")
-        data = serialization.dumps(model, extra=self.trusted)
+            raise ConfigError(f"register() takes a fitted model, a TrainResult or a SequenceModel, not {type(model).__name__}")
+        sequence = getattr(model, "nubes_sequence", False)
+        if sequence:  # nubes.ml.sequence.SequenceModel: the ONNX bytes, checked when it was made
+            data, fmt, media, suffix = model.onnx, "onnx", "application/onnx", "onnx"
+        else:
+            data = serialization.dumps(model, extra=self.trusted)
+            fmt, media, suffix = serialization.FORMAT, serialization.MEDIA_TYPE, "skops"
         digest = hashlib.sha256(data).hexdigest()
-        artifact_key = self._k(name, "artifacts", f"{digest}.skops")
+        artifact_key = self._k(name, "artifacts", f"{digest}.{suffix}")
         if not self.store.exists(artifact_key):
-            try:
-                self.store.put(artifact_key, data, content_type=serialization.MEDIA_TYPE, if_none_match=True)
-            except PreconditionFailed:
-                pass  # the same bytes, written by a concurrent registration
+            with contextlib.suppress(PreconditionFailed):  # the same bytes, written by a concurrent registration
+                self.store.put(artifact_key, data, content_type=media, if_none_match=True)
         if result is not None:
             base_metrics = {**result.metrics, "cv_mean": result.cv_mean, "cv_std": result.cv_std}
             base_params = dict(result.best_params)
             training = {k: v for k, v in result.summary().items()
-                        if k in ("scoring", "cv", "cv_scores", "n_train", "n_holdout", "timings", "candidates")}
+                        if k in ("scoring", "cv", "cv_scores", "n_train", "n_holdout", "timings", "candidates",
+                                 "feature_steps", "history")}
+        elif sequence:
+            base_metrics, base_params, training = {}, {"window": model.window}, {"sequence": model.spec()}
         else:
-            base_metrics, base_params, training = {}, _final_params(model), {}
+            base_metrics, base_params, training = {}, provenance.final_params(model), {}
+        if sequence:
+            task, target, features_in = model.task, model.target, dict(model.columns)
+            layers = "+".join(op for op in model.graph["ops"] if op in ("LSTM", "GRU", "RNN", "Conv")) or "graph"
+            estimator, classes = f"onnx:{layers}", model.classes
+        else:
+            task = result.task if result else provenance.task(model)
+            target = result.target if result else None
+            features_in = dict(result.inputs) if result else provenance.features_in(model)
+            estimator = provenance.qualname(provenance.final(model))
+            classes = result.classes if result else _plain(list(getattr(model, "classes_", []))) or None
         record: dict[str, Any] = {
             "name": name,
             "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -316,16 +349,16 @@ class ModelRegistry:
             "params": _plain(dict(params) if params is not None else base_params),
             "inputs": [self._input(i) for i in inputs],
             "tags": sorted({str(t) for t in tags}),
-            "task": result.task if result else _task(model),
-            "target": result.target if result else None,
-            "estimator": _qualname(_final(model)),
-            "features_in": dict(result.inputs) if result else _features_in(model),
+            "task": task,
+            "target": target,
+            "estimator": estimator,
+            "features_in": features_in,
             "features": list(result.features) if result else [],
-            "classes": result.classes if result else _plain(list(getattr(model, "classes_", []))) or None,
+            "classes": _plain(classes),
             "training": _plain(training),
-            "libraries": _libraries(),
-            "code": _caller_code(),
-            "artifact": {"key": artifact_key, "sha256": digest, "size": len(data), "format": serialization.FORMAT},
+            "libraries": provenance.libraries(),
+            "code": provenance.caller_code(),
+            "artifact": {"key": artifact_key, "sha256": digest, "size": len(data), "format": fmt},
             "description": description,
         }
         numbers = self._numbers(name)
@@ -335,7 +368,7 @@ class ModelRegistry:
             body = self._signed(record)
             try:
                 self.store.put(self._version_key(name, version), body, content_type="application/json", if_none_match=True)
-                return ModelVersion.from_dict(record)
+                return ModelVersion.from_dict(json.loads(body))
             except PreconditionFailed:
                 numbers = self._numbers(name)
                 version = max(version, numbers[-1] if numbers else 0) + 1
@@ -348,10 +381,8 @@ class ModelRegistry:
         mv = self.get(name, int(version))
         key = self._alias_key(name, alias)
         previous = None
-        try:
-            previous = json.loads(self.store.get(key)).get("version")
-        except NotFound:
-            pass
+        with contextlib.suppress(NotFound, CorruptRecord):  # promoting repairs a damaged alias record
+            previous = self._read(key).get("version")
         body = {"alias": alias, "version": mv.version, "previous": previous,
                 "updated": datetime.now(UTC).isoformat(timespec="milliseconds")}
         self.store.put(key, json.dumps(body).encode(), content_type="application/json")
@@ -363,7 +394,10 @@ class ModelRegistry:
         check_name(name)
         key = self._version_key(name, int(version))
         info = self.store.head(key)
-        raw = json.loads(self.store.get(key))
+        try:
+            raw = self._read(key)
+        except CorruptRecord:
+            raw = {}  # a damaged record can still be deleted
         if raw.get("deleted"):
             raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=key)
         tomb = {"name": name, "version": int(version), "deleted": True,
@@ -438,72 +472,4 @@ def _hmac(key: bytes, body: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
-def _final(model: Any) -> Any:
-    steps = getattr(model, "steps", None)
-    return steps[-1][1] if steps else model
-
-
-def _qualname(obj: Any) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _task(model: Any) -> str | None:
-    try:
-        from sklearn.base import is_classifier, is_regressor
-
-        return "classification" if is_classifier(model) else ("regression" if is_regressor(model) else None)
-    except Exception:  # noqa: BLE001 - metadata only: an unknown estimator has no task
-        return None
-
-
-def _final_params(model: Any) -> dict[str, Any]:
-    from nubes.ml.train import _plain
-
-    get = getattr(_final(model), "get_params", None)
-    return _plain(get(deep=False)) if callable(get) else {}
-
-
-def _features_in(model: Any) -> dict[str, str]:
-    steps = getattr(model, "steps", None)
-    if steps and type(steps[0][1]).__name__ == "FrameInput":
-        return dict(steps[0][1].columns or {})
-    names = getattr(model, "feature_names_in_", None)
-    return {str(n): "number" for n in names} if names is not None else {}
-
-
-def _libraries() -> dict[str, str]:
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for dist in _LIBRARIES:
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _caller_code() -> dict[str, Any] | None:
-    """The module (outside nubes.ml) that called register(): its file name and SHA-256."""
-    import sys
-
-    frame = sys._getframe(1)
-    while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if not module.startswith("nubes.ml"):
-            path = frame.f_globals.get("__file__")
-            if not path:
-                return {"module": module}
-            try:
-                with open(path, "rb") as f:
-                    digest = hashlib.sha256(f.read()).hexdigest()
-            except OSError:
-                return {"module": module, "file": os.path.basename(path)}
-            return {"module": module, "file": os.path.basename(path), "sha256": digest}
-        frame = frame.f_back
-    return None
-
-
-__all__ = ["DEFAULT_ALIAS", "KEY_ENV", "ModelRegistry", "ModelVersion", "check_name"]
+__all__ = ["DEFAULT_ALIAS", "KEY_ENV", "CorruptRecord", "ModelRegistry", "ModelVersion", "check_name"]

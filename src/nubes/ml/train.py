@@ -1,338 +1,40 @@
 """Cross-validated training of scikit-learn estimators on catalog data, with encoding, selection and search.
 
-:func:`train` builds one scikit-learn :class:`~sklearn.pipeline.Pipeline` around the estimator::
+:func:`train` builds one scikit-learn :class:`~sklearn.pipeline.Pipeline` around the estimator
+(:mod:`nubes.ml.pipeline`: input -> [features] -> prep -> [select] -> model). Encoding, engineered
+features and selection are fitted inside each cross-validation fold (the whole pipeline is what is
+cross-validated), so none of them leaks information from the fold being scored, and a search can
+tune them (``features__lags``, ``select__k``) like the estimator's own parameters. The refit best
+pipeline (``TrainResult.model``) therefore takes the *raw* feature columns: a route can hand it the
+request's JSON records unchanged, and ``model.predict(ctx.table("new_rows"))`` works as well.
 
-    input   FrameInput      raw feature columns in (Polars, DuckDB relation, JSON records, dict of
-                            lists); checks that every column is there and casts each to the type it
-                            had in training; out comes a Polars DataFrame of exactly those columns
-    prep    ColumnTransformer built from the schema: numbers -> median imputation (+ standard
-                            scaling unless the estimator is tree-based); strings/categoricals ->
-                            one-hot (unknown values ignored); dates and date-times -> date parts
-    select  (optional)      SelectKBest(k) by a univariate score, or the selector object given
-    model   the estimator
-
-Encoding and selection are fitted inside each cross-validation fold (the whole pipeline is what is
-cross-validated), so neither leaks information from the fold being scored. The refit best pipeline
-(``TrainResult.model``) therefore takes the *raw* feature columns: a route can hand it the request's
-JSON records unchanged, and ``model.predict(ctx.table("new_rows"))`` works as well.
+Splits (:mod:`nubes.ml.splits`) are checked before anything is fitted: a fold without an example
+of a class is a 422 naming a split that works. Holdout metrics (:mod:`nubes.ml.metrics`) include
+imbalance-aware ones and the chosen scoring metric.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator, TransformerMixin
-
-from nubes.errors import ConfigError, NubesError
+from nubes.errors import ConfigError
+from nubes.ml.frames import BadColumns, MissingColumns, column_kind, to_frame
+from nubes.ml.metrics import classification_metrics, evaluate, positive_label, regression_metrics
+from nubes.ml.pipeline import DateParts, FrameInput, SequenceFeatures, build_pipeline, is_tree_based
+from nubes.ml.splits import BadSplit, check_folds
+from nubes.ml.splits import holdout as _holdout
+from nubes.ml.splits import splitter as _splitter
 
 if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
 
-STEPS = ("input", "prep", "select", "model")
-KINDS = ("number", "category", "date", "datetime")
-NULL_CATEGORY = "__null__"
+STEPS = ("input", "features", "prep", "select", "model")
 STRATEGIES = ("grid", "random", "halving")
-_TREE_HINTS = ("Tree", "Forest", "Boosting", "XGB", "LGBM", "CatBoost")
-
-
-# -- input errors -------------------------------------------------------------------------------
-class MissingColumns(NubesError, ValueError):
-    """The data given to a model lacks feature columns it was trained on (``columns`` names them)."""
-
-    def __init__(self, columns: Sequence[str], have: Iterable[str] = ()) -> None:
-        self.columns = list(columns)
-        have = list(have)
-        super().__init__(
-            "missing feature column(s): " + ", ".join(self.columns)
-            + (f" (got: {', '.join(have)})" if have else "")
-        )
-
-
-class BadColumns(NubesError, ValueError):
-    """Feature values that cannot be converted to the type the model was trained on."""
-
-    def __init__(self, errors: Sequence[Mapping[str, str]]) -> None:
-        self.errors = [dict(e) for e in errors]
-        super().__init__("; ".join(f"column '{e['name']}': {e['detail']}" for e in self.errors))
-
-
-# -- schema -------------------------------------------------------------------------------------
-def column_kind(name: str, dtype: Any) -> str:
-    """``number``, ``category``, ``date`` or ``datetime`` for a Polars dtype (ConfigError otherwise)."""
-    import polars as pl
-
-    if dtype.is_numeric() or dtype == pl.Boolean:
-        return "number"
-    if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum) or dtype == pl.Categorical:
-        return "category"
-    if dtype == pl.Date:
-        return "date"
-    if isinstance(dtype, pl.Datetime) or dtype == pl.Datetime:
-        return "datetime"
-    raise ConfigError(
-        f"feature column {name!r} has type {dtype}, which train() cannot encode; "
-        "use numbers, strings, booleans, dates or date-times (or leave it out with features=[...])"
-    )
-
-
-def to_frame(data: Any, columns: Mapping[str, str]) -> pl.DataFrame:
-    """``data`` as a Polars DataFrame of exactly ``columns`` (name -> kind), cast for the model.
-
-    ``data``: a Polars DataFrame/LazyFrame, a DuckDB relation, a list of records (dicts), one
-    record, a dict of column lists, or a 2-D array whose columns are in training order. Extra
-    columns are ignored; missing ones raise :class:`MissingColumns`, values that do not convert
-    :class:`BadColumns`.
-    """
-    import polars as pl
-
-    names = list(columns)
-    if isinstance(data, pl.LazyFrame):
-        have = data.collect_schema().names()
-        _require(names, have)
-        data = data.select(names).collect()
-    elif type(data).__name__ == "DuckDBPyRelation":
-        _require(names, data.columns)
-        data = pl.DataFrame(data.select(*[_quote(n) for n in names]))
-    elif isinstance(data, Mapping):
-        if data and all(isinstance(v, list | tuple) or hasattr(v, "__array__") or isinstance(v, pl.Series)
-                        for v in data.values()):
-            _require(names, data.keys())
-            data = _from_columns({n: data[n] for n in names}, columns)
-        else:
-            data = [data]
-    elif hasattr(data, "__array__") and not isinstance(data, pl.DataFrame | pl.Series):
-        import numpy as np
-
-        array = np.asarray(data)
-        if array.ndim != 2 or array.shape[1] != len(names):
-            raise BadColumns([{"name": "(array)", "detail": f"a {array.shape} array; expected (rows, {len(names)}) "
-                               f"with columns in this order: {', '.join(names)}"}])
-        data = _from_columns({n: array[:, i].tolist() for i, n in enumerate(names)}, columns)
-    if isinstance(data, list | tuple):
-        if not all(isinstance(r, Mapping) for r in data):
-            raise BadColumns([{"name": "(records)", "detail": "expected a list of records (JSON objects)"}])
-        present = {k for r in data for k in r}
-        _require(names, present if data else names, have=sorted(present))
-        data = _from_columns({n: [r.get(n) for r in data] for n in names}, columns)
-    if not isinstance(data, pl.DataFrame):
-        raise BadColumns([{"name": "(data)", "detail": f"cannot read features from a {type(data).__name__}"}])
-    _require(names, data.columns)
-    return _cast(data.select(names), columns)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _require(names: Sequence[str], present: Iterable[str], have: Iterable[str] | None = None) -> None:
-    present = set(present)
-    missing = [n for n in names if n not in present]
-    if missing:
-        raise MissingColumns(missing, sorted(present) if have is None else have)
-
-
-def _from_columns(values: Mapping[str, Any], columns: Mapping[str, str]) -> pl.DataFrame:
-    import polars as pl
-
-    series = []
-    errors = []
-    for name, kind in columns.items():
-        raw = values[name]
-        raw = raw.to_list() if isinstance(raw, pl.Series) else (raw.tolist() if hasattr(raw, "tolist") else list(raw))
-        try:
-            if kind == "number":
-                series.append(pl.Series(name, [_number(v) for v in raw], dtype=pl.Float64, strict=True))
-            elif kind == "category":
-                series.append(pl.Series(name, [None if v is None else str(v) for v in raw], dtype=pl.String))
-            else:
-                series.append(pl.Series(name, raw, strict=False) if any(not isinstance(v, str) for v in raw if v is not None)
-                              else pl.Series(name, raw, dtype=pl.String))
-        except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
-            errors.append({"name": name, "detail": f"expected a {kind}: {exc}"})
-    if errors:
-        raise BadColumns(errors)
-    return pl.DataFrame(series)
-
-
-def _number(value: Any) -> Any:
-    if value is None or isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a number") from None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a number") from None
-
-
-def _cast(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
-    import polars as pl
-
-    exprs = []
-    errors = []
-    for name, kind in columns.items():
-        dtype = frame.schema[name]
-        col = pl.col(name)
-        if kind == "number":
-            expr = col.cast(pl.Float64, strict=True).fill_null(float("nan"))
-        elif kind == "category":
-            expr = col.cast(pl.String).fill_null(NULL_CATEGORY)
-        elif kind == "date":
-            expr = col.str.to_date(strict=True) if dtype == pl.String else col.cast(pl.Date, strict=True)
-        else:
-            if dtype == pl.String:
-                expr = col.str.to_datetime(time_unit="us", strict=True)
-            else:
-                expr = col
-            expr = expr.cast(pl.Datetime("us"), strict=True) if not (isinstance(dtype, pl.Datetime) and dtype.time_zone) \
-                else expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
-        exprs.append(expr.alias(name))
-    try:
-        return frame.select(exprs)
-    except (pl.exceptions.PolarsError, ValueError, TypeError):
-        # find the culprit(s) column by column to name them
-        for expr, (name, kind) in zip(exprs, columns.items(), strict=True):
-            try:
-                frame.select(expr)
-            except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
-                errors.append({"name": name, "detail": f"expected a {kind}: {str(exc).splitlines()[0]}"})
-        raise BadColumns(errors or [{"name": "(data)", "detail": "values do not convert"}]) from None
-
-
-# -- pipeline steps (saved with the model: nubes.ml.serialization trusts exactly these) -----------
-class FrameInput(TransformerMixin, BaseEstimator):
-    """First pipeline step: any table-like input -> a Polars frame of the training columns, cast."""
-
-    def __init__(self, columns: dict[str, str] | None = None) -> None:
-        self.columns = columns
-
-    def fit(self, X: Any, y: Any = None) -> FrameInput:
-        return self
-
-    def transform(self, X: Any) -> pl.DataFrame:
-        return to_frame(X, self.columns or {})
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        import numpy as np
-
-        return np.asarray(list(self.columns or {}), dtype=object)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags
-
-
-class DateParts(TransformerMixin, BaseEstimator):
-    """Date / date-time columns -> numeric parts (year, month, day, weekday, day of year [, hour, minute])."""
-
-    def __init__(self, columns: dict[str, str] | None = None) -> None:
-        self.columns = columns
-
-    def fit(self, X: Any, y: Any = None) -> DateParts:
-        return self
-
-    @staticmethod
-    def parts(kind: str) -> tuple[str, ...]:
-        return ("year", "month", "day", "weekday", "dayofyear") + (("hour", "minute") if kind == "datetime" else ())
-
-    def transform(self, X: Any) -> np.ndarray:
-        import numpy as np
-        import polars as pl
-
-        from nubes.ml.features import part_expr
-
-        frame = X if isinstance(X, pl.DataFrame) else to_frame(X, self.columns or {})
-        exprs = [
-            part_expr(pl.col(name), part).cast(pl.Float64).alias(f"{name}_{part}")
-            for name, kind in (self.columns or {}).items() for part in self.parts(kind)
-        ]
-        if not exprs:
-            return np.empty((frame.height, 0))
-        return frame.select(exprs).fill_null(float("nan")).to_numpy().astype(np.float64, copy=False)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        import numpy as np
-
-        return np.asarray([f"{n}_{p}" for n, k in (self.columns or {}).items() for p in self.parts(k)], dtype=object)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = False
-        return tags
-
-
-def is_tree_based(estimator: Any) -> bool:
-    """Tree ensembles need no feature scaling; everything else gets standardized numbers."""
-    name = type(estimator).__name__
-    module = type(estimator).__module__
-    return module.startswith(("sklearn.ensemble", "sklearn.tree")) or any(h in name for h in _TREE_HINTS)
-
-
-def build_pipeline(estimator: Any, columns: Mapping[str, str], *, scale: bool | None = None,
-                   select: Any = None, classification: bool = False) -> Any:
-    """The (unfitted) pipeline :func:`train` cross-validates: see the module docstring."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    scale = (not is_tree_based(estimator)) if scale is None else scale
-    numbers = [c for c, k in columns.items() if k == "number"]
-    categories = [c for c, k in columns.items() if k == "category"]
-    dates = {c: k for c, k in columns.items() if k in ("date", "datetime")}
-    parts: list[tuple[str, Any, list[str]]] = []
-    if numbers:
-        steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
-        if scale:
-            steps.append(("scale", StandardScaler()))
-        parts.append(("num", Pipeline(steps), numbers))
-    if categories:
-        parts.append(("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categories))
-    if dates:
-        date_steps = [("parts", DateParts(dict(dates))),
-                      ("impute", SimpleImputer(strategy="median", keep_empty_features=True))]
-        if scale:
-            date_steps.append(("scale", StandardScaler()))
-        parts.append(("date", Pipeline(date_steps), list(dates)))
-    date_names = [f"{c}_{p}" for c, k in dates.items() for p in DateParts.parts(k)]
-    clash = bool(set(date_names) & set(numbers)) or any(
-        n.startswith(f"{c}_") for c in categories for n in [*numbers, *date_names])
-    prep = ColumnTransformer(parts, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=clash)
-    steps = [("input", FrameInput(dict(columns))), ("prep", prep)]
-    selector = _selector(select, classification)
-    if selector is not None:
-        steps.append(("select", selector))
-    steps.append(("model", estimator))
-    return Pipeline(steps)
-
-
-def _selector(select: Any, classification: bool) -> Any:
-    if select is None or select is False:
-        return None
-    if isinstance(select, int) and not isinstance(select, bool):
-        if select < 1:
-            raise ConfigError(f"select={select}: keep at least one feature (select=k with k >= 1)")
-        from sklearn.feature_selection import SelectKBest, f_classif, f_regression
-
-        return SelectKBest(f_classif if classification else f_regression, k=select)
-    if hasattr(select, "fit") and (hasattr(select, "get_support") or hasattr(select, "transform")):
-        return select
-    raise ConfigError(f"select= takes a number of features to keep or a scikit-learn selector object, not {select!r}")
 
 
 # -- the result ---------------------------------------------------------------------------------
@@ -342,9 +44,12 @@ class TrainResult:
 
     ``cv_scores`` are the best candidate's per-fold scores with scikit-learn's sign convention
     (greater is better: RMSE appears as ``neg_root_mean_squared_error``); ``metrics`` are measured
-    on the holdout rows the search never saw (classification: accuracy, f1, roc_auc; regression:
-    rmse, mae, r2); ``features`` are the encoded features the model uses (after selection);
-    ``timings`` are seconds per phase.
+    on the holdout rows the search never saw (classification: accuracy, balanced accuracy,
+    precision, recall, f1, PR AUC, ROC AUC and the scoring metric -- see :mod:`nubes.ml.metrics`;
+    regression: rmse, mae, r2 and the scoring metric); ``features`` are the encoded features the
+    model uses (after selection); ``positive`` the class binary metrics are about; ``history`` how
+    many earlier rows of a series the engineered features look back at (send them before the rows
+    to predict); ``timings`` are seconds per phase.
     """
 
     model: Any
@@ -364,9 +69,13 @@ class TrainResult:
     n_holdout: int = 0
     candidates: list[dict[str, Any]] = field(default_factory=list)
     classes: list[Any] | None = None
+    positive: Any = None
+    history: int = 0
+    feature_steps: dict[str, Any] | None = None
 
     def predict(self, data: Any) -> np.ndarray:
-        return self.model.predict(data)
+        predictions: np.ndarray = self.model.predict(data)
+        return predictions
 
     def summary(self) -> dict[str, Any]:
         """Everything but the model, as JSON-ready data (return it from a training route)."""
@@ -376,7 +85,8 @@ class TrainResult:
             "cv_scores": list(self.cv_scores), "cv_mean": self.cv_mean, "cv_std": self.cv_std,
             "metrics": dict(self.metrics), "n_train": self.n_train, "n_holdout": self.n_holdout,
             "timings": dict(self.timings), "candidates": _plain(self.candidates),
-            "classes": _plain(self.classes),
+            "classes": _plain(self.classes), "positive": _plain(self.positive), "history": self.history,
+            "feature_steps": _plain(self.feature_steps),
         }
 
     def __repr__(self) -> str:
@@ -407,50 +117,6 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-# -- metrics ------------------------------------------------------------------------------------
-def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
-    """``rmse``, ``mae`` and ``r2`` of predictions against the truth."""
-    import numpy as np
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
-
-    y_true, y_pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
-    return {"rmse": float(math.sqrt(mean_squared_error(y_true, y_pred))), "mae": float(mean_absolute_error(y_true, y_pred)),
-            "r2": float(r2_score(y_true, y_pred)) if len(y_true) > 1 else float("nan")}
-
-
-def classification_metrics(y_true: Any, y_pred: Any, proba: Any = None, classes: Sequence[Any] | None = None) -> dict[str, float]:
-    """``accuracy``, ``f1`` (binary: of the second class; multiclass: macro average) and ``roc_auc``
-    (binary, or one-vs-rest macro for multiclass) when probabilities are given and defined."""
-    import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    labels = list(classes) if classes is not None else sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-    out = {"accuracy": float(accuracy_score(y_true, y_pred))}
-    if len(labels) == 2:
-        out["f1"] = float(f1_score(y_true, y_pred, pos_label=labels[1], labels=labels, zero_division=0))
-    else:
-        out["f1"] = float(f1_score(y_true, y_pred, average="macro", labels=labels, zero_division=0))
-    if proba is not None and len(set(y_true.tolist())) > 1:
-        proba = np.asarray(proba)
-        try:
-            if len(labels) == 2:
-                out["roc_auc"] = float(roc_auc_score(y_true == labels[1], proba[:, 1]))
-            elif set(y_true.tolist()) == set(labels):
-                out["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", labels=labels))
-        except ValueError:
-            pass
-    return out
-
-
-def evaluate(model: Any, data: Any, y: Any, task: str) -> dict[str, float]:
-    """Holdout metrics of a fitted pipeline on ``data`` (features) against ``y``."""
-    if task == "classification":
-        proba = model.predict_proba(data) if hasattr(model, "predict_proba") else None
-        return classification_metrics(y, model.predict(data), proba, getattr(model, "classes_", None))
-    return regression_metrics(y, model.predict(data))
-
-
 # -- train --------------------------------------------------------------------------------------
 def train(
     estimator: Any,
@@ -458,7 +124,10 @@ def train(
     *,
     target: str,
     features: Sequence[str] | None = None,
+    engineer: SequenceFeatures | None = None,
     cv: int | str | Any = 5,
+    n_splits: int | None = None,
+    gap: int = 0,
     search: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     search_strategy: str = "grid",
     n_iter: int | None = None,
@@ -468,25 +137,33 @@ def train(
     holdout: float = 0.2,
     order_by: str | Sequence[str] | None = None,
     scale: bool | None = None,
+    positive: Any = None,
 ) -> TrainResult:
     """Cross-validate ``estimator`` (with a parameter search if ``search``) on ``data`` and return
     the refit best pipeline with its scores, holdout metrics and timings.
 
     ``data``: a Polars DataFrame/LazyFrame or a DuckDB relation (``ctx.table(name)``,
-    ``ctx.sql(...)``). ``target``: the column to predict; ``features``: the input columns (default:
-    every other column). ``cv``: a number of folds (stratified for classifiers, shuffled with
-    ``random_state``), a scikit-learn splitter, or ``"timeseries"`` (``TimeSeriesSplit``: each fold
-    trains on the past and scores on what follows; rows are used in their order, or sorted by
-    ``order_by``; the holdout is the last rows). ``search``: a parameter grid (``{"C": [0.1, 1]}``;
-    names without a step prefix apply to the estimator, ``select__k`` / ``prep__...`` reach the
-    other steps) or, for ``search_strategy="random"``, distributions sampled ``n_iter`` times
-    (default 10); ``"halving"`` is successive halving over the grid. ``scoring``: a scikit-learn
-    scorer name or callable (default: accuracy, or negative RMSE for regression). ``select``: keep
-    the ``k`` best encoded features by a univariate F-test, or any selector object (e.g.
-    ``SelectFromModel(...)``), fitted inside each fold. ``holdout``: the fraction of rows kept out
-    of the search for the final metrics (0 for none). ``scale``: standardize numbers (default:
-    unless the estimator is tree-based). ``random_state`` fixes folds, sampling and the
-    estimator's own ``random_state`` when it has one left unset.
+    ``ctx.sql(...)``). ``target``: the column to predict; ``features``: the raw input columns
+    (default: every other column). ``engineer``: a :class:`~nubes.ml.pipeline.SequenceFeatures`
+    step (lags, rolling windows, differences, date parts from the raw rows, in order) fitted inside
+    the pipeline and stored with the model, so ``/predict`` takes raw rows; its parameters can be
+    searched (``features__lags``, ``features__windows``). ``cv``: a number of folds (stratified for
+    classifiers, shuffled with ``random_state``), a scikit-learn splitter (``TimeSeriesSplit(n_splits=3,
+    gap=24)``), or ``"timeseries"`` (``TimeSeriesSplit`` with ``n_splits`` folds, default 5, and
+    ``gap`` rows between training and scored rows; rows are used in their order, or sorted by
+    ``order_by``; the holdout is the last rows). Every fold is checked before training: one that
+    lacks a class is a :class:`~nubes.ml.splits.BadSplit` (a 422) naming a split that works.
+    ``search``: a parameter grid (``{"C": [0.1, 1]}``; names without a step prefix apply to the
+    estimator, ``features__...``, ``select__k`` and ``prep__...`` reach the other steps) or, for
+    ``search_strategy="random"``, distributions sampled ``n_iter`` times (default 10); ``"halving"``
+    is successive halving over the grid. ``scoring``: a scikit-learn scorer name or callable
+    (default: accuracy, or negative RMSE for regression), reported on the holdout too.
+    ``positive``: the class binary metrics are about (default: 1/True, else the rarer class).
+    ``select``: keep the ``k`` best encoded features by a univariate F-test, or any selector object
+    (e.g. ``SelectFromModel(...)``), fitted inside each fold. ``holdout``: the fraction of rows kept
+    out of the search for the final metrics (0 for none). ``scale``: standardize numbers (default:
+    unless the estimator is tree-based). ``random_state`` fixes folds, sampling and the estimator's
+    own ``random_state`` when it has one left unset.
     """
     import numpy as np
     import polars as pl
@@ -502,10 +179,14 @@ def train(
         raise ConfigError(f"holdout={holdout!r}: a fraction of the rows, 0 <= holdout < 1")
     if not hasattr(estimator, "fit"):
         raise ConfigError(f"train() needs a scikit-learn estimator, not {type(estimator).__name__}")
+    if engineer is not None and not isinstance(engineer, SequenceFeatures):
+        raise ConfigError("engineer= takes nubes.ml.features.Features(...) (a SequenceFeatures step)")
     frame = _collect(data)
     if target not in frame.columns:
         raise ConfigError(f"no target column {target!r}; the data has: {', '.join(frame.columns)}")
     chosen = list(features) if features is not None else [c for c in frame.columns if c != target]
+    if engineer is not None:
+        chosen += [c for c in engineer.required() if c not in chosen]
     missing = [c for c in chosen if c not in frame.columns]
     if missing:
         raise ConfigError(f"no feature column(s) {', '.join(missing)}; the data has: {', '.join(frame.columns)}")
@@ -532,17 +213,27 @@ def train(
     min_rows = 10
     if n < min_rows:
         raise ConfigError(f"train() needs at least {min_rows} rows with a target, got {n}")
+    classes = sorted(set(y.tolist()), key=repr) if classification else []
+    if classification and positive is None:
+        positive = positive_label(classes, y)
+    if classification and positive is not None and positive not in classes:
+        raise ConfigError(f"positive={positive!r} is not a class of {target!r}: {classes}")
 
-    # holdout split
+    # holdout split, then the folds: both checked before anything is fitted
     train_idx, test_idx = _holdout(n, holdout, y if classification else None, ordered, random_state)
     X_train, y_train = X[train_idx], y[train_idx]
     X_test, y_test = X[test_idx], y[test_idx]
-    splitter, cv_name = _splitter(cv, classification, random_state, ordered, y_train)
-    if isinstance(select, int) and not isinstance(select, bool):
-        select = min(select, _encoded_width(estimator, columns, X_train, y_train, scale))
-    pipe = build_pipeline(estimator, columns, scale=scale, select=select, classification=classification)
+    if classification and len(set(y_train.tolist())) < 2:
+        raise BadSplit(f"the training rows (the first {len(train_idx):,} of {n:,}) hold only class "
+                       f"{y_train[0]!r}; use a smaller holdout= or start the data where every class has occurred")
+    splitter, cv_name = _splitter(cv, classification, random_state, ordered, y_train, n_splits=n_splits, gap=gap)
     if scoring is None:
         scoring = "accuracy" if classification else "neg_root_mean_squared_error"
+    check_folds(splitter, X_train, y_train, classification=classification, scoring=scoring, positive=positive)
+    if isinstance(select, int) and not isinstance(select, bool):
+        select = min(select, _encoded_width(estimator, columns, X_train, y_train, scale, engineer))
+    pipe = build_pipeline(estimator, columns, scale=scale, select=select, classification=classification,
+                          engineer=engineer)
     scoring_name = scoring if isinstance(scoring, str) else getattr(scoring, "__name__", repr(scoring))
     timings["prepare"] = time.perf_counter() - started
 
@@ -556,8 +247,7 @@ def train(
         model = searcher.best_estimator_
         results = searcher.cv_results_
         best = searcher.best_index_
-        n_splits = searcher.n_splits_
-        fold_scores = [float(results[f"split{k}_test_score"][best]) for k in range(n_splits)]
+        fold_scores = [float(results[f"split{k}_test_score"][best]) for k in range(searcher.n_splits_)]
         keys = _unprefix_map(search)
         best_params = {keys.get(k, k): v for k, v in searcher.best_params_.items()}
         for i in np.argsort(results["rank_test_score"], kind="stable"):
@@ -577,7 +267,7 @@ def train(
         timings["refit"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    metrics = evaluate(model, X_test, y_test, task) if len(test_idx) else {}
+    metrics = evaluate(model, X_test, y_test, task, scoring=scoring, positive=positive) if len(test_idx) else {}
     timings["holdout"] = time.perf_counter() - t2
     names = _feature_names(model.named_steps["prep"])
     if "select" in model.named_steps:
@@ -585,6 +275,7 @@ def train(
         names = [nm for nm, keep in zip(names, support, strict=True) if keep]
     timings["total"] = time.perf_counter() - started
     arr = np.asarray(fold_scores, dtype=float)
+    fitted_steps = model.named_steps.get("features")
     return TrainResult(
         model=model,
         best_params=best_params,
@@ -603,6 +294,9 @@ def train(
         n_holdout=len(test_idx),
         candidates=candidates,
         classes=[_plain(c) for c in model.classes_] if classification and hasattr(model, "classes_") else None,
+        positive=_plain(positive) if classification else None,
+        history=fitted_steps.history if fitted_steps is not None else 0,
+        feature_steps=_plain(fitted_steps.get_params()) if fitted_steps is not None else None,
     )
 
 
@@ -619,50 +313,6 @@ def _collect(data: Any) -> pl.DataFrame:
         f"train() reads a Polars DataFrame/LazyFrame or a DuckDB relation (ctx.table(...), ctx.sql(...)), "
         f"not {type(data).__name__}"
     )
-
-
-def _holdout(n: int, fraction: float, labels: Any, ordered: bool, random_state: int | None) -> tuple[Any, Any]:
-    import numpy as np
-
-    index = np.arange(n)
-    size = round(n * fraction)
-    if size == 0:
-        return index, index[:0]
-    if ordered:
-        return index[: n - size], index[n - size :]
-    from sklearn.model_selection import train_test_split
-
-    stratify = None
-    if labels is not None:
-        _, counts = np.unique(labels, return_counts=True)
-        if counts.min() >= 2 and size >= len(counts):
-            stratify = labels
-    tr, te = train_test_split(index, test_size=size, random_state=random_state, shuffle=True, stratify=stratify)
-    return np.sort(tr), np.sort(te)
-
-
-def _splitter(cv: Any, classification: bool, random_state: int | None, ordered: bool, y: Any) -> tuple[Any, str]:
-    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
-
-    if isinstance(cv, str):
-        if cv != "timeseries":
-            raise ConfigError(f"cv={cv!r}: use a number of folds, a scikit-learn splitter or 'timeseries'")
-        return TimeSeriesSplit(n_splits=5), "TimeSeriesSplit(n_splits=5)"
-    if isinstance(cv, int) and not isinstance(cv, bool):
-        if cv < 2:
-            raise ConfigError(f"cv={cv}: cross-validation needs at least 2 folds")
-        if classification:
-            import numpy as np
-
-            _, counts = np.unique(y, return_counts=True)
-            if counts.min() >= cv:
-                return StratifiedKFold(cv, shuffle=True, random_state=random_state), f"StratifiedKFold({cv})"
-        return KFold(cv, shuffle=True, random_state=random_state), f"KFold({cv})"
-    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
-        if ordered and getattr(cv, "shuffle", False):
-            raise ConfigError("time-series training uses ordered splits only; this splitter shuffles")
-        return cv, repr(cv)
-    raise ConfigError(f"cv={cv!r}: use a number of folds, a scikit-learn splitter or 'timeseries'")
 
 
 def _prefixed(search: Any) -> Any:
@@ -700,8 +350,11 @@ def _searcher(pipe: Any, grid: Any, strategy: str, splitter: Any, scoring: Any, 
     return HalvingGridSearchCV(pipe, grid, random_state=random_state, **common)
 
 
-def _encoded_width(estimator: Any, columns: Mapping[str, str], X: Any, y: Any, scale: bool | None) -> int:
-    pipe = build_pipeline(estimator, columns, scale=scale)
+def _encoded_width(estimator: Any, columns: Mapping[str, str], X: Any, y: Any, scale: bool | None,
+                   engineer: Any = None) -> int:
+    from sklearn.base import clone
+
+    pipe = build_pipeline(estimator, columns, scale=scale, engineer=clone(engineer) if engineer is not None else None)
     prep = pipe[:-1].fit(X, y)
     return len(prep.named_steps["prep"].get_feature_names_out())
 
@@ -721,5 +374,6 @@ def _support(selector: Any, width: int) -> list[bool]:
     return [True] * width
 
 
-__all__ = ["BadColumns", "MissingColumns", "TrainResult", "build_pipeline", "classification_metrics", "column_kind",
-           "evaluate", "regression_metrics", "to_frame", "train"]
+__all__ = ["BadColumns", "BadSplit", "DateParts", "FrameInput", "MissingColumns", "SequenceFeatures", "TrainResult",
+           "build_pipeline", "classification_metrics", "column_kind", "evaluate", "is_tree_based", "regression_metrics",
+           "to_frame", "train"]
