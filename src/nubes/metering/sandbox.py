@@ -241,6 +241,7 @@ class Sandbox:
         self.app = app
         self.tag = uuid.uuid4().hex[:12]
         self.names: list[str] = []
+        self.folder: str | None = None  # slices of file:// datasets: local files, read the way the originals are
         self.stores: dict[str, ObjectStore] = {}
         self.full: dict[str, dict[str, Any]] = {}  # dataset -> bytes, objects
         self.effective: dict[float, float] = {}  # asked fraction -> share of the data the slices hold
@@ -269,22 +270,38 @@ class Sandbox:
         return name
 
     def open_store(self, uri: str) -> ObjectStore:
-        """Sandbox stores: a fresh memory store for every URI (slices and writes live there)."""
+        """Sandbox stores: a fresh memory store for every URI (slices and writes live there); slices of
+        local files are local files in the sandbox's own folder."""
         from nubes.storage.memory import MemoryStore
 
         store = self.stores.get(uri)
         if store is None:
-            store = self.stores[uri] = MemoryStore(self._name(f"s{len(self.stores)}"))
+            if self.folder is not None and uri.startswith(f"file://{self.folder}/"):
+                import nubes.storage
+
+                store = nubes.storage.open(uri)
+            else:
+                store = MemoryStore(self._name(f"s{len(self.stores)}"))
+            self.stores[uri] = store
         return store
 
     def slice(self, dataset: Dataset, fraction: float) -> Dataset:
-        """A copy of ``dataset`` holding about ``fraction`` of each of its objects, in a memory store."""
+        """A copy of ``dataset`` holding about ``fraction`` of each of its objects, in a store of the same
+        kind as far as reading goes: local files for a ``file://`` dataset (DuckDB reads those natively),
+        memory for the others (read by ranges, as object stores are)."""
         from nubes.data.catalog import MANIFEST, resolve
 
         real_store = self.app.open_store(dataset.store_uri)
         resolved = resolve(dataset, real_store)
         self.full[dataset.name] = {"bytes": resolved.size, "objects": len(resolved.objects)}
-        uri = f"mem://{self._name(dataset.name)}"
+        if dataset.store_uri.startswith("file://"):
+            if self.folder is None:
+                import tempfile
+
+                self.folder = tempfile.mkdtemp(prefix="nubes-quote-")
+            uri = f"file://{self.folder}/{self._name(dataset.name)}"
+        else:
+            uri = f"mem://{self._name(dataset.name)}"
         store = self.open_store(uri)
         fmt = (resolved.manifest or {}).get("format", dataset.format)
         covered = 0.0
@@ -328,6 +345,10 @@ class Sandbox:
         forget(self.home.uri)  # the sandbox's lineage journal
         for name in self.names:
             MemoryStore.drop(name)
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _job_run_type() -> type:

@@ -44,20 +44,19 @@ with one, pending segments are re-read from their files, so memory holds only th
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from nubes.errors import PreconditionFailed
 from nubes.storage.base import ObjectStore
 from nubes.storage.current import CURRENT_IO
+from nubes.storage.flusher import FLUSHER as _FLUSHER
 from nubes.storage.spool import MAGIC, Segment, new_segment_id, read_segment, spool_dir, try_lock, write_all
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
@@ -419,47 +418,6 @@ class Journal:
 
 
 # -- the process's journals and its one flusher thread -------------------------------------------------
-class _Flusher:
-    """One daemon thread writing every background journal of the process when it is due."""
-
-    def __init__(self) -> None:
-        self.journals: weakref.WeakSet[Journal] = weakref.WeakSet()
-        self.cond = threading.Condition()
-        self.thread: threading.Thread | None = None
-
-    def add(self, journal: Journal) -> None:
-        self.journals.add(journal)
-
-    def wake(self) -> None:
-        with self.cond:
-            if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self.run, name="nubes-journal-flush", daemon=True)
-                self.thread.start()
-            self.cond.notify()
-
-    def run(self) -> None:
-        while True:
-            journals = list(self.journals)
-            waits = [1.0]
-            for j in journals:
-                try:
-                    wait = j.wait()
-                    if wait is not None and wait <= 0.0 and (j.mode == "background" or j._pending):
-                        j.flush()
-                        wait = j.wait()
-                    if j.spool is not None and j.sync == "interval":
-                        j.sync_spool()
-                except Exception as exc:
-                    _log(j.log, "error", "journal flusher failed; retrying", journal=j.name, error=f"{type(exc).__name__}: {exc}")
-                    wait = 1.0
-                if wait is not None and (j.mode == "background" or j._pending):
-                    waits.append(max(0.005, wait))
-            del journals
-            with self.cond:
-                self.cond.wait(min(waits))
-
-
-_FLUSHER = _Flusher()
 _REGISTRY: dict[tuple[str, str], Journal] = {}
 _REGISTRY_LOCK = threading.Lock()
 _POLICY_KEYS = ("mode", "batch_size", "max_age_s", "chunk", "max_buffer", "sync", "spool")
@@ -538,21 +496,3 @@ def normalize_uri(uri: str) -> str:
     if uri.startswith("file://"):
         return "file://" + os.path.abspath(os.path.expanduser(uri[len("file://"):]))
     return uri.rstrip("/")
-
-
-@atexit.register
-def _close_all_at_exit() -> None:
-    for j in list(_FLUSHER.journals):  # one forced attempt each: exit is not held up by a broken store
-        if j.buffered:
-            j.close(timeout=0.0)
-
-
-def _reset_after_fork() -> None:
-    for j in list(_FLUSHER.journals):
-        j._after_fork()
-    _FLUSHER.cond = threading.Condition()
-    _FLUSHER.thread = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
