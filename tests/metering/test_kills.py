@@ -100,7 +100,6 @@ def test_every_answered_request_is_in_the_ledger_once_after_a_kill(tmp_path: Pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     spool = tmp_path / "home" / ".nubes-internal" / "spool" / "ledger"
-    before = list(spool.glob("*.seg"))
     ids = ledger_ids(app, home)
     counts = Counter(ids)
     assert counts.most_common(1)[0][1] == 1, "a record was counted twice"
@@ -124,4 +123,3 @@ def test_every_answered_request_is_in_the_ledger_once_after_a_kill(tmp_path: Pat
     assert Counter(ids).most_common(1)[0][1] == 1
     assert answered | {after} <= set(ids)
     assert not list(spool.glob("*.seg"))  # every spool file is gone once its records are in the store
-    assert before or sig == signal.SIGTERM  # (a SIGKILL always leaves the last second's records in the spool)

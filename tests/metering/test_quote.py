@@ -23,9 +23,10 @@ PATHS = ["/summary", "/top?n=20", "/summary?min_distance=12.5"]
 
 @pytest.fixture(autouse=True)
 def roomy(app: nubes.App) -> None:
-    """Real runs and quotes at 1,024 MB, above what this test process holds: the light routes fit, so the
-    quote prices the memory the real run was metered at (heavy requests are in test_quote_heavy.py)."""
-    configure(app, memory_mb=1024)
+    """Real runs and quotes at 4,096 MB, above what this test process holds (the whole suite's imports
+    included): the light routes fit, so the quote prices the memory the real run was metered at (heavy
+    requests are in test_quote_heavy.py)."""
+    configure(app, memory_mb=4096)
 
 
 def run_for_real(app: nubes.App, path: str, n: int = 8) -> None:
@@ -139,11 +140,11 @@ def test_quote_route_and_cli(app: nubes.App) -> None:
     assert Client(app).get("/_nubes/quote", params={"path": "/nowhere"}).status_code == 422
     runner = CliRunner()
     out = runner.invoke(cli, ["quote", f"{METERING_APP}:app", "GET", "/sleep", "-q", "ms=20", "--format", "json",
-                              "--memory", "1024"])
+                              "--memory", "3000"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     memory = [e["memory_mb"] for e in data["estimates"]]
-    assert memory[:2] == [1024, 1024] and memory[3] == 2048  # Flex: the instance holding 1,024 MB
+    assert memory[:2] == [3000, 3000] and memory[3] == 4096  # GCF bills the memory set; Flex the instance holding it
     assert 128 <= memory[2] <= 1536 and memory[2] % 128 == 0  # Consumption: the memory it observes
     assert all(e["fits"] for e in data["estimates"])
     table = runner.invoke(cli, ["quote", f"{METERING_APP}:app", "GET", "/sleep"])

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from nubes.storage.journal import journal, journals, register_transform
+from nubes.storage.journal import journal, journals, normalize_uri, register_transform
 
 if TYPE_CHECKING:
     from nubes.storage.base import ObjectStore
@@ -51,11 +51,11 @@ def configure(app: Any, *, granularity: str) -> None:
 
     if granularity not in GRANULARITIES:
         raise ConfigError(f"lineage granularity must be one of {', '.join(GRANULARITIES)}, not {granularity!r}")
-    _SETTINGS[(app.storage_uri, app.name)] = granularity
+    _SETTINGS[(normalize_uri(app.storage_uri), app.name)] = granularity
 
 
 def granularity_of(uri: str, app_name: str | None) -> str:
-    found = _SETTINGS.get((uri, app_name or ""))
+    found = _SETTINGS.get((normalize_uri(uri), app_name or ""))
     if found is None:
         found = os.environ.get("NUBES_LINEAGE", "invocation").lower() or "invocation"
     return found if found in GRANULARITIES else "invocation"

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from nubes.metering.sandbox import Run, Sandbox
 
 WARM_UP = 0.001  # the first slice (at least a row-group vector of rows per row group)
-MEMORY_CAP_MB = 2048.0  # no slice is run whose resident memory would grow past this above the start
+MEMORY_CAP_MB = 2048.0  # no slice is run that would make a run grow memory by more than this
 SCAN_BYTES_PER_S = 200e6  # the ``sizes`` method's nominal rate
 HISTORY_LIMIT = 200
 BUDGET_S = 20.0  # how long the sample runs may take in all (NUBES_QUOTE_BUDGET_S)
@@ -215,10 +215,14 @@ def _from_history(app: App, route: str, method: str, path: str, digest: str | No
         if r["memory_mb"] and r["provider"] not in memory:
             memory[r["provider"]] = r["memory_mb"]
     peaks = [r["peak_rss_mb"] for r in warm if r["peak_rss_mb"]]
+    ran_with = [r["memory_mb"] for r in warm if r["memory_mb"]]
+    peak = max(peaks) if peaks else None
+    if peak and ran_with:  # it ran (and, emulated, was held to it) at that memory: that much is enough
+        peak = min(peak, max(ran_with))
     basis: dict[str, Any] = {
         "method": "history", "expected_ms": expected, "low_ms": low, "high_ms": high,
         "ops": {"low": ops, "expected": ops, "high": {op: max(r[f"ops_{op}"] or 0 for r in rows) for op in STORAGE_OPS}},
-        "memory": memory, "peak_rss_mb": max(peaks) if peaks else None, "architecture": warm[0]["architecture"],
+        "memory": memory, "peak_rss_mb": peak, "architecture": warm[0]["architecture"],
         "detail": {"records": len(rows), "warm": len(warm), "same_path": bool(same), "body_digest": digest},
     }
     ratio, datasets = _size_ratio(app, [r["request_id"] for r in warm[:20]])
@@ -332,23 +336,38 @@ def extrapolate(fractions: list[float], values: list[float]) -> float:
     return float(max(linear, values[-1]))
 
 
+MEMORY_NOISE_MB = 32.0  # resident-set changes smaller than this are the allocator's, not the data's
+
+
+def _memory_growth(fractions: list[float], growth: list[float]) -> float:
+    """What a run on the whole data adds to the resident set: grown linearly with the data (memory held
+    per row) when the largest slice grew it measurably, else what the slices showed."""
+    if growth[-1] < MEMORY_NOISE_MB or fractions[-1] >= 1.0:
+        return max(growth)
+    if len(fractions) == 1:
+        return growth[-1] / max(fractions[-1], 1e-9)
+    a, b = _fit(fractions, growth)
+    return max(a + b, growth[-1])
+
+
 def _from_sample(app: App, request: Request, budget_s: float, repeats: int = 3) -> dict[str, Any]:
     from nubes.metering.sandbox import Sandbox, _rss_mb
 
     sandbox = Sandbox(app)
     started = time.perf_counter()
-    cap = (_rss_mb() or 0.0) + MEMORY_CAP_MB
     try:
-        sandbox.run(request, WARM_UP)  # imports, DuckDB, the smallest slices; also learns the dataset sizes
+        warm = sandbox.run(request, WARM_UP)  # imports, DuckDB, the smallest slices; also learns the dataset sizes
+        base = _rss_mb() or 0.0  # what the instance holds between runs: memory grows from here
         if not sandbox.full:  # the route reads no dataset: it does what it does
             runs = [sandbox.run(request, 1.0) for _ in range(repeats + 2)]
-            return _basis("sample", [1.0], [runs], sandbox, started)
+            return _basis("sample", [1.0], [runs], sandbox, started, base)
         fraction = WARM_UP
         xs: list[float] = []
         points: list[list[Run]] = []
         while True:
             sandbox.prepare(fraction)  # slices made outside the measured runs
-            runs = [sandbox.run(request, fraction)]
+            # a slow warm-up counts as the first run (its one-time costs make it, if anything, an overestimate)
+            runs = [warm if (not points and warm.duration_ms >= 1000) else sandbox.run(request, fraction)]
             if runs[0].duration_ms < 1000:
                 runs += [sandbox.run(request, fraction) for _ in range(repeats - 1)]
             x = sandbox.effective.get(fraction, fraction)
@@ -362,26 +381,30 @@ def _from_sample(app: App, request: Request, budget_s: float, repeats: int = 3) 
             nxt = min(1.0, max(fraction, x) * GROWTH)
             scale = nxt / x
             last_ms = statistics.median(r.duration_ms for r in runs)
-            last_mb = max((r.peak_rss_mb or 0.0) for r in runs)
+            grown = max((r.peak_rss_mb or 0.0) for r in runs) - base
             spent = time.perf_counter() - started
             # the next slice costs about (growth x) this one, at least once, twice if fast
             if spent + last_ms / 1000 * scale * (1 if last_ms * scale >= 1000 else repeats) > budget_s:
                 break
-            if last_mb and last_mb * scale > cap:  # enough to know it is big; not worth exhausting this host
+            if grown * scale > MEMORY_CAP_MB:  # enough to know it is big; not worth exhausting this host
                 break
             fraction = nxt
-        return _basis("sample", xs, points, sandbox, started)
+        return _basis("sample", xs, points, sandbox, started, base)
     finally:
         sandbox.close()
 
 
-def _basis(method: str, xs: list[float], points: list[list[Run]], sandbox: Sandbox, started: float) -> dict[str, Any]:
+def _basis(method: str, xs: list[float], points: list[list[Run]], sandbox: Sandbox, started: float,
+           base: float) -> dict[str, Any]:
+    """The sample's estimate; peak memory is ``base`` (what the instance holds between runs) plus the
+    growth a run on the whole data is expected to cause."""
     med = [statistics.median(r.duration_ms for r in p) for p in points]
     lows = [min(r.duration_ms for r in p) for p in points]
     highs = [max(r.duration_ms for r in p) for p in points]
     expected, low, high = extrapolate(xs, med), extrapolate(xs, lows), extrapolate(xs, highs)
     peaks = [max((r.peak_rss_mb or 0.0) for r in p) for p in points]
-    peak = extrapolate(xs, peaks) if any(peaks) else None
+    growth = [max(p - base, 0.0) for p in peaks]
+    peak = base + _memory_growth(xs, growth) if any(peaks) else None
     # Storage requests follow the data's layout (objects, row groups, columns), which the slices
     # keep: taken from the largest slice, extrapolated only if they grew with it.
     ops: dict[str, int] = {}
