@@ -1,9 +1,8 @@
 """Append-only journals over an object store: records buffered, spooled to local disk, written in batches.
 
 nubes' own bookkeeping (the cost ledger, dataset lineage) is a stream of small records that must be
-*complete* (no record lost once its invocation answered, none counted twice) and *cheap* (not one
-PUT per record). A :class:`Journal` is one such stream over one store, shared by everything in the
-process that writes it (:func:`journal`).
+*complete* (none lost once its invocation answered, none counted twice) and *cheap* (not one PUT per
+record). A :class:`Journal` is one such stream over one store, shared in the process (:func:`journal`).
 
 **Records and keys.** ``append(partition, record)`` takes a JSON-able mapping and a partition
 (``day=YYYY-MM-DD``). Records are gathered in *segments*; a flush closes the current segment and
@@ -137,8 +136,7 @@ class Journal:
         _FLUSHER.add(self)
 
     def configure(self, **policy: Any) -> Journal:
-        """Change ``mode``, ``batch_size``, ``max_age_s``, ``chunk``, ``max_buffer``, ``sync``, ``transform``
-        or ``spool`` (a folder, or None); applies to records appended from now on."""
+        """Change any of the constructor's policy arguments; applies to records appended from now on."""
         for key, value in policy.items():
             if key not in ("mode", "batch_size", "max_age_s", "chunk", "max_buffer", "sync", "transform", "spool"):
                 raise TypeError(f"unknown journal setting {key!r}")
@@ -386,13 +384,17 @@ class Journal:
         return total
 
     def sync_spool(self) -> None:
-        """fsync the open segment file (the flusher does it every tick with ``sync="interval"``)."""
+        """fsync the open segment file (the flusher does it every tick with ``sync="interval"``), without
+        holding the journal's lock meanwhile: appends go on while the disk flushes."""
         with self._lock:
             seg = self._segment
-            fd = seg.fd if seg is not None else None
-            if fd is not None:
+            fd = os.dup(seg.fd) if seg is not None and seg.fd is not None else None  # lives past a close of seg.fd
+        if fd is not None:
+            try:
                 with contextlib.suppress(OSError):
                     os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Flush, retrying failures until ``timeout``; True if everything was written (what is not stays
