@@ -87,7 +87,7 @@ def batches(prefix: str, sid: str, groups: Mapping[str, list[bytes]], chunk: int
             part = lines[start:start + chunk]
             if transform is not None:
                 part = [_ENCODE(r).encode() for r in transform([json.loads(x) for x in part])]
-            out.append((f"{prefix}{partition}/{sid}-{n:04d}.ndjson", b"\n".join(part) + b"\n", len(lines[start:start + chunk])))
+            out.append((f"{prefix}{partition}/{sid}-{n:04d}.ndjson", b"\n".join(part) + b"\n", min(chunk, len(lines) - start)))
     return out
 
 
@@ -252,10 +252,6 @@ class Journal:
         with self._lock:
             seg = self._segment
             return (seg.count if seg else 0) + sum(s.count for s in self._pending)
-
-    def due(self) -> bool:
-        """Whether the background flusher should write now (batch full, oldest too old, retry due)."""
-        return self.wait() == 0.0
 
     def wait(self) -> float | None:
         """Seconds until this journal is due (0: now; None: nothing to write)."""
