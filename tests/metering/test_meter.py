@@ -86,6 +86,19 @@ def test_local_client_headers_log_line_and_ledger(app: nubes.App, capsys: pytest
     assert rec["peak_rss_mb"] > 10
 
 
+def test_by_default_two_cost_headers_and_the_rest_in_the_log_line(home: str, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("NUBES_COST_HEADERS")
+    app = load_app(f"{METERING_APP}:app")
+    r = Client(app).get("/ping")
+    assert {k for k in r.headers if k.startswith("x-nubes-")} == {"x-nubes-request-id", "x-nubes-billed-duration-ms",
+                                                                   "x-nubes-cost-usd"}
+    line = next(json.loads(x) for x in capsys.readouterr().err.splitlines() if '"msg": "invocation"' in x)
+    assert line["billed_memory_mb"] == 128 and line["cost_usd"] == pytest.approx(float(r.headers["x-nubes-cost-usd"]))
+    configure(app, headers="off")
+    assert "x-nubes-cost-usd" not in Client(app).get("/ping").headers
+
+
 def test_storage_operations_and_duckdb_reads_are_priced(app: nubes.App) -> None:
     r = Client(app).get("/summary")
     assert r.status_code == 200, r.text
@@ -276,6 +289,7 @@ def test_in_process_emulation_prices_the_configured_memory_on_every_provider() -
     from nubes.testing import Client
 
     app = nubes.App("mem-check", storage=f"mem://mem-check-{uuid.uuid4().hex}")
+    configure(app, headers="full")
 
     @app.get("/p")
     def where(ctx: nubes.Context) -> dict:

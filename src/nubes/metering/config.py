@@ -19,7 +19,8 @@ a .json/.toml file of price overrides), ``NUBES_TENANT_HEADER``, ``NUBES_<CLOUD>
 (a cloud: how local runs are priced; default the first registered, aws), ``NUBES_LEDGER_FLUSH``
 (auto|invocation|batch|background|off), ``NUBES_SPOOL`` (on|off: the local spool of ledger and
 lineage records; default on except on a real cloud), ``NUBES_SPOOL_SYNC`` (interval|always),
-``NUBES_MEMORY_MB`` (memory assumed when the platform reports none). In code:
+``NUBES_COST_HEADERS`` (cost|full|off: which cost headers responses carry), ``NUBES_MEMORY_MB``
+(memory assumed when the platform reports none). In code:
 ``nubes.metering.configure(app, tenant_header=..., prices=..., plans={"azure": "flex"})``.
 """
 
@@ -57,6 +58,7 @@ class Settings:
     cloud_max_age_s: float = 30.0  # ... or the oldest has waited this long
     max_buffer: int = 100_000
     spool: bool | None = None  # the local spool (None: on, except on a real cloud)
+    headers: str = "cost"  # cost (billed duration, cost) | full (+ billed memory, components) | off
     spool_sync: str = "interval"  # interval | always (fsync every record)
     compact_objects: int = 64  # the flusher compacts the ledger after writing this many objects
 
@@ -75,6 +77,8 @@ class Settings:
                 raise ConfigError(f"metering {cloud}_front must be one of {', '.join(fronts)}, not {front!r}")
         if self.flush not in FLUSH_MODES:
             raise ConfigError(f"metering flush must be one of {FLUSH_MODES}, not {self.flush!r}")
+        if self.headers not in ("cost", "full", "off"):
+            raise ConfigError(f"metering headers must be cost, full or off, not {self.headers!r}")
         if self.spool_sync not in ("interval", "always"):
             raise ConfigError(f"metering spool_sync must be interval or always, not {self.spool_sync!r}")
         if self.batch_size < 1 or self.cloud_batch_size < 1 or self.max_buffer < self.batch_size:
@@ -160,7 +164,8 @@ def _from_env() -> dict[str, Any]:
     if env.get("NUBES_PRICES"):
         out["prices"] = _prices_env(env["NUBES_PRICES"])
     for name, key in (("NUBES_TENANT_HEADER", "tenant_header"), ("NUBES_PRICE_LOCAL_AS", "local_provider"),
-                      ("NUBES_LEDGER_FLUSH", "flush"), ("NUBES_SPOOL_SYNC", "spool_sync")):
+                      ("NUBES_LEDGER_FLUSH", "flush"), ("NUBES_SPOOL_SYNC", "spool_sync"),
+                      ("NUBES_COST_HEADERS", "headers")):
         if env.get(name):
             out[key] = env[name]
     from nubes.core import clouds

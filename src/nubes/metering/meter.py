@@ -7,9 +7,10 @@ closest a Python process can see to what Azure observes), cold start, storage op
 (``inv.io``: the store calls and DuckDB reads of this invocation), bytes carried over HTTP, a
 fingerprint of the request body (quotes match history on it), tenant, nubes' own writes for it
 (amortised, see below) and the cost in USD by component. HTTP responses get
-``X-Nubes-Billed-Duration-Ms``, ``X-Nubes-Billed-Memory-Mb``, ``X-Nubes-Cost-Usd`` and
-``X-Nubes-Cost-Components`` (``X-Nubes-Request-Id`` is set by the core). The invocation's log line
-carries the whole record (``nubes costs --reconcile`` rebuilds missing ledger records from it).
+``X-Nubes-Billed-Duration-Ms`` and ``X-Nubes-Cost-Usd`` (``X-Nubes-Request-Id`` is set by the core);
+with the ``headers = "full"`` setting also ``X-Nubes-Billed-Memory-Mb`` and ``X-Nubes-Cost-Components``
+(``off``: none). The invocation's log line carries the whole record (``nubes costs --reconcile``
+rebuilds missing ledger records from it).
 
 Which prices apply: the platform's cloud (emulated or real) and plan; local runs are priced as
 ``local_provider`` (default: the first registered cloud, aws). Settings: :mod:`nubes.metering.config`.
@@ -251,16 +252,16 @@ class Meter:
         record = self.record(inv, s, route)
         inv.state["metering"] = record
         response = inv.response
-        if response is not None:
+        if response is not None and s.headers != "off":
             h = response.headers
             h["x-nubes-billed-duration-ms"] = str(record["billed_duration_ms"])
-            h["x-nubes-billed-memory-mb"] = str(record["billed_memory_mb"])
-            h["x-nubes-cost-usd"] = _usd(record["cost_usd"])
-            h["x-nubes-cost-components"] = (
-                f"compute={_usd(record['cost_compute_usd'])};request={_usd(record['cost_request_usd'])};"
-                f"gateway={_usd(record['cost_gateway_usd'])};storage={_usd(record['cost_storage_usd'])};"
-                f"bookkeeping={_usd(record['cost_bookkeeping_usd'])}"
-            )
+            h["x-nubes-cost-usd"] = f"{record['cost_usd']:.12f}"
+            if s.headers == "full":
+                h["x-nubes-billed-memory-mb"] = str(record["billed_memory_mb"])
+                h["x-nubes-cost-components"] = (
+                    f"compute={record['cost_compute_usd']:.12f};request={record['cost_request_usd']:.12f};"
+                    f"gateway={record['cost_gateway_usd']:.12f};storage={record['cost_storage_usd']:.12f};"
+                    f"bookkeeping={record['cost_bookkeeping_usd']:.12f}")
         skip = _IN_LOG_LINE["http" if inv.kind == "http" else "event"]
         fields = inv.log_fields
         fields["priced_as"] = f"{record['provider']}/{record['plan']}"
@@ -391,7 +392,3 @@ class Meter:
             if key:
                 return s.api_keys.get(key)
         return None
-
-
-def _usd(value: float) -> str:
-    return f"{value:.12f}"
