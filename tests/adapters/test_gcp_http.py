@@ -161,7 +161,7 @@ def test_platform_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     second = client.get("/platform").get_json()
     assert first["platform"] == {"provider": "gcp", "function_name": "sales-api", "memory_mb": 512,
                                  "region": "europe-west1", "architecture": first["platform"]["architecture"],
-                                 "cold_start": True, "emulated": False}
+                                 "cold_start": True, "emulated": False, "front": None}
     assert second["platform"]["cold_start"] is False
     assert 119 < first["remaining"] <= 120
     assert first["url"] == "https://sales.example/platform"

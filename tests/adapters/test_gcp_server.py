@@ -284,7 +284,7 @@ def test_platform_cold_start_and_deadline(servers: Servers) -> None:
     first, second = servers.first_platform, servers.second_platform
     assert first["platform"] == {"provider": "gcp", "function_name": "nubes-events", "memory_mb": 512,
                                  "region": "europe-west1", "architecture": first["platform"]["architecture"],
-                                 "cold_start": True, "emulated": False}
+                                 "cold_start": True, "emulated": False, "front": None}
     assert second["platform"]["cold_start"] is False
     assert 290 < first["remaining"] <= 300
     assert len(first["request_id"]) == 12 and first["request_id"] != second["request_id"]

@@ -35,6 +35,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data_uri: str) -> str:
     uri = f"file://{tmp_path / 'home'}"
     monkeypatch.setenv("NUBES_STORAGE", uri)
     monkeypatch.setenv("METERING_DATA", data_uri)
+    monkeypatch.setenv("NUBES_COST_HEADERS", "full")  # the tests read the components (the default sends two headers)
     for name in ("NUBES_METERING", "NUBES_PRICES", "NUBES_TENANT_HEADER", "NUBES_AZURE_PLAN", "NUBES_AWS_GATEWAY",
                  "NUBES_PRICE_LOCAL_AS", "NUBES_LEDGER_FLUSH", "NUBES_MEMORY_MB", "NUBES_CONFIG"):
         monkeypatch.delenv(name, raising=False)

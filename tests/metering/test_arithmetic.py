@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from nubes.adapters.gcp.prices import tier as gcf_tier
 from nubes.errors import ConfigError
-from nubes.metering.compute import Usage, gcf_tier, price
-from nubes.metering.prices import DEFAULTS, PriceBook
+from nubes.metering.prices import PriceBook, defaults
+from nubes.metering.pricing import Usage, price
 
 REL = 1e-9
 
@@ -17,7 +18,7 @@ def approx(x: float) -> object:
 
 # -- every figure has its unit, a source URL and a date ------------------------------------------
 def test_every_figure_has_unit_source_and_date() -> None:
-    for key, fig in DEFAULTS.items():
+    for key, fig in defaults().items():
         assert fig.unit, key
         assert fig.source.startswith("https://"), key
         assert fig.date, key
@@ -52,7 +53,7 @@ def test_lambda_x86_512mb_100_2ms_http_api() -> None:
 
 
 def test_lambda_arm64_1024mb_one_second_rest_api() -> None:
-    c = price(Usage(1000.0, 1024, architecture="arm64"), "aws", gateway="rest")
+    c = price(Usage(1000.0, 1024, architecture="arm64"), "aws", front="rest")
     assert c.billed_duration_ms == 1000
     assert c.compute_usd == approx(1.0 * 0.0000133334)
     assert c.total_usd == approx(0.0000133334 + 2e-7 + 3.5e-6)
@@ -65,8 +66,34 @@ def test_lambda_rounds_up_to_the_millisecond(ms: float, billed: int) -> None:
 
 def test_lambda_events_have_no_gateway_and_function_urls_cost_nothing_extra() -> None:
     assert price(Usage(10, 128, http=False), "aws").gateway_usd == 0.0
-    assert price(Usage(10, 128), "aws", gateway="url").gateway_usd == 0.0
-    assert price(Usage(10, 128), "aws", gateway="none").total_usd == approx(0.125 * 0.010 * 0.0000166667 + 2e-7)
+    assert price(Usage(10, 128, http=False), "aws").gateway == "none"
+    assert price(Usage(10, 128), "aws", front="url").gateway_usd == 0.0
+    assert price(Usage(10, 128), "aws", front="none").total_usd == approx(0.125 * 0.010 * 0.0000166667 + 2e-7)
+
+
+@pytest.mark.parametrize("front, fee", [("http", 1.00e-6), ("rest", 3.50e-6), ("url", 0.0), ("none", 0.0)])
+def test_api_gateway_fee_depends_on_the_front(front: str, fee: float) -> None:
+    c = price(Usage(10, 128, front=front), "aws")
+    assert c.gateway == front and c.gateway_usd == approx(fee)
+
+
+def test_alb_is_priced_by_lcu_share_of_bytes_or_a_new_connection() -> None:
+    # $0.008 per LCU-hour; an LCU is 25 new connections per second or 0.4 GB per hour for Lambda targets
+    small = price(Usage(10, 128, front="alb", http_bytes=2_000), "aws")
+    assert small.gateway == "alb" and small.gateway_usd == approx(0.008 / (25 * 3600))  # the connection dominates
+    big = price(Usage(10, 128, front="alb", http_bytes=4_000_000), "aws")
+    assert big.gateway_usd == approx(4_000_000 / 0.4e9 * 0.008)  # the bytes dominate
+
+
+def test_unknown_front_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="front"):
+        price(Usage(10, 128, front="cdn"), "aws")
+
+
+def test_bookkeeping_puts_and_gets_are_priced_at_storage_prices() -> None:
+    c = price(Usage(10, 128, bookkeeping_puts=0.05, bookkeeping_gets=0.05), "aws")
+    assert c.bookkeeping_usd == approx(0.05 * 0.005 / 1000 + 0.05 * 0.0004 / 1000)
+    assert c.total_usd == approx(c.compute_usd + c.request_usd + c.gateway_usd + c.bookkeeping_usd)
 
 
 def test_lambda_default_memory_is_128mb() -> None:
@@ -101,10 +128,10 @@ def test_gcf_vcpu_tiers(memory: int, tier: int, vcpu: float) -> None:
 
 
 # -- Azure Consumption ---------------------------------------------------------------------------
-@pytest.mark.parametrize("memory, billed", [(100, 128), (128, 128), (129, 256), (200, 256), (512, 512), (513, 640),
-                                            (1536, 1536), (4000, 1536)])
-def test_azure_memory_rounds_up_to_128mb(memory: int, billed: int) -> None:
-    c = price(Usage(1000.0, memory, emulated=True), "azure")
+@pytest.mark.parametrize("observed, billed", [(100, 128), (128, 128), (129, 256), (200, 256), (512, 512), (513, 640),
+                                              (1536, 1536), (4000, 1536)])
+def test_azure_observed_memory_rounds_up_to_128mb(observed: int, billed: int) -> None:
+    c = price(Usage(1000.0, 1536, peak_rss_mb=observed, emulated=True), "azure")
     assert c.billed_memory_mb == billed
     assert c.compute_usd == approx(billed / 1024 * 1.0 * 0.000016)
 
@@ -116,14 +143,15 @@ def test_azure_consumption_minimum_100ms_then_1ms() -> None:
     assert c.total_usd == approx(0.25 * 0.1 * 0.000016 + 2e-7)
 
 
-def test_azure_observed_memory_is_the_peak_rss_rounded_up() -> None:
-    # the documentation's example: a process using 160 MB is charged for 256 MB
-    real = Usage(1000.0, memory_mb=1536, peak_rss_mb=160.0, emulated=False)
-    assert price(real, "azure").billed_memory_mb == 256  # auto on the real cloud: observed
-    assert price(real, "azure", azure_memory_mode="configured").billed_memory_mb == 1536
-    emulated = Usage(1000.0, memory_mb=512, peak_rss_mb=160.0, emulated=True)
-    assert price(emulated, "azure").billed_memory_mb == 512  # auto when emulated: the memory setting
-    assert price(emulated, "azure", azure_memory_mode="observed").billed_memory_mb == 256
+def test_azure_consumption_bills_observed_memory_emulated_or_not() -> None:
+    # the documentation's example: a process using 160 MB is charged for 256 MB, whatever the instance's 1,536 MB
+    for emulated in (False, True):
+        assert price(Usage(1000.0, memory_mb=1536, peak_rss_mb=160.0, emulated=emulated), "azure").billed_memory_mb == 256
+    assert price(Usage(1000.0, memory_mb=512), "azure").billed_memory_mb == 512  # nothing observed: the setting
+
+
+def test_azure_flex_bills_its_instance_size_not_the_observed_memory() -> None:
+    assert price(Usage(1000.0, memory_mb=2048, peak_rss_mb=160.0), "azure", "flex").billed_memory_mb == 2048
 
 
 # -- Azure Flex Consumption ----------------------------------------------------------------------
@@ -151,6 +179,7 @@ def test_storage_operations_per_provider() -> None:
     assert price(Usage(1, 256, ops=OPS), "gcp").storage_usd == approx(gcs)
     blob = 1 * 0.05 / 1e4 + 1 * 0.05 / 1e4 + 10 * 0.004 / 1e4 + 2 * 0.004 / 1e4
     assert price(Usage(1, 256, ops=OPS, emulated=True), "azure").storage_usd == approx(blob)
+    assert price(Usage(1, 256, ops=OPS), "azure", "flex").storage_usd == approx(blob)
 
 
 # -- overrides -----------------------------------------------------------------------------------
@@ -174,7 +203,7 @@ def test_bad_overrides_are_config_errors(bad: dict) -> None:
 
 
 def test_unknown_provider_or_plan() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="aws"):
         price(Usage(1), "ibm")
     with pytest.raises(ConfigError):
         price(Usage(1), "azure", "premium")

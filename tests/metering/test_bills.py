@@ -6,17 +6,17 @@ import json
 from typing import Any
 
 import pytest
+from tests.metering.conftest import METERING_APP
 from typer.testing import CliRunner
 
 import nubes
 from nubes.cli.main import cli
 from nubes.core.events import Platform
+from nubes.core.request import Request
 from nubes.metering import configure, flush
 from nubes.metering.bills import bill
-from nubes.metering.compute import Usage, price
-from nubes.core.request import Request
+from nubes.metering.pricing import Usage, price
 from nubes.testing import Client
-from tests.metering.conftest import METERING_APP
 
 GCP = Platform("gcp", memory_mb=512, emulated=True)
 AZURE = Platform("azure", memory_mb=1024, emulated=True)
@@ -55,12 +55,14 @@ def test_grouped_sums_match_the_records(app: nubes.App, by: str, key: str) -> No
     for r in recs:
         expected.setdefault(r[key], []).append(r["cost_usd"])
     got = {row[key]: row for row in result["rows"]}
+    assert len(recs) == 9, [(r["request_id"], r["route"], r["tenant"], r["platform"], r["record_id"]) for r in recs]
     assert set(got) == set(expected)
     for k, costs in expected.items():
         assert got[k]["invocations"] == len(costs)
         assert got[k]["cost_usd"] == pytest.approx(sum(costs))
         row = got[k]
-        assert row["compute_usd"] + row["request_usd"] + row["gateway_usd"] + row["storage_usd"] == pytest.approx(row["cost_usd"])
+        parts = ("compute_usd", "request_usd", "gateway_usd", "storage_usd", "bookkeeping_usd")
+        assert sum(row[p] for p in parts) == pytest.approx(row["cost_usd"])
     if by == "tenant":
         assert got["acme"]["invocations"] == 4 and got["globex"]["invocations"] == 2 and got[None]["invocations"] == 2
     if by == "provider":
@@ -87,7 +89,9 @@ def test_what_if_reprices_the_same_invocations(app: nubes.App, target: str) -> N
         rec = recs[row["request_id"]]
         assert row["provider"] == target and row["metered_usd"] == pytest.approx(rec["cost_usd"])
         usage = Usage(rec["duration_ms"], rec["memory_mb"], rec["peak_rss_mb"], rec["architecture"], rec["kind"] == "http",
-                      {k: rec[f"ops_{k}"] for k in ("put", "get", "head", "list")}, rec["emulated"])
+                      {k: rec[f"ops_{k}"] for k in ("put", "get", "head", "list")}, rec["emulated"],
+                      rec["front"] if target == rec["provider"] else None, rec["http_bytes"], rec["bookkeeping_puts"],
+                      rec["bookkeeping_gets"])
         assert row["cost_usd"] == pytest.approx(price(usage, target).total_usd, rel=1e-9)
         if target == rec["provider"]:  # re-pricing on the same provider gives back what was metered
             assert row["cost_usd"] == pytest.approx(rec["cost_usd"], rel=1e-9)
@@ -103,8 +107,8 @@ def test_free_tier_is_off_by_default_and_credits_when_on(app: nubes.App) -> None
     free = bill(app, by="provider", free_tier=True)
     assert free["total"]["free_tier_credit_usd"] > 0
     # a few invocations are well inside every grant: compute, requests and gateway are all credited
-    storage = free["total"]["storage_usd"]
-    assert free["total"]["cost_after_free_tier_usd"] <= storage + 1e-12
+    left = free["total"]["storage_usd"] + free["total"]["bookkeeping_usd"]
+    assert free["total"]["cost_after_free_tier_usd"] <= left + 1e-12
 
 
 def test_bad_arguments(app: nubes.App) -> None:

@@ -6,6 +6,7 @@ import json
 import statistics
 
 import pytest
+from tests.metering.conftest import METERING_APP
 from typer.testing import CliRunner
 
 import nubes
@@ -15,13 +16,20 @@ from nubes.metering.bills import bill
 from nubes.metering.ledger import PREFIX, records
 from nubes.metering.quote import quote
 from nubes.testing import Client
-from tests.metering.conftest import METERING_APP
 
 TOLERANCE = 0.30
 PATHS = ["/summary", "/top?n=20", "/summary?min_distance=12.5"]
 
 
-def run_for_real(app: nubes.App, path: str, n: int = 5) -> None:
+@pytest.fixture(autouse=True)
+def roomy(app: nubes.App) -> None:
+    """Real runs and quotes at 4,096 MB, above what this test process holds (the whole suite's imports
+    included): the light routes fit, so the quote prices the memory the real run was metered at (heavy
+    requests are in test_quote_heavy.py)."""
+    configure(app, memory_mb=4096)
+
+
+def run_for_real(app: nubes.App, path: str, n: int = 8) -> None:
     c = Client(app)
     for _ in range(n):
         assert c.get(path).status_code == 200
@@ -32,7 +40,7 @@ def metered(app: nubes.App, route: str, provider: str) -> float:
     """Median metered cost of the route's warm runs, re-priced on ``provider`` (same durations and memory)."""
     rows = bill(app, by="request", route=route, what_if=provider)["rows"]
     warm = [r for r in rows if not r["cold_start"]] or rows
-    return statistics.median(r["cost_usd"] for r in warm)
+    return statistics.median(r["cost_usd"] for r in warm[-5:])  # steady state: the instance's first runs warm caches
 
 
 def check_within(app: nubes.App, result: dict, route: str) -> None:
@@ -57,9 +65,9 @@ def test_sample_quote_is_within_30_percent_of_the_real_run(app: nubes.App, path:
 
 
 def test_history_quote_after_real_runs(app: nubes.App) -> None:
-    run_for_real(app, "/summary", 6)
+    run_for_real(app, "/summary", 8)
     result = quote(app, "GET", "/summary")
-    assert result["basis"] == "history" and result["detail"]["records"] == 6
+    assert result["basis"] == "history" and result["detail"]["records"] == 8
     check_within(app, result, "/summary")
 
 
@@ -132,9 +140,12 @@ def test_quote_route_and_cli(app: nubes.App) -> None:
     assert Client(app).get("/_nubes/quote", params={"path": "/nowhere"}).status_code == 422
     runner = CliRunner()
     out = runner.invoke(cli, ["quote", f"{METERING_APP}:app", "GET", "/sleep", "-q", "ms=20", "--format", "json",
-                              "--memory", "1024"])
+                              "--memory", "3000"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    assert [e["memory_mb"] for e in data["estimates"]] == [1024, 1024, 1024, 2048]
+    memory = [e["memory_mb"] for e in data["estimates"]]
+    assert memory[:2] == [3000, 3000] and memory[3] == 4096  # GCF bills the memory set; Flex the instance holding it
+    assert 128 <= memory[2] <= 1536 and memory[2] % 128 == 0  # Consumption: the memory it observes
+    assert all(e["fits"] for e in data["estimates"])
     table = runner.invoke(cli, ["quote", f"{METERING_APP}:app", "GET", "/sleep"])
     assert table.exit_code == 0 and "expected" in table.stdout

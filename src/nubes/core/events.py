@@ -71,6 +71,7 @@ class Platform:
     architecture: str | None = None
     cold_start: bool = False
     emulated: bool = False
+    front: str | None = None  # how the HTTP request reached the function, as its cloud names it (aws: http|rest|url|alb)
 
 
 LOCAL = Platform()

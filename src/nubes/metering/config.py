@@ -5,18 +5,23 @@
 
     [metering]
     tenant_header = "X-Tenant"
-    azure_plan = "flex"            # consumption (default) | flex
-    aws_gateway = "rest"           # http (default) | rest | url | none
+    azure_plan = "flex"            # <cloud>_plan: a plan of that cloud (azure: consumption | flex)
+    aws_front = "rest"             # <cloud>_front: how HTTP reaches it when the event does not say
+                                   #   (aws: http | rest | url | alb | none; aws_gateway is the old name)
     [metering.api_keys]            # API key -> tenant (sent as X-Api-Key or Authorization: Bearer)
     "k-123" = "acme"
-    [metering.prices]              # any figure of nubes.metering.prices.DEFAULTS
+    [metering.prices]              # any figure `nubes prices` lists
     "aws.lambda.gb_second.x86_64" = 0.0000160000
 
 Environment: ``NUBES_METERING=off`` (no metering at all), ``NUBES_PRICES`` (JSON object, or a path to
-a .json/.toml file of price overrides), ``NUBES_TENANT_HEADER``, ``NUBES_AZURE_PLAN``,
-``NUBES_AWS_GATEWAY``, ``NUBES_PRICE_LOCAL_AS`` (aws|gcp|azure: how local runs are priced),
-``NUBES_LEDGER_FLUSH`` (auto|invocation|batch|background|off), ``NUBES_MEMORY_MB`` (memory assumed when
-the platform reports none). In code: ``nubes.metering.configure(app, tenant_header=..., prices=...)``.
+a .json/.toml file of price overrides), ``NUBES_TENANT_HEADER``, ``NUBES_<CLOUD>_PLAN`` (e.g.
+``NUBES_AZURE_PLAN=flex``), ``NUBES_<CLOUD>_FRONT`` (``NUBES_AWS_GATEWAY`` too), ``NUBES_PRICE_LOCAL_AS``
+(a cloud: how local runs are priced; default the first registered, aws), ``NUBES_LEDGER_FLUSH``
+(auto|invocation|batch|background|off), ``NUBES_SPOOL`` (on|off: the local spool of ledger and
+lineage records; default on except on a real cloud), ``NUBES_SPOOL_SYNC`` (interval|always),
+``NUBES_COST_HEADERS`` (cost|full|off: which cost headers responses carry), ``NUBES_MEMORY_MB``
+(memory assumed when the platform reports none). In code:
+``nubes.metering.configure(app, tenant_header=..., prices=..., plans={"azure": "flex"})``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,10 @@ FLUSH_MODES = ("auto", "invocation", "batch", "background", "off")
 class Settings:
     enabled: bool = True
     prices: Mapping[str, Any] = field(default_factory=dict)
-    aws_gateway: str = "http"
-    azure_plan: str = "consumption"
-    local_provider: str = "aws"
+    plans: Mapping[str, str] = field(default_factory=dict)  # cloud -> plan (default: the cloud's default plan)
+    fronts: Mapping[str, str] = field(default_factory=dict)  # cloud -> front when the platform does not say
+    local_provider: str | None = None  # how local runs are priced (None: the first registered cloud)
     memory_mb: int | None = None
-    azure_memory: str = "auto"
     free_tier: bool = False
     tenant_header: str | None = None
     api_key_header: str = "x-api-key"
@@ -50,32 +54,60 @@ class Settings:
     flush: str = "auto"
     batch_size: int = 100
     flush_interval_s: float = 1.0
-    cloud_batch_size: int = 20  # flush="batch": write when this many records wait ...
-    cloud_max_age_s: float = 10.0  # ... or the oldest has waited this long (checked at invocation end)
+    cloud_batch_size: int = 200  # flush="batch": write when this many records wait ...
+    cloud_max_age_s: float = 30.0  # ... or the oldest has waited this long
     max_buffer: int = 100_000
+    spool: bool | None = None  # the local spool (None: on, except on a real cloud)
+    headers: str = "cost"  # cost (billed duration, cost) | full (+ billed memory, components) | off
+    spool_sync: str = "interval"  # interval | always (fsync every record)
+    compact_objects: int = 64  # the flusher compacts the ledger after writing this many objects
 
     def validate(self) -> Settings:
-        from nubes.metering.compute import GATEWAYS, PLANS
+        """Check every setting; clouds named in ``plans``/``fronts``/``local_provider`` are loaded to check them."""
+        from nubes.core import clouds
+        from nubes.metering.pricing import model
 
-        if self.aws_gateway not in GATEWAYS:
-            raise ConfigError(f"metering aws_gateway must be one of {GATEWAYS}, not {self.aws_gateway!r}")
-        if self.azure_plan not in PLANS["azure"]:
-            raise ConfigError(f"metering azure_plan must be one of {PLANS['azure']}, not {self.azure_plan!r}")
-        if self.local_provider not in PLANS:
-            raise ConfigError(f"metering local_provider must be one of {tuple(PLANS)}, not {self.local_provider!r}")
+        if self.local_provider is not None:
+            clouds.get(self.local_provider)  # ConfigError naming the known clouds
+        for cloud, plan in self.plans.items():
+            model(cloud, plan)
+        for cloud, front in self.fronts.items():
+            fronts = model(cloud, self.plans.get(cloud)).fronts
+            if front not in fronts:
+                raise ConfigError(f"metering {cloud}_front must be one of {', '.join(fronts)}, not {front!r}")
         if self.flush not in FLUSH_MODES:
             raise ConfigError(f"metering flush must be one of {FLUSH_MODES}, not {self.flush!r}")
-        if self.azure_memory not in ("auto", "configured", "observed"):
-            raise ConfigError(f"metering azure_memory must be auto, configured or observed, not {self.azure_memory!r}")
-        if self.batch_size < 1 or self.max_buffer < self.batch_size:
-            raise ConfigError("metering batch_size must be >= 1 and max_buffer >= batch_size")
+        if self.headers not in ("cost", "full", "off"):
+            raise ConfigError(f"metering headers must be cost, full or off, not {self.headers!r}")
+        if self.spool_sync not in ("interval", "always"):
+            raise ConfigError(f"metering spool_sync must be interval or always, not {self.spool_sync!r}")
+        if self.batch_size < 1 or self.cloud_batch_size < 1 or self.max_buffer < self.batch_size:
+            raise ConfigError("metering batch_size and cloud_batch_size must be >= 1, and max_buffer >= batch_size")
         return self
 
-    def plan(self, provider: str) -> str:
-        return {"aws": "lambda", "gcp": "gen2", "azure": self.azure_plan}[provider]
+    def plan(self, cloud: str) -> str | None:
+        """The plan ``cloud`` is priced on (None: the cloud's default plan)."""
+        return self.plans.get(cloud)
+
+    def local_cloud(self) -> str:
+        from nubes.core import clouds
+
+        return self.local_provider or clouds.names()[0]
 
 
 _NAMES = {f.name for f in fields(Settings)}
+
+
+def _per_cloud(changes: dict[str, Any]) -> dict[str, Any]:
+    """``<cloud>_plan`` / ``<cloud>_front`` / ``<cloud>_gateway`` keys folded into ``plans`` / ``fronts``."""
+    out = dict(changes)
+    for key in list(out):
+        cloud, sep, what = key.rpartition("_")
+        if sep and cloud and key not in _NAMES and what in ("plan", "front", "gateway"):
+            value = out.pop(key)
+            target = "plans" if what == "plan" else "fronts"
+            out[target] = {**dict(out.get(target) or {}), cloud: value}
+    return out
 
 
 def _toml(path: Path) -> dict[str, Any]:
@@ -107,14 +139,21 @@ def _prices_env(text: str) -> dict[str, Any]:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"NUBES_PRICES is not a JSON object: {exc}") from None
-        return value
-    path = Path(text)
-    if not path.is_file():
-        raise ConfigError(f"NUBES_PRICES={text!r} is neither a JSON object nor a file")
-    if path.suffix == ".toml":
-        data = _toml(path)
-        return data.get("prices", data)
-    return json.loads(path.read_text(encoding="utf-8"))
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"NUBES_PRICES={text!r} is neither a JSON object nor a file")
+        if path.suffix == ".toml":
+            data = _toml(path)
+            value = data.get("prices", data)
+        else:
+            try:
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ConfigError(f"NUBES_PRICES={text}: not a JSON file of prices ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"NUBES_PRICES must hold an object of prices (key -> number), not {type(value).__name__}")
+    return value
 
 
 def _from_env() -> dict[str, Any]:
@@ -124,11 +163,20 @@ def _from_env() -> dict[str, Any]:
         out["enabled"] = False
     if env.get("NUBES_PRICES"):
         out["prices"] = _prices_env(env["NUBES_PRICES"])
-    for name, key in (("NUBES_TENANT_HEADER", "tenant_header"), ("NUBES_AZURE_PLAN", "azure_plan"),
-                      ("NUBES_AWS_GATEWAY", "aws_gateway"), ("NUBES_PRICE_LOCAL_AS", "local_provider"),
-                      ("NUBES_LEDGER_FLUSH", "flush")):
+    for name, key in (("NUBES_TENANT_HEADER", "tenant_header"), ("NUBES_PRICE_LOCAL_AS", "local_provider"),
+                      ("NUBES_LEDGER_FLUSH", "flush"), ("NUBES_SPOOL_SYNC", "spool_sync"),
+                      ("NUBES_COST_HEADERS", "headers")):
         if env.get(name):
             out[key] = env[name]
+    from nubes.core import clouds
+
+    for cloud in clouds.names():  # NUBES_<CLOUD>_PLAN, NUBES_<CLOUD>_FRONT (NUBES_<CLOUD>_GATEWAY, the old name)
+        for what in ("plan", "front", "gateway"):
+            value = env.get(f"NUBES_{cloud.upper()}_{what.upper()}")
+            if value:
+                out[f"{cloud}_{what}"] = value
+    if env.get("NUBES_SPOOL"):
+        out["spool"] = env["NUBES_SPOOL"].lower() not in ("off", "0", "false", "no")
     memory = env.get("NUBES_MEMORY_MB")
     if memory and memory.isdigit():
         out["memory_mb"] = int(memory)
@@ -136,14 +184,15 @@ def _from_env() -> dict[str, Any]:
 
 
 def merge(base: Settings, changes: Mapping[str, Any]) -> Settings:
+    changes = _per_cloud(dict(changes))
     unknown = sorted(set(changes) - _NAMES)
     if unknown:
-        raise ConfigError(f"unknown metering setting(s) {unknown}; known: {sorted(_NAMES)}")
-    changes = dict(changes)
+        raise ConfigError(f"unknown metering setting(s) {unknown}; known: {sorted(_NAMES)} and <cloud>_plan, <cloud>_front")
     if "prices" in changes:
         changes["prices"] = {**dict(base.prices), **dict(changes["prices"] or {})}
-    if "api_keys" in changes:
-        changes["api_keys"] = {**dict(base.api_keys), **dict(changes["api_keys"] or {})}
+    for name in ("api_keys", "plans", "fronts"):
+        if name in changes:
+            changes[name] = {**dict(getattr(base, name)), **dict(changes[name] or {})}
     if "flush" in changes and changes["flush"] is False:
         changes["flush"] = "off"
     return replace(base, **changes).validate()

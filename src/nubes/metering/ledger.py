@@ -1,297 +1,188 @@
-"""The cost ledger: invocation records, buffered in memory and written as new NDJSON objects.
+"""The cost ledger: one record per invocation, journaled into the home store, compacted into Parquet.
 
 Layout in the app's home store::
 
-    _nubes/ledger/day=YYYY-MM-DD/<HHMMSSffffff>-<uuid4 hex>.ndjson   (one JSON record per line)
+    _nubes/ledger/day=YYYY-MM-DD/<segment>-<chunk>.ndjson   new records, one JSON object per line
+    _nubes/ledger/rollup/day=YYYY-MM-DD/<id>.parquet        compacted records (see nubes.metering.rollup)
+    _nubes/ledger/manifest.json                             which rollups hold which records
 
-**Never overwritten.** Each flush writes *new* objects with ``if_none_match=True``; keys carry a
-random UUID, so concurrent invocations, threads and instances never touch each other's objects and
-no record is lost to a last-writer-wins race.
+**Writing.** Records go through a :class:`nubes.storage.journal.Journal` (the mechanism lineage
+shares): appended in memory (and, on local runs, to an on-disk spool before the response leaves),
+written as new objects whose keys are fixed by their content's segment, with ``if_none_match``, so
+retries and replays never store a record twice; see that module for the guarantees and bounds.
+Every record carries a unique ``record_id``; every reader (bills, compaction) keeps one record per
+id, so no path can count a record twice — not a replay, not ``nubes costs --reconcile``.
 
-**Never silently lost.** A flush takes the buffered records and turns them into batches (one per
-day), each with its key fixed once. A batch whose ``put`` fails stays pending with the *same key
-and bytes*, is retried (at the next flush and by a retry timer with backoff) and every failure is
-logged. Because the retry reuses the key with ``if_none_match``, a put that succeeded but whose
-answer was lost comes back as ``PreconditionFailed`` on retry and counts as written: a retried
-batch is never stored twice. The buffer is bounded (``max_buffer`` records): past it the oldest
-records are dropped *with an error log line*, and every record also lives in its invocation's log
-line, so the ledger can be rebuilt from logs.
+**Public API** (what the meter uses, and what a bulk writer or a test uses)::
 
-**When it flushes** (``flush`` setting):
+    ledger = Ledger(store)                  # or Ledger(store, spool=None) for no local spool
+    ledger.append({...record...})           # COLUMNS; record_id and day are filled in if missing
+    ledger.flush()                          # write what is buffered, then compact if due
+    records(store)                          # every record (rollups, new objects, live spools)
 
-* ``background`` — a daemon thread flushes every ``flush_interval_s`` or as soon as ``batch_size``
-  records wait; at interpreter exit the rest is flushed. Nothing on the request path but an append.
-  Default for local runs (``nubes serve``, ``nubes invoke``, the test client).
-* ``invocation`` — a synchronous flush at the end of every invocation, after the response is
-  computed (its headers are final) and before the adapter hands it back. Default under local
-  emulation of AWS, GCP and Azure, so the ledger is exact the moment an invocation returns. It
-  costs one PUT per invocation and that PUT's latency (``bench/metering_overhead.py``).
-* ``batch`` — default on the real clouds. Once the handler returns, Lambda freezes the process
-  and Cloud Run / Azure throttle it, so a background thread cannot be trusted; instead the end of
-  an invocation writes the buffer synchronously only when ``cloud_batch_size`` records wait or the
-  oldest has waited ``cloud_max_age_s``. One PUT per 20 invocations instead of one each (S3 PUTs
-  cost $5 per million, more than Lambda's $0.20 per million requests), at the price that an
-  instance reclaimed in between takes its last few records with it — they remain in the
-  invocations' log lines, from which the ledger can be rebuilt.
-* ``off`` — records only go to headers and the log line.
+``append`` encodes a record and (with a spool) writes one line: about 10 µs. A flush writes one
+object per day and ``chunk`` records; ``flush`` compacts when at least ``compact_records`` records
+or ``compact_objects`` objects were written since the last compaction, so a million appended
+records end as a few Parquet rollups and a short tail.
 """
 
 from __future__ import annotations
 
-import atexit
-import json
+import itertools
+import os
 import threading
-import time
-import uuid
-import weakref
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nubes.storage.current import CURRENT_IO
-from nubes.errors import PreconditionFailed
+from nubes.storage.journal import Journal, journal, policy_for
 
 if TYPE_CHECKING:
-    from nubes.core.logs import BoundLog
     from nubes.storage.base import ObjectStore
 
 PREFIX = "_nubes/ledger/"
-RETRY_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+STORAGE_OPS = ("put", "get", "head", "list", "delete", "delete_many")
+
+COLUMNS: dict[str, str] = {
+    "record_id": "VARCHAR", "request_id": "VARCHAR", "app": "VARCHAR", "kind": "VARCHAR", "method": "VARCHAR",
+    "path": "VARCHAR", "route": "VARCHAR", "status": "INTEGER", "provider": "VARCHAR", "plan": "VARCHAR",
+    "front": "VARCHAR", "gateway": "VARCHAR", "platform": "VARCHAR", "emulated": "BOOLEAN", "function_name": "VARCHAR",
+    "region": "VARCHAR", "memory_mb": "DOUBLE", "architecture": "VARCHAR", "start_time": "VARCHAR", "day": "VARCHAR",
+    "duration_ms": "DOUBLE", "billed_duration_ms": "BIGINT", "billed_memory_mb": "BIGINT", "peak_rss_mb": "DOUBLE",
+    "cold_start": "BOOLEAN", **{f"ops_{op}": "BIGINT" for op in STORAGE_OPS}, "bytes_read": "BIGINT",
+    "bytes_written": "BIGINT", "http_bytes": "BIGINT", "body_digest": "VARCHAR", "tenant": "VARCHAR",
+    "bookkeeping_puts": "DOUBLE", "bookkeeping_gets": "DOUBLE", "gb_seconds": "DOUBLE", "vcpu_seconds": "DOUBLE",
+    "cost_compute_usd": "DOUBLE", "cost_request_usd": "DOUBLE", "cost_gateway_usd": "DOUBLE",
+    "cost_storage_usd": "DOUBLE", "cost_bookkeeping_usd": "DOUBLE", "cost_usd": "DOUBLE",
+}
+"""Every field of a ledger record and its DuckDB type (the rollups' schema)."""
+
+_PROCESS = os.urandom(6).hex()
+_COUNTER = itertools.count()
 
 
-def key_for(day: str, now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"{PREFIX}day={day}/{now:%H%M%S%f}-{uuid.uuid4().hex}.ndjson"
+def new_record_id() -> str:
+    """A record id unique across processes: 48 random bits per process, then a counter."""
+    return f"{_PROCESS}{next(_COUNTER):x}"
 
 
-@dataclass
-class Batch:
-    key: str
-    payload: bytes
-    count: int
-    attempts: int = 0
+def _new_process() -> None:
+    global _PROCESS, _COUNTER
+    _PROCESS, _COUNTER = os.urandom(6).hex(), itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process)
+
+
+def day_of(record: Mapping[str, Any]) -> str:
+    return str(record.get("day") or str(record.get("start_time") or "")[:10] or "unknown")
 
 
 class Ledger:
-    """Buffered, append-only ledger over ``store()`` (called on each flush, so the home store opens lazily)."""
+    """The cost ledger over ``store`` (an object store, or a zero-argument callable opening it and
+    then ``uri``). One per store and process is shared by every ``Ledger`` made for it.
+
+    ``spool``: ``"auto"`` (default: :func:`nubes.storage.journal.spool_dir`), a folder, or None.
+    ``policy``: the journal's ``mode`` (``manual`` by default: the caller flushes; ``background``:
+    the process's flusher thread does), ``batch_size``, ``max_age_s``, ``chunk``, ``max_buffer``, ``sync``.
+    """
 
     def __init__(
         self,
-        store: Callable[[], ObjectStore],
-        log: BoundLog,
+        store: ObjectStore | Callable[[], ObjectStore],
         *,
-        background: bool,
-        batch_size: int = 100,
-        interval: float = 1.0,
-        max_buffer: int = 100_000,
+        uri: str | None = None,
+        log: Any = None,
+        spool: str | None = "auto",
+        compact_records: int = 50_000,
+        compact_objects: int = 64,
+        **policy: Any,
     ) -> None:
-        self._store = store
-        self.log = log
-        self.background = background
-        self.batch_size = batch_size
-        self.interval = interval
-        self.max_buffer = max_buffer
-        self._buffer: list[dict[str, Any]] = []
-        self._pending: list[Batch] = []
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._retry_timer: threading.Timer | None = None
-        self.written = 0  # records stored
-        self.dropped = 0  # records dropped past max_buffer (each drop is logged)
-        self.failures = 0  # failed put attempts
-        self._failing = 0  # consecutive failed flushes
-        self._retry_at = 0.0
-        self._oldest = 0.0  # monotonic time the oldest buffered record arrived
-        self._flush_lock = threading.Lock()
-        _LEDGERS.add(self)
+        if uri is None:
+            if callable(store) and not hasattr(store, "uri"):
+                raise TypeError("Ledger(store_factory) needs uri=")
+            uri = str(store.uri)
+        self.uri = uri
+        self.journal: Journal = journal(store, uri, PREFIX, name="ledger", log=log,
+                                        **{"mode": "manual", "spool": spool, **policy})
+        if policy or spool != "auto":
+            self.journal.configure(**policy_for(uri, "ledger", {"spool": spool, **policy}))
+        state = self.journal.extras
+        if "compaction" not in state:
+            state["compaction"] = {"base": 0, "objects": 0, "lock": threading.Lock()}
+            self.journal.listeners.append(self._flushed)
+        state["compact_at"] = (compact_records, compact_objects)
 
-    # -- the request path ------------------------------------------------------------------------
-    def append(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            if not self._buffer:
-                self._oldest = time.monotonic()
-            self._buffer.append(record)
-            over = len(self._buffer) + sum(b.count for b in self._pending) - self.max_buffer
-            if over > 0:
-                lost = self._buffer[:over]
-                del self._buffer[:over]
-                self.dropped += len(lost)
-            else:
-                lost = []
-            size = len(self._buffer)
-        if lost:
-            self.log.error("metering ledger buffer full: records dropped from the ledger (still in their log lines)",
-                           dropped=len(lost), request_ids=[r.get("request_id") for r in lost][:20])
-        if self.background:
-            if self._thread is None or not self._thread.is_alive():
-                self._start()
-            if size >= self.batch_size:
-                self._wake.set()
+    @property
+    def store(self) -> ObjectStore:
+        return self.journal.store
 
-    def due(self, batch_size: int, max_age_s: float) -> bool:
-        """True when ``batch_size`` records wait, the oldest has waited ``max_age_s``, or a retry is due."""
-        with self._lock:
-            waiting = len(self._buffer)
-            oldest = self._oldest
-            pending = bool(self._pending)
-        if pending:
-            return time.monotonic() >= self._retry_at
-        return waiting >= batch_size or (waiting > 0 and time.monotonic() - oldest >= max_age_s)
+    def append(self, record: Mapping[str, Any]) -> None:
+        """Add one record (fields of :data:`COLUMNS`; ``record_id`` and ``day`` are filled in if missing)."""
+        if "record_id" not in record or "day" not in record:
+            record = {**record}
+            record.setdefault("record_id", new_record_id())
+            record.setdefault("day", day_of(record))
+        self.journal.append(f"day={record['day']}", record)
+
+    def extend(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Append every record of ``records``; returns how many."""
+        n = 0
+        for n, record in enumerate(records, 1):  # noqa: B007 - n is the count
+            self.append(record)
+        return n
+
+    def flush(self, *, compact: bool | None = None) -> bool:
+        """Write what is buffered; then compact when due (``compact=True``: always, False: never).
+        True if every record was written."""
+        ok = self.journal.flush(force=True)
+        if ok and (compact or (compact is None and self._compaction_due())):
+            self.compact()
+        return ok
+
+    def _compaction_due(self) -> bool:
+        state = self.journal.extras["compaction"]
+        limit_records, limit_objects = self.journal.extras["compact_at"]
+        return bool(self.journal.written - state["base"] >= limit_records or state["objects"] >= limit_objects)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Flush, retrying failures until ``timeout``; True if everything was written."""
+        return self.journal.close(timeout)
+
+    def compact(self) -> dict[str, Any]:
+        """Compact the store's ledger now (see :mod:`nubes.metering.rollup`)."""
+        from nubes.metering.rollup import compact
+
+        state = self.journal.extras["compaction"]
+        with state["lock"]:
+            state["base"], state["objects"] = self.journal.written, 0
+            return compact(self.store, log=self.journal.log)
+
+    def _flushed(self, keys: list[str]) -> None:
+        self.journal.extras["compaction"]["objects"] += len(keys)
+        # Locally (a spool: a long-lived process, a disk) the flusher compacts when due. On a real cloud
+        # it does not: a compaction would compete with invocations for the CPU and may be frozen half
+        # way; bills compact there when enough raw objects wait, or a schedule calls compact().
+        if self.journal.mode == "background" and self.journal.spool is not None and self._compaction_due():
+            self.compact()
 
     @property
     def buffered(self) -> int:
-        with self._lock:
-            return len(self._buffer) + sum(b.count for b in self._pending)
+        return self.journal.buffered
 
-    # -- flushing --------------------------------------------------------------------------------
-    def flush(self, force: bool = False) -> bool:
-        """Write every buffered record; True if nothing is left pending. Never raises.
-
-        After a failed write the store is left alone until its backoff has passed (records keep
-        accumulating in the buffer), so a broken store costs one attempt and one log line per
-        backoff period, not one per invocation; ``force`` tries at once.
-        """
-        if not force and self._failing and time.monotonic() < self._retry_at:
-            return False
-        # One flush at a time: a caller that finds the buffer empty because another flush holds its
-        # batches must wait for that flush's outcome, not report success before the write landed.
-        with self._flush_lock:
-            return self._flush_locked()
-
-    def _flush_locked(self) -> bool:
-        with self._lock:
-            records, self._buffer = self._buffer, []
-            batches = self._pending + _batches(records)
-            self._pending = []
-        if not batches:
-            return True
-        failed: list[Batch] = []
-        for batch in batches:
-            if not self._put(batch):
-                failed.append(batch)
-        if failed:
-            with self._lock:
-                self._pending = failed + self._pending
-                self._failing += 1
-                delay = RETRY_BACKOFF_S[min(self._failing - 1, len(RETRY_BACKOFF_S) - 1)]
-                self._retry_at = time.monotonic() + delay
-            self._schedule_retry(delay)
-            return False
-        self._failing = 0
-        return True
-
-    def _put(self, batch: Batch) -> bool:
-        batch.attempts += 1
-        token = CURRENT_IO.set(None)  # the ledger's own writes are not the invocation's storage operations
-        try:
-            store = self._store()
-            store.put(batch.key, batch.payload, content_type="application/x-ndjson", if_none_match=True)
-        except PreconditionFailed:
-            pass  # an earlier attempt was stored though its answer was lost: same key, same bytes
-        except Exception as exc:  # noqa: BLE001 - the ledger never fails an invocation
-            self.failures += 1
-            self.log.warning("metering ledger flush failed; records kept and retried", key=batch.key,
-                             records=batch.count, attempt=batch.attempts, error=f"{type(exc).__name__}: {exc}")
-            return False
-        finally:
-            CURRENT_IO.reset(token)
-        self.written += batch.count
-        if batch.attempts > 1:
-            self.log.info("metering ledger flush succeeded after retry", key=batch.key, records=batch.count,
-                          attempt=batch.attempts)
-        return True
-
-    def _schedule_retry(self, delay: float) -> None:
-        with self._lock:
-            if self._retry_timer is not None and self._retry_timer.is_alive():
-                return
-            timer = threading.Timer(delay, self._retry)
-            timer.daemon = True
-            timer.name = "nubes-ledger-retry"
-            self._retry_timer = timer
-        timer.start()
-
-    def _retry(self) -> None:
-        with self._lock:
-            self._retry_timer = None
-        self.flush(force=True)
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return
-            ref = weakref.ref(self)
-            self._thread = threading.Thread(target=_run, args=(ref, self._wake, self.interval),
-                                            name="nubes-ledger-flush", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float = 5.0) -> bool:
-        """Flush what is buffered, retrying failures until ``timeout``; True if everything was written."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.flush(force=True):
-                return True
-            if time.monotonic() >= deadline:
-                with self._lock:
-                    left = len(self._buffer) + sum(b.count for b in self._pending)
-                self.log.error("metering ledger: records could not be written before exit (still in their log lines)",
-                               records=left)
-                return False
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-
-
-def _run(ref: weakref.ref[Ledger], wake: threading.Event, interval: float) -> None:
-    while True:
-        wake.wait(interval)
-        wake.clear()
-        ledger = ref()
-        if ledger is None:
-            return
-        if ledger.buffered:
-            ledger.flush()
-        del ledger
-
-
-def _batches(records: list[dict[str, Any]]) -> list[Batch]:
-    by_day: dict[str, list[bytes]] = {}
-    for record in records:
-        day = str(record.get("day") or str(record.get("start_time", ""))[:10] or "unknown")
-        by_day.setdefault(day, []).append(json.dumps(record, separators=(",", ":"), default=str).encode())
-    return [Batch(key_for(day), b"\n".join(lines) + b"\n", len(lines)) for day, lines in sorted(by_day.items())]
-
-
-_LEDGERS: weakref.WeakSet[Ledger] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_all_at_exit() -> None:
-    for ledger in list(_LEDGERS):  # one forced attempt each: exit is not held up by a broken store
-        if ledger.buffered:
-            ledger.close(timeout=0.0)
+    def records_per_put(self, nominal: float) -> float:
+        """Records per object this process has written (``nominal`` before the first write)."""
+        j = self.journal
+        return j.written / j.puts if j.puts else max(nominal, 1.0)
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def keys(store: ObjectStore, since: str | None = None, until: str | None = None) -> list[str]:
-    """Ledger object keys, oldest first, for days in ``[since, until]`` (``YYYY-MM-DD`` prefixes)."""
-    out = []
-    for info in store.list(PREFIX):
-        key = info.key
-        if not key.endswith(".ndjson"):
-            continue
-        day = key[len(PREFIX) + 4 : len(PREFIX) + 14]
-        if since and day < since[:10]:
-            continue
-        if until and day > until[:10]:
-            continue
-        out.append(key)
-    return out
+def records(store: ObjectStore, since: str | None = None, until: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every record of the ledger (rollups, new objects and live spools; one per ``record_id``), by start time."""
+    from nubes.metering.rollup import ledger_view
 
-
-def records(store: ObjectStore, since: str | None = None, until: str | None = None) -> Iterable[dict[str, Any]]:
-    """Every record in the ledger (plain Python; bills use DuckDB instead)."""
-    for key in keys(store, since, until):
-        for line in store.get(key).splitlines():
-            if line.strip():
-                yield json.loads(line)
+    with ledger_view(store, since, until, compact=False) as con:
+        cur = con.execute("SELECT * FROM ledger ORDER BY start_time, request_id")
+        names = [d[0] for d in cur.description]
+        for row in cur.fetchall():
+            yield dict(zip(names, row, strict=True))

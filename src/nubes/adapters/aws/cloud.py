@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nubes.adapters.aws.limits import FIGURES
+from nubes.adapters.aws.prices import PLANS
 
 if TYPE_CHECKING:
     from nubes.adapters.emulator.profile import Profile
@@ -19,6 +20,8 @@ class AwsCloud:
     name = "aws"
     title = "AWS Lambda"
     figures = FIGURES
+    price_models = PLANS  # billing plan -> price model (nubes.metering.pricing)
+    default_plan = "lambda"
 
     def emulation(self, **settings: Any) -> Profile:
         from nubes.adapters.aws.emulation import AwsProfile

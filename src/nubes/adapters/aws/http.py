@@ -30,6 +30,8 @@ What goes back: text bodies (``text/*``, JSON, XML, JavaScript, form) as text, a
 from __future__ import annotations
 
 import base64
+import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -40,6 +42,7 @@ from nubes.adapters.aws import fields, wire
 from nubes.adapters.aws.context import Invocation
 from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
+from nubes.core.events import Platform
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -190,6 +193,10 @@ class HttpSource:
     def result(self, response: Response, event: Event) -> dict[str, Any]:
         raise NotImplementedError
 
+    def front(self, event: Event) -> str:
+        """The front that delivered ``event`` (metering prices its fee: nubes.adapters.aws.prices)."""
+        return "http"
+
     def __call__(self, app: App, event: Event, inv: Invocation) -> dict[str, Any]:
         """Answer ``event``. Never raises: an event that cannot be read is a 400 problem, a result
         the runtime could not send (over its size limit) a 500 problem, both in this source's shape."""
@@ -198,7 +205,8 @@ class HttpSource:
         except Exception as exc:
             return self.reject(app, event, inv, exc)
         try:
-            response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform)
+            platform = _with_front(inv.platform, self.front(event))
+            response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=platform)
             result = self.result(response, event)
             if wire.may_exceed(result, response.headers.multi_items(), self.max_result_bytes):
                 result = self._fit(app, result, event, inv)
@@ -249,6 +257,9 @@ class RestApi(HttpSource):
     """
 
     name = "API Gateway REST API (payload 1.0)"
+
+    def front(self, event: Event) -> str:
+        return "http" if event.get("version") == "1.0" else "rest"  # an HTTP API's payload 1.0 says its version
 
     def __init__(self, base_path: str | None = None) -> None:
         self.base_path = "/" + base_path.strip("/") if base_path and base_path.strip("/") else None
@@ -307,6 +318,11 @@ class RestApi(HttpSource):
             "body": body,
             "isBase64Encoded": b64,
         }
+
+
+@functools.lru_cache(maxsize=128)
+def _with_front(platform: Platform, front: str) -> Platform:
+    return dataclasses.replace(platform, front=front)
 
 
 class HttpApi(HttpSource):
@@ -372,6 +388,9 @@ class FunctionUrl(HttpApi):
 
     name = "Lambda Function URL (payload 2.0)"
 
+    def front(self, event: Event) -> str:
+        return "url"
+
     @staticmethod
     def infer(event: Event) -> bool:
         rc = event.get("requestContext")
@@ -395,6 +414,9 @@ class Alb(HttpSource):
     # "The maximum size of the response JSON that the Lambda function can send is 1 MB"
     # (docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html)
     max_result_bytes = 1024 * 1024
+
+    def front(self, event: Event) -> str:
+        return "alb"
 
     @staticmethod
     def infer(event: Event) -> bool:

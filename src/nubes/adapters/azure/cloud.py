@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nubes.adapters.azure.limits import FIGURES
+from nubes.adapters.azure.prices import PLANS
 
 if TYPE_CHECKING:
     from nubes.adapters.emulator.profile import Profile
@@ -19,6 +20,8 @@ class AzureCloud:
     name = "azure"
     title = "Azure Functions"
     figures = FIGURES
+    price_models = PLANS  # billing plan -> price model (nubes.metering.pricing)
+    default_plan = "consumption"
 
     def emulation(self, **settings: Any) -> Profile:
         from nubes.adapters.azure.emulation import AzureProfile

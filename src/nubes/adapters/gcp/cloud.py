@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nubes.adapters.gcp.limits import FIGURES
+from nubes.adapters.gcp.prices import PLANS
 
 if TYPE_CHECKING:
     from nubes.adapters.emulator.profile import Profile
@@ -19,6 +20,8 @@ class GcpCloud:
     name = "gcp"
     title = "Google Cloud Functions (2nd gen)"
     figures = FIGURES
+    price_models = PLANS  # billing plan -> price model (nubes.metering.pricing)
+    default_plan = "gen2"
 
     def emulation(self, **settings: Any) -> Profile:
         from nubes.adapters.gcp.emulation import GcpProfile
