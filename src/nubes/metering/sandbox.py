@@ -131,6 +131,13 @@ class Overlay(BaseStore):
         super().__init__(name)
         self.state = state or _State(base, scratch)
 
+    @classmethod
+    def from_uri(cls, rest: str, **options: Any) -> Overlay:
+        """An overlay exists only inside a quote's sandbox: it is never registered nor opened by URI."""
+        from nubes.errors import ConfigError
+
+        raise ConfigError("overlay:// stores are made by nubes quote's sandbox and cannot be opened by URI")
+
     def reopen(self) -> Overlay:
         """A second handle on the same overlay."""
         return Overlay(self.state.base, self.state.scratch, name=self.root, state=self.state)
