@@ -25,6 +25,12 @@ class AwsCloud:
 
         return AwsProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.aws.sources]`` / ``[deploy.aws.queues]`` (its naming rules)."""
+        from nubes.adapters.aws.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.aws.emulation import AwsTarget
 

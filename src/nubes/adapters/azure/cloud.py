@@ -25,6 +25,12 @@ class AzureCloud:
 
         return AzureProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.azure.sources]`` / ``[deploy.azure.queues]`` (its naming rules)."""
+        from nubes.adapters.azure.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.azure.emulation import AzureTarget
 

@@ -25,6 +25,12 @@ class GcpCloud:
 
         return GcpProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.gcp.sources]`` / ``[deploy.gcp.queues]`` (its naming rules)."""
+        from nubes.adapters.gcp.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.gcp.emulation import GcpTarget
 
