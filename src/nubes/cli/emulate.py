@@ -102,7 +102,8 @@ def emit(
     emulate: EmulateOpt = None,
     bucket: Annotated[str | None, typer.Option("--bucket", help="object-created: bucket / container (default: the app's home store's, else nubes-emulated)")] = None,
     size: Annotated[int, typer.Option("--size", help="object-created: object size in bytes")] = 0,
-    queue: Annotated[str | None, typer.Option("--queue", help="message: queue / topic name")] = None,
+    queue: Annotated[str | None, typer.Option("--queue", help="message: the queue (a logical name bound in nubes.toml, or the queue / topic itself)")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="object-created: the logical source (bound per cloud in nubes.toml [deploy.CLOUD.sources]); KEY is relative to it")] = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
 ) -> None:
@@ -117,12 +118,12 @@ def emit(
         fail(f"--size {size}: must be 0 or more")
     if emulate is None:
         _check(None, None, timeout, memory, None)
-        _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue)
+        _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue, source=source)
         return
     _check(emulate, None, timeout, memory, None)
     emulator = _emulator(app, emulate, None, timeout, memory, 1)
     try:
-        result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue)
+        result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue, source=source)
     except NubesError as exc:
         fail(str(exc))
     finally:
@@ -133,7 +134,8 @@ def emit(
         raise typer.Exit(1)
 
 
-def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, size: int, queue: str | None) -> None:
+def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, size: int, queue: str | None,
+                source: str | None = None) -> None:
     """Without --emulate: the cloud-neutral event straight to :meth:`App.handle_event`."""
     from datetime import datetime
 
@@ -141,7 +143,7 @@ def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, 
 
     if kind == "object-created":
         store = f"file://{bucket}" if bucket else application.storage_uri
-        event: Any = ObjectCreated(store=store, key=value, size=size, time=datetime.now(UTC))
+        event: Any = ObjectCreated(store=store, key=value, size=size, time=datetime.now(UTC), source=source)
     elif kind == "message":
         event = Message(id="local-1", body=value.encode("utf-8"), queue=queue or "")
     else:

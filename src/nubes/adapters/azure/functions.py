@@ -206,7 +206,10 @@ def function_app(
         fn = _blob_function(app, runtime, plan)
         _register(fa, fn, names.take(f"blob_{container}"),
                   fa.blob_trigger(arg_name="blob", path=plan.path, connection=connection, source=source))
-    for queue in _group(app, "message", _queue_of):
+    from nubes.core import triggers
+
+    bound = triggers.read(app, "azure")
+    for queue in _group(app, "message", lambda r: _queue_of(r, bound)):
         _register(fa, _queue_function(app, runtime, queue), names.take(f"queue_{queue}"),
                   fa.queue_trigger(arg_name="msg", queue_name=queue, connection=connection))
     for schedule, routes in _group(app, "schedule", lambda r: r.schedule or "").items():
@@ -286,12 +289,22 @@ def _is_az(uri: str | None) -> bool:
 
 
 def _blob_plans(app: App) -> dict[str, _BlobPlan]:
+    from nubes.core import triggers
+
     plans: dict[str, _BlobPlan] = {}
     home = app.storage_uri
+    bound = triggers.read(app, "azure")
     for route in app.event_routes:
         if route.kind != "object_created":
             continue
-        store = route.store or (home if _is_az(home) else None)
+        if route.source is not None:
+            store = bound.source_uri(route.source)
+            if store is None:
+                app.log.warning("azure: on_object_created source is not bound; not bound to a blob trigger (bind it under "
+                                "[deploy.azure.sources] in nubes.toml)", route=route.name, source=route.source)
+                continue
+        else:
+            store = route.store or (home if _is_az(home) else None)
         if store is None:
             app.log.warning("azure: on_object_created route with no store and a home store that is not az://; "
                             "not bound to a blob trigger", route=route.name, home=home)
@@ -384,16 +397,19 @@ def _blob_function(app: App, runtime: _Runtime, plan: _BlobPlan) -> Callable[...
 
 
 # -- queue triggers -------------------------------------------------------------------------------
-def _queue_of(route: EventRoute) -> str:
+def _queue_of(route: EventRoute, bound: Any) -> str:
+    """The Storage queue ``route`` listens to: its logical name's binding, else the name itself."""
     queue = route.queue
     if queue in (None, "*"):
         raise ConfigError(
             f"on_message route {route.name} listens to any queue, but an Azure queue trigger binds one named "
             "queue; name it: @app.on_message('orders')")
-    if not _QUEUE_NAME.match(queue):
-        raise ConfigError(f"on_message route {route.name}: {queue!r} is not a valid Azure Storage queue name "
-                          "(3-63 lower-case letters, digits and single hyphens)")
-    return queue
+    real = bound.queue_name(queue)
+    if not _QUEUE_NAME.match(real):
+        raise ConfigError(f"on_message route {route.name}: {real!r} is not a valid Azure Storage queue name "
+                          "(3-63 lower-case letters, digits and single hyphens); bind the logical name "
+                          f"{queue!r} to one under [deploy.azure.queues] in nubes.toml")
+    return str(real)
 
 
 def message_event(msg: func.QueueMessage, *, queue: str) -> Message:

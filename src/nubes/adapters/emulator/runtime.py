@@ -161,11 +161,18 @@ class Emulator:
         return response
 
     # -- events -------------------------------------------------------------------------------------
-    def emit(self, kind: str, arg: str, *, bucket: str | None = None, size: int = 0, queue: str | None = None) -> EventResult:
+    def emit(self, kind: str, arg: str, *, bucket: str | None = None, size: int = 0, queue: str | None = None,
+             source: str | None = None) -> EventResult:
         """Fire an ``object-created`` (``arg`` the key), ``message`` (``arg`` the body) or ``schedule``
-        (``arg`` the name) event as the provider delivers it, through the deployed adapter."""
+        (``arg`` the name) event as the provider delivers it, through the deployed adapter.
+
+        ``source`` names a logical source: the object is created under the URI it is bound to for this
+        cloud (``[deploy.<cloud>.sources]``), ``arg`` relative to it. ``queue`` may be a logical queue
+        name: its binding (``[deploy.<cloud>.queues]``) is the queue the message arrives on."""
         if kind not in EVENT_KINDS:
             raise ConfigError(f"event {kind!r}: use one of {', '.join(EVENT_KINDS)}")
+        if source is not None or queue is not None:
+            bucket, arg, queue = self._bind(kind, arg, bucket, queue, source)
         rid = new_request_id()
         meta, body = self._event_payload(kind, arg, bucket=bucket, size=size, queue=queue, rid=rid)
         outcome = self._run(meta, body, http=False)
@@ -179,6 +186,34 @@ class Emulator:
         self.log.info("emulated event", event=kind, request_id=rid, worker=outcome.worker, cold_start=outcome.cold,
                       ok=result.ok, duration_ms=outcome.duration_ms, **({"error_type": result.error_type} if result.error_type else {}))
         return result
+
+    def _bind(self, kind: str, arg: str, bucket: str | None, queue: str | None,
+              source: str | None) -> tuple[str | None, str, str | None]:
+        """(bucket, key or body, queue) with the logical ``source`` / ``queue`` resolved for this cloud."""
+        from nubes.adapters.naming import split_uri
+        from nubes.core import triggers
+
+        bound = triggers.read(self.application, self.provider.name)
+        if source is not None and kind == "object-created":
+            uri = bound.source_uri(source)
+            if uri is None:
+                raise ConfigError(f"source {source!r} is not bound for {self.provider.name}: add {source} = \"<bucket URI>\" "
+                                  f"under [deploy.{self.provider.name}.sources] in nubes.toml")
+            _, bucket, prefix = split_uri(uri)
+            arg = prefix + arg.lstrip("/")
+        if queue is not None:
+            queue = bound.queue_name(queue)
+        return bucket, arg, queue
+
+    @property
+    def application(self) -> App:
+        """The app in this process (loaded from the spec on first use when only a spec was given)."""
+        if self.app is None:
+            from nubes.core.loader import load_app
+
+            assert self.spec is not None
+            self.app = load_app(self.spec)
+        return self.app
 
     def _event_payload(self, kind: str, arg: str, *, bucket: str | None, size: int, queue: str | None,
                        rid: str) -> tuple[dict[str, Any], bytes]:
