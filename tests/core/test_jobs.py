@@ -26,7 +26,7 @@ class Held:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    def submit(self, app: nubes.App, job_id: str) -> None:
+    def submit(self, app: nubes.App, job_id: str, token: str = "") -> None:
         self.ids.append(job_id)
 
 
@@ -166,9 +166,9 @@ def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
     client = Client(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[0]
-    claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
-    assert claimed is not None
-    assert app.run_job(job_id) == "done" and seen["runs"] == 0  # its lease is live: nobody else runs it
+    outcome, claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
+    assert outcome == "claimed" and claimed is not None
+    assert app.run_job(job_id) == "busy" and seen["runs"] == 0  # its lease is live: nobody else runs it
     time.sleep(0.3)
     assert app.run_job(job_id) == "done" and seen["runs"] == 1  # expired: re-run once
     doc = poll(client, location, OWNER)
@@ -176,7 +176,7 @@ def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[1]
     for _ in range(3):  # three runners die
-        assert app.jobs.claim(job_id, lease_s=0.0) is not None
+        assert app.jobs.claim(job_id, lease_s=0.0)[0] == "claimed"
     time.sleep(0.05)
     app.run_job(job_id)
     failed = poll(client, location, OWNER)
@@ -220,3 +220,84 @@ def test_job_routes_answer_problems(path: str) -> None:
         assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
     else:
         assert r.status_code == 200 and r.json()["status"] == "queued"
+
+
+def test_a_live_runner_renews_its_lease_so_no_second_runner_starts() -> None:
+    app, seen = make_app("renew")
+    app.jobs.lease_s = 0.3  # renewed every 0.1 s while the handler sleeps four leases long
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train?sleep=1.2", headers={"x-api-key": OWNER}).headers["location"]
+    first = threading.Thread(target=app.run_job, args=(held.ids[0],))
+    first.start()
+    time.sleep(0.2)
+    others = []
+    while first.is_alive():
+        others.append(app.run_job(held.ids[0]))
+        time.sleep(0.1)
+    first.join()
+    assert others and set(others) == {"busy"} and seen["runs"] == 1
+    assert poll(client, location, OWNER)["status"] == "succeeded"
+
+
+def test_a_poll_restarts_a_job_whose_runner_is_gone_and_fails_it_when_out_of_attempts() -> None:
+    app, seen = make_app("reap")
+    held = Held()
+    app.jobs.dispatcher = held
+    client = Client(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[0]
+    assert app.jobs.claim(job_id, lease_s=-10)[0] == "claimed"  # claimed, then the runner vanished
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "queued" and "attempt 1" in doc["problem"]["detail"] and held.ids == [job_id, job_id]
+    assert app.run_job(job_id) == "done" and seen["runs"] == 1
+    assert poll(client, location, OWNER)["attempts"] == 2
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[-1]
+    for _ in range(3):
+        assert app.jobs.claim(job_id, lease_s=-10)[0] == "claimed"
+        app.jobs.expire(job_id, None, {"status": 500, "detail": "worker killed"}) if _ < 2 else None
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "failed" and doc["attempts"] == 3
+
+
+def test_a_delivery_with_the_wrong_token_is_refused() -> None:
+    app, seen = make_app("token")
+    held = Held()
+    app.jobs.dispatcher = held
+    Client(app).post("/train", headers={"x-api-key": OWNER})
+    assert app.run_job(held.ids[0], token="0" * 32) == "refused" and seen["runs"] == 0
+    token = app.jobs.load(held.ids[0])[0]["run_token"]
+    assert app.run_job(held.ids[0], token=token) == "done" and seen["runs"] == 1
+    public = Client(app).get(f"/_nubes/jobs/{held.ids[0]}", headers={"x-api-key": OWNER}).json()
+    assert "run_token" not in public and "runner" not in public and "lease_until" not in public
+
+
+def test_a_job_that_cannot_be_started_answers_503_and_is_failed() -> None:
+    app, _ = make_app("nostart")
+
+    class Broken:
+        def submit(self, app: nubes.App, job_id: str, token: str) -> None:
+            raise ConnectionError("queue unreachable")
+
+    app.jobs.dispatcher = Broken()
+    r = Client(app).post("/train", headers={"x-api-key": OWNER})
+    assert r.status_code == 503 and "queue unreachable" in r.json()["detail"]
+    doc, _ = app.jobs.load(r.json()["job"])
+    assert doc["status"] == "failed" and doc["problem"]["status"] == 503
+
+
+def test_delivery_payloads_are_parsed_strictly() -> None:
+    from nubes.core.job_runs import delivery, delivery_from_http, parse_delivery
+
+    good = delivery("a" * 32, "t" * 32)
+    assert parse_delivery(good) == ("a" * 32, "t" * 32)
+    for bad in ({}, {"nubes-job": "x"}, {"nubes-job": {"id": "short", "token": "t"}}, {**good, "extra": 1},
+                {"nubes-job": {"id": "a" * 32, "token": ""}}):
+        assert parse_delivery(bad) is None
+    body = json.dumps(good).encode()
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", body) == ("a" * 32, "t" * 32)
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'b' * 32}/run", body) is None  # path and body disagree
+    assert delivery_from_http("GET", f"/_nubes/jobs/{'a' * 32}/run", body) is None
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", b"{") is None
