@@ -31,6 +31,12 @@ class AwsCloud:
 
         return binding_problems(sources, queues)
 
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by an asynchronous invocation of this same function (:mod:`nubes.adapters.aws.jobs`)."""
+        from nubes.adapters.aws.jobs import LambdaDispatcher
+
+        return LambdaDispatcher.from_environment()
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.aws.emulation import AwsTarget
 
