@@ -31,6 +31,12 @@ class AzureCloud:
 
         return binding_problems(sources, queues)
 
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by a Storage queue message to this function app (:mod:`nubes.adapters.azure.jobs`)."""
+        from nubes.adapters.azure.jobs import QueueDispatcher
+
+        return QueueDispatcher.for_app(app)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.azure.emulation import AzureTarget
 
