@@ -31,6 +31,12 @@ class GcpCloud:
 
         return binding_problems(sources, queues)
 
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by a Cloud Tasks HTTP task to this same function (:mod:`nubes.adapters.gcp.jobs`)."""
+        from nubes.adapters.gcp.jobs import CloudTasksDispatcher
+
+        return CloudTasksDispatcher.from_environment(request)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.gcp.emulation import GcpTarget
 

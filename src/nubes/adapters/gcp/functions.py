@@ -31,6 +31,9 @@ Cloud Scheduler, by the nubes convention:
 * Pub/Sub target: a message whose attributes include ``nubes-schedule=NAME`` is delivered as
   :class:`~nubes.Scheduled` ``(NAME, publish time)``, e.g. ``gcloud scheduler jobs create pubsub
   nightly --topic nubes-schedules --message-body '{}' --attributes nubes-schedule=nightly``.
+Jobs: ``POST /_nubes/jobs/{id}/run`` with a job's delivery (a Cloud Tasks task, :mod:`.jobs`) runs
+one attempt of the job instead of a route.
+
 * HTTP target, when ``http_function(app, schedules=True)``: ``POST /_nubes/schedule/NAME`` fires
   schedule NAME at ``X-CloudScheduler-ScheduleTime`` (else now). It is off by default because
   anyone who can call the function could fire schedules: turn it on only for a function that
@@ -62,6 +65,7 @@ from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
+from nubes.core.job_runs import delivery_from_http
 from nubes.core.request import Request
 from nubes.core.response import Response
 
@@ -158,7 +162,10 @@ def _serve(
     if len(nubes_request.body) > MAX_REQUEST_BYTES:
         detail = f"request body of {len(nubes_request.body):,} bytes is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions"
         return _problem(413, detail, rid, nubes_request)
-    if schedules and nubes_request.path.startswith(SCHEDULE_PATH):
+    job = delivery_from_http(nubes_request.method, nubes_request.path, nubes_request.body)
+    if job is not None:
+        response = _run_job(app, job, rid or os.urandom(16).hex(), deadline, platform)
+    elif schedules and nubes_request.path.startswith(SCHEDULE_PATH):
         response = _fire_schedule(app, nubes_request, rid or os.urandom(16).hex(), deadline, platform)
     else:
         response = app.handle(nubes_request, request_id=rid, deadline=deadline, platform=platform)
@@ -178,6 +185,17 @@ def _serve(
 def _problem(status: int, detail: str, rid: str | None, request: Request | None = None) -> Response:
     rid = rid or os.urandom(16).hex()
     response = problem_response(HTTPError(status, detail), request or Request("POST", "/"), rid)
+    response.headers["x-nubes-request-id"] = rid
+    return response
+
+
+def _run_job(app: App, job: tuple[str, str], rid: str, deadline: float | None, platform: Platform) -> Response:
+    """One attempt of a job a Cloud Tasks task delivers (:mod:`.jobs`): 200 when it needs no other
+    attempt, 503 (Cloud Tasks retries) when it failed or another runner holds it, 403 for a wrong token."""
+    job_id, token = job
+    outcome = app.run_job(job_id, token=token, platform=platform, deadline=deadline, request_id=rid)
+    status = {"done": 200, "refused": 403}.get(outcome, 503)
+    response = Response.json({"job": job_id, "outcome": outcome}, status=status)
     response.headers["x-nubes-request-id"] = rid
     return response
 
