@@ -28,6 +28,10 @@ TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS"
 MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
                                                 help="with --emulate: the function's memory (default: the provider's)")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
+JobTimeoutOpt = Annotated[float | None, typer.Option("--job-timeout", metavar="SECONDS",
+                                                     help="with --emulate: how long a job's attempt may run (default: the cloud's)")]
+JobRetryOpt = Annotated[float | None, typer.Option("--job-retry-delay", metavar="SECONDS", hidden=True,
+                                                   help="with --emulate: wait this long before retrying a job (testing)")]
 
 
 def _check(emulate: str | None, aws_event: str | None, timeout: float | None, memory: int | None, workers: int | None) -> None:
@@ -47,23 +51,29 @@ def _check(emulate: str | None, aws_event: str | None, timeout: float | None, me
 
 
 def _emulator(spec: str, emulate: str, aws_event: str | None, timeout: float | None, memory: int | None, workers: int,
-              request_limit: int | None = None) -> Any:
+              request_limit: int | None = None, **jobs: Any) -> Any:
     from nubes.adapters.emulator import Emulator
 
     try:
         return Emulator(load(spec), emulate, aws_event=aws_event, timeout=timeout, memory=memory, workers=workers,
-                        request_limit=request_limit, spec=spec)
+                        request_limit=request_limit, spec=spec, **jobs)
     except NubesError as exc:
         fail(str(exc))
 
 
 def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str | None, timeout: float | None,
-                   memory: int | None, workers: int, request_limit: int | None = None) -> None:
+                   memory: int | None, workers: int, request_limit: int | None = None, job_timeout: float | None = None,
+                   job_retry_delay: float | None = None) -> None:
     """``nubes serve APP --emulate PROVIDER``: serve until Ctrl+C / SIGTERM, then stop every worker."""
     from nubes.adapters.emulator import EmulatorServer
 
     _check(emulate, aws_event, timeout, memory, workers)
-    emulator = _emulator(spec, emulate, aws_event, timeout, memory, workers, request_limit)
+    if job_timeout is not None and job_timeout <= 0:
+        fail(f"--job-timeout {job_timeout:g}: a job's attempt needs more than 0 seconds")
+    if job_retry_delay is not None and job_retry_delay < 0:
+        fail(f"--job-retry-delay {job_retry_delay:g}: must be 0 or more seconds")
+    emulator = _emulator(spec, emulate, aws_event, timeout, memory, workers, request_limit, job_timeout=job_timeout,
+                         job_retry_delay=job_retry_delay)
     application = emulator.app
     try:
         server = EmulatorServer(emulator, application, host, port)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nubes.cli.common import METHODS, AppArg, cli, err, fail, load, request_parts
-from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
+from nubes.cli.emulate import AwsEventOpt, EmulateOpt, JobRetryOpt, JobTimeoutOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
 @cli.command()
@@ -84,6 +84,8 @@ def serve(
     workers: WorkersOpt = 2,
     request_limit: Annotated[int | None, typer.Option("--request-limit", metavar="BYTES", hidden=True,
                                                       help="with --emulate: override the front end's request limit (testing)")] = None,
+    job_timeout: JobTimeoutOpt = None,
+    job_retry_delay: JobRetryOpt = None,
 ) -> None:
     """Serve the app over HTTP for development (Ctrl+C stops).
 
@@ -97,12 +99,12 @@ def serve(
     if not 0 <= port <= 65535:
         fail(f"--port {port} is not a TCP port (0-65535)")
     _check(emulate, aws_event, timeout, memory, workers)
-    if request_limit is not None and emulate is None:
-        fail("--request-limit needs --emulate")
+    if emulate is None and (request_limit, job_timeout, job_retry_delay) != (None, None, None):
+        fail("--request-limit, --job-timeout and --job-retry-delay need --emulate")
     if emulate is not None:
         from nubes.cli.emulate import serve_emulated
 
-        serve_emulated(app, host, port, emulate, aws_event, timeout, memory, workers, request_limit)
+        serve_emulated(app, host, port, emulate, aws_event, timeout, memory, workers, request_limit, job_timeout, job_retry_delay)
         return
     application = load(app)
     try:

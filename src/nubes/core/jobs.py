@@ -65,7 +65,7 @@ INLINE_RESULT_BYTES = 256 * 1024
 DEFAULT_RETENTION_S = 7 * 86400
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_S = 60.0
-_PRIVATE = ("lease_until", "body_sha256", "principal", "run_token", "runner")
+_PRIVATE = ("lease_until", "request_sha256", "principal", "run_token", "runner")
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
 DOCUMENT_FIELDS = ("id", "route", "method", "path", "status", "submitted", "started", "finished", "attempts",
                    "progress", "result", "result_type", "problem", "cost_usd", "expires", "location")
@@ -151,7 +151,9 @@ class Jobs:
     def submit(self, route: Route, request: Request, principal: Principal | None,
                platform: Platform | None = None) -> Response:
         """Store the request as a queued job, start it, and answer 202 with the document."""
-        body_digest = hashlib.sha256(request.body).hexdigest()
+        digest = hashlib.sha256(f"{request.method}\0{request.raw_path}\0{request.query_string}\0".encode())
+        digest.update(request.body)
+        body_digest = digest.hexdigest()  # what a retried submit must repeat: method, path, query and body
         key = request.headers.get("idempotency-key")
         if key is not None:
             if not 0 < len(key) <= 255:
@@ -165,7 +167,7 @@ class Jobs:
             "id": job_id, "route": route.path, "method": request.method, "path": request.path, "status": "queued",
             "submitted": now, "started": None, "finished": None, "attempts": 0, "lease_until": None,
             "progress": {"value": None, "message": None}, "result": None, "problem": None, "cost_usd": None,
-            "expires": None, "body_sha256": body_digest, "run_token": secrets.token_hex(16),
+            "expires": None, "request_sha256": body_digest, "run_token": secrets.token_hex(16),
             "principal": _principal_doc(principal),
         }
         stored = {"method": request.method, "raw_path": request.raw_path, "query": request.query_string,
@@ -180,7 +182,7 @@ class Jobs:
             if key is None:
                 raise
             existing, _ = self.load(job_id)
-            if existing.get("body_sha256") != body_digest:
+            if existing.get("request_sha256") != body_digest:
                 raise HTTPError(422, "this Idempotency-Key was used for a different request; use a new key") from None
             return self.answer(existing, 202)
         try:
