@@ -227,3 +227,38 @@ def filter_of(route: EventRoute, bindings: Bindings) -> str:
         bound = f" (= {real})" if real != route.queue else ""
         return f"message on queue {route.queue!r}{bound}"
     return f"schedule {route.schedule!r}" + (f" (cron {route.cron!r})" if route.cron else "")
+
+
+def listing(app: Any) -> list[dict[str, Any]]:
+    """Every event handler of ``app`` with what it listens to and, per cloud, what that is bound to
+    (for ``nubes routes`` and the OpenAPI document's ``x-nubes-events``)."""
+    from nubes.core import clouds
+
+    per_cloud: dict[str, Bindings | str] = {}
+    for name in clouds.names():
+        try:
+            per_cloud[name] = read(app, name)
+        except ConfigError as exc:
+            per_cloud[name] = str(exc)
+    rows: list[dict[str, Any]] = []
+    for route in app.event_routes:
+        row: dict[str, Any] = {"kind": route.kind, "handler": route.name}
+        if route.kind == "object_created":
+            row.update(prefix=route.prefix, source=route.source or ("home" if route.store is None else None), store=route.store)
+        elif route.kind == "message":
+            row["queue"] = route.queue
+        else:
+            row.update(schedule=route.schedule, cron=route.cron)
+        bound: dict[str, str | None] = {}
+        for cloud, found in per_cloud.items():
+            if isinstance(found, str):
+                bound[cloud] = f"error: {found}"
+            elif route.kind == "object_created" and route.source is not None:
+                bound[cloud] = found.source_uri(route.source)
+            elif route.kind == "message" and route.queue not in (None, "*"):
+                bound[cloud] = found.queue_name(str(route.queue))
+        if bound:
+            row["bindings"] = bound
+        row["summary"] = (route.handler.__doc__ or "").strip().split("\n", 1)[0]
+        rows.append(row)
+    return rows
