@@ -68,7 +68,8 @@ def check(value: Any, schema: dict[str, Any], where: str, ints: bool) -> list[st
                 return [f"{where}: not base64"]
         return []
     if kind == "integer":
-        return [] if isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit()) else [f"{where}: expected an integer"]
+        ok = isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
+        return [] if ok else [f"{where}: expected an integer"]
     return []
 
 
@@ -88,7 +89,7 @@ class CloudTasksDouble:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 url = urlsplit(self.path)
                 match = _CREATE.match(url.path)
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
@@ -136,7 +137,7 @@ class CloudTasksDouble:
                                 "X-CloudTasks-TaskRetryCount": str(n), "X-CloudTasks-TaskExecutionCount": str(n)}.items():
                 req.add_header(name, value)
             try:
-                with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - loopback
+                with urllib.request.urlopen(req, timeout=120) as resp:
                     status = resp.status
             except urllib.error.HTTPError as exc:
                 status = exc.code

@@ -3,6 +3,7 @@ delivery it sends run by the Lambda handler (the JobDelivery source), retries ra
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import urllib.request
@@ -34,7 +35,7 @@ def moto() -> Iterator[MotoServer]:
         # invocation, answers 202 for InvocationType=Event and echoes the payload it received.
         req = urllib.request.Request(f"{server.endpoint}/moto-api/config", method="POST",
                                      data=json.dumps({"lambda": {"use_docker": False}}).encode())
-        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310 - loopback
+        urllib.request.urlopen(req, timeout=10).close()
         yield server
 
 
@@ -54,11 +55,9 @@ def aws(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict
     with zipfile.ZipFile(code, "w") as z:
         z.writestr("main.py", "def handler(event, context):\n    return event\n")
     fn = boto3.client("lambda")
-    try:
+    with contextlib.suppress(fn.exceptions.ResourceConflictException):
         fn.create_function(FunctionName="trainer", Runtime="python3.12", Role=role, Handler="main.handler",
                            Code={"ZipFile": code.getvalue()}, Timeout=900)
-    except fn.exceptions.ResourceConflictException:
-        pass
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "trainer")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
     import nubes.adapters.aws.jobs as jobs_module

@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.adapters.test_azure_support import Indexed, assert_worker_loads
 
 import nubes
-from nubes.adapters.azure.builders import invocation_context, queue_message, to_http_request
+from nubes.adapters.azure.builders import from_http_response, invocation_context, queue_message, to_http_request
 from nubes.adapters.azure.functions import HTTP_FUNCTION, JOBS_FUNCTION, function_app, host_json
 from nubes.adapters.azure.jobs import JobAttemptFailed, jobs_queue
-from nubes.adapters.azure.builders import from_http_response
 from nubes.core.request import Request
 from nubes.testing.servers.azurite import AzuriteQueue
-from tests.adapters.test_azure_support import Indexed, assert_worker_loads
 
 
 @pytest.fixture(scope="module")

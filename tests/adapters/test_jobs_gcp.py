@@ -16,9 +16,8 @@ from typing import Any
 
 import functions_framework
 import pytest
-from werkzeug.serving import make_server
-
 from tests.adapters.cloud_tasks_double import CloudTasksDouble
+from werkzeug.serving import make_server
 
 APP = textwrap.dedent('''
     import json, os

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import functions_framework
 import pytest
 from cloudevents.conversion import to_binary
+from tests.adapters.test_azure_support import Indexed
 
 import nubes
 from nubes.adapters.aws import handler
@@ -27,7 +27,6 @@ from nubes.adapters.gcp.builders import pubsub_event, storage_finalized_event
 from nubes.core import triggers
 from nubes.core.loader import load_app
 from nubes.errors import ConfigError, NoHandler
-from tests.adapters.test_azure_support import Indexed
 
 APP = Path(__file__).resolve().parents[1] / "apps" / "portable" / "app.py"
 AWS_DATA = Path(__file__).resolve().parents[1] / "data" / "aws"

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from nubes.cli.common import AppArg, cli, err, fail, load
+from nubes.core.clouds import names as _cloud_names
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import NubesError
-
-from nubes.core.clouds import names as _cloud_names
 
 PROVIDERS = _cloud_names()
 
@@ -112,8 +111,11 @@ def emit(
     emulate: EmulateOpt = None,
     bucket: Annotated[str | None, typer.Option("--bucket", help="object-created: bucket / container (default: the app's home store's, else nubes-emulated)")] = None,
     size: Annotated[int, typer.Option("--size", help="object-created: object size in bytes")] = 0,
-    queue: Annotated[str | None, typer.Option("--queue", help="message: the queue (a logical name bound in nubes.toml, or the queue / topic itself)")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="object-created: the logical source (bound per cloud in nubes.toml [deploy.CLOUD.sources]); KEY is relative to it")] = None,
+    queue: Annotated[str | None, typer.Option(
+        "--queue", help="message: the queue (a logical name bound in nubes.toml, or the queue / topic itself)")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="object-created: the logical source (bound per cloud in nubes.toml [deploy.CLOUD.sources]); "
+                         "KEY is relative to it")] = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -135,7 +135,7 @@ def routes(
         fail(f"--format {format!r} is not one of: table, json")
     application = load(app)
     ordered = sorted(application.router.routes, key=lambda r: r.internal)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "methods": sorted(r.methods),
             "path": r.path,
@@ -154,13 +154,14 @@ def routes(
     table = Table(title=f"{application.name}: {len(rows)} routes", caption="* required; job: answers 202 and runs in the background")
     for col in ("methods", "path", "kind", "handler", "parameters", "summary"):
         table.add_column(col, overflow="fold")
-    for r, row in zip(ordered, rows):
+    for r, row in zip(ordered, rows, strict=True):
         params = ", ".join(f"{p.name}{'*' if p.required else ''} ({p.source})" for p in r.params)
         table.add_row(", ".join(row["methods"]), row["path"], row["kind"], row["handler"], params, row["summary"])
     console.print(table)
     if events:
         clouds = sorted({c for e in events for c in e.get("bindings", {})})
-        second = Table(title=f"{application.name}: {len(events)} event handlers", caption="bindings from nubes.toml [deploy.CLOUD.sources|queues]")
+        second = Table(title=f"{application.name}: {len(events)} event handlers",
+                       caption="bindings from nubes.toml [deploy.CLOUD.sources|queues]")
         for col in ("event", "listens to", "handler", *clouds):
             second.add_column(col, overflow="fold")
         for e in events:

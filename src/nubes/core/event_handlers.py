@@ -106,9 +106,8 @@ class EventHandlers:
         (e.g. the message in SQS ``batchItemFailures``). One JSON log line per call.
         """
         started = time.perf_counter()
-        from nubes.core.app import new_request_id, run_awaitable
-
         from nubes.core import triggers
+        from nubes.core.app import new_request_id, run_awaitable
 
         rid = request_id or new_request_id()
         log = self.log.bind(request_id=rid)
@@ -127,7 +126,7 @@ class EventHandlers:
         token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
             for route, seen in pairs:
-                ctx = self.context_class(None, self, rid, log, deadline=deadline, route=route.name, event=seen,
+                ctx = self.context_class(None, self, rid, log,  # type: ignore[arg-type]  # self is the App deadline=deadline, route=route.name, event=seen,
                                          platform=platform, options=route.options)
                 try:
                     result = route.handler(ctx, seen)

@@ -33,6 +33,7 @@ different body under the same key is a 422).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -145,7 +146,13 @@ class Jobs:
 
     def update(self, job_id: str, **changes: Any) -> dict[str, Any] | None:
         """Apply ``changes`` to a job that is not finished."""
-        return self.transition(job_id, lambda doc: doc["status"] not in TERMINAL and (doc.update(changes) or True))
+        def change(doc: dict[str, Any]) -> bool:
+            if doc["status"] in TERMINAL:
+                return False
+            doc.update(changes)
+            return True
+
+        return self.transition(job_id, change)
 
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, route: Route, request: Request, principal: Principal | None,
@@ -234,8 +241,13 @@ class Jobs:
 
     def renew(self, run: JobRun) -> bool:
         """Extend ``run``'s lease; False once the job is no longer this attempt's."""
-        mine = lambda doc: doc["status"] == "running" and doc.get("attempts") == run.attempt  # noqa: E731
-        return self.transition(run.job_id, lambda doc: mine(doc) and (doc.update(lease_until=time.time() + run.lease_s) or True)) is not None
+        def change(doc: dict[str, Any]) -> bool:
+            if doc["status"] != "running" or doc.get("attempts") != run.attempt:
+                return False
+            doc["lease_until"] = time.time() + run.lease_s
+            return True
+
+        return self.transition(run.job_id, change) is not None
 
     def request_of(self, job_id: str) -> Request:
         from nubes.core.request import Request
@@ -289,16 +301,20 @@ class Jobs:
 
     def _finish(self, doc: dict[str, Any], etag: str, status: str, *, problem: Any = None) -> dict[str, Any]:
         self._finished(doc, status, problem, datetime.now(UTC))
-        try:
+        with contextlib.suppress(PreconditionFailed):  # a concurrent cancel or finish won: its state stands
             self._write(doc, etag)
-        except PreconditionFailed:
-            pass  # a concurrent cancel or finish won: its state stands
         return doc
 
     def fail(self, job_id: str, problem: Any) -> dict[str, Any] | None:
         """End a job that is not finished as ``failed`` with ``problem`` (its runner is gone for good)."""
         now = datetime.now(UTC)
-        return self.transition(job_id, lambda doc: doc["status"] not in TERMINAL and (self._finished(doc, "failed", problem, now) or True))
+        def change(doc: dict[str, Any]) -> bool:
+            if doc["status"] in TERMINAL:
+                return False
+            self._finished(doc, "failed", problem, now)
+            return True
+
+        return self.transition(job_id, change)
 
     def expire(self, job_id: str, runner: str | None, problem: Any) -> dict[str, Any] | None:
         """The platform saw the runner of a running attempt die (``runner``: its id, None: whoever):
@@ -351,10 +367,8 @@ class Jobs:
         expires = doc.get("expires")
         if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
             for name in ("job.json", "request.json", "body", "result"):
-                try:
+                with contextlib.suppress(NotFound):
                     self.store.delete(self._key(job_id, name))
-                except NotFound:
-                    pass
             raise HTTPError(404, f"job {job_id} finished and was kept until {expires}")
         return doc
 

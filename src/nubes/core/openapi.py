@@ -163,6 +163,7 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
     if parameters:
         op["parameters"] = parameters
     if body is not None:
+        content: dict[str, Any]
         if body.annotation is bytes:
             content = {"application/octet-stream": {"schema": {}}}
         elif body.annotation is str:

@@ -21,12 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
+from nubes.adapters.emulator.jobs import EmulatedJobs, Local
 from nubes.adapters.emulator.profile import EVENT_KINDS, EventResult, Profile, new_request_id
 from nubes.adapters.emulator.providers import provider as make_provider
-from nubes.adapters.emulator.jobs import EmulatedJobs, Local
 from nubes.adapters.emulator.workers import Pool, Worker, WorkerFailed
-from nubes.core.job_runs import collect
 from nubes.core.app import App
+from nubes.core.job_runs import collect
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
@@ -151,7 +151,8 @@ class Emulator:
         else:
             assert outcome.reply is not None
             self.after(outcome.reply[0])
-            response, error_type = self.provider.decode(*outcome.reply)
+            response, decoded_error = self.provider.decode(*outcome.reply)
+            error_type = decoded_error or ""
         fields: dict[str, Any] = {"front": self.provider.label, "request_id": rid, "method": request.method,
                                   "path": request.path, "status": response.status, "worker": outcome.worker,
                                   "cold_start": outcome.cold, "duration_ms": outcome.duration_ms,

@@ -53,7 +53,7 @@ def tasks_client() -> Any:
                     from google.api_core.client_options import ClientOptions
                     from google.auth.credentials import AnonymousCredentials
 
-                    _CLIENT.append(tasks_v2.CloudTasksClient(transport="rest", credentials=AnonymousCredentials(),
+                    _CLIENT.append(tasks_v2.CloudTasksClient(transport="rest", credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                                                              client_options=ClientOptions(api_endpoint=endpoint)))
                 else:
                     _CLIENT.append(tasks_v2.CloudTasksClient())
