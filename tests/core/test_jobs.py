@@ -30,6 +30,13 @@ class Held:
         self.ids.append(job_id)
 
 
+def hold(app: nubes.App) -> tuple[Held, Client]:
+    """Keep ``app``'s jobs queued until the test runs them; a client for it."""
+    held = Held()
+    app.jobs.dispatcher = held
+    return held, Client(app)
+
+
 def make_app(name: str) -> tuple[nubes.App, dict[str, Any]]:
     app = nubes.App(name, storage=f"mem://jobs-{name}-{time.monotonic_ns()}", auth=Auth(api_keys=KEYS))
     seen: dict[str, Any] = {"runs": 0, "fail": 0, "principals": []}
@@ -106,9 +113,7 @@ def test_transient_failures_are_retried_then_fail_with_the_problem() -> None:
 
 def test_cancel_a_queued_job_and_not_a_finished_one() -> None:
     app, seen = make_app("cancel")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     cancelled = client.delete(location, headers={"x-api-key": OWNER})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -146,9 +151,7 @@ def test_jobs_are_visible_to_their_submitter_and_admins_only() -> None:
 
 def test_exactly_one_runner_under_a_race() -> None:
     app, seen = make_app("race")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train?sleep=0.3", headers={"x-api-key": OWNER}).headers["location"]
     outcomes: list[str] = []
     threads = [threading.Thread(target=lambda: outcomes.append(app.run_job(held.ids[0]))) for _ in range(6)]
@@ -161,9 +164,7 @@ def test_exactly_one_runner_under_a_race() -> None:
 
 def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
     app, seen = make_app("crash")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[0]
     outcome, claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
@@ -199,9 +200,7 @@ def test_a_finished_job_is_kept_for_its_retention() -> None:
 
 def test_secrets_are_not_stored_with_the_request() -> None:
     app, _ = make_app("secrets")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     client.post("/train", headers={"x-api-key": OWNER, "authorization": "Bearer xyz", "cookie": "s=1"})
     stored = app.jobs.store.get(f"_nubes/jobs/{held.ids[0]}/request.json").decode()
     assert OWNER not in stored and "xyz" not in stored and "s=1" not in stored
@@ -210,9 +209,7 @@ def test_secrets_are_not_stored_with_the_request() -> None:
 @pytest.mark.parametrize("path", ["/_nubes/jobs/{id}", "/_nubes/jobs/{id}/result"])
 def test_job_routes_answer_problems(path: str) -> None:
     app, _ = make_app("problems")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    _, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = location.rsplit("/", 1)[1]
     r = client.get(path.format(id=job_id), headers={"x-api-key": OWNER})
@@ -225,9 +222,7 @@ def test_job_routes_answer_problems(path: str) -> None:
 def test_a_live_runner_renews_its_lease_so_no_second_runner_starts() -> None:
     app, seen = make_app("renew")
     app.jobs.lease_s = 0.3  # renewed every 0.1 s while the handler sleeps four leases long
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train?sleep=1.2", headers={"x-api-key": OWNER}).headers["location"]
     first = threading.Thread(target=app.run_job, args=(held.ids[0],))
     first.start()
@@ -243,9 +238,7 @@ def test_a_live_runner_renews_its_lease_so_no_second_runner_starts() -> None:
 
 def test_a_poll_restarts_a_job_whose_runner_is_gone_and_fails_it_when_out_of_attempts() -> None:
     app, seen = make_app("reap")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[0]
     assert app.jobs.claim(job_id, lease_s=-10)[0] == "claimed"  # claimed, then the runner vanished

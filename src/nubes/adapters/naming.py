@@ -43,3 +43,20 @@ def problems(cloud: str, scheme: str, bucket_rule: Rule, queue_rule: Rule, queue
         if why:
             out.append(f"[deploy.{cloud}.queues] {name} = {real!r}: not a valid {queue_kind} name ({why})")
     return out
+
+
+def bucket_rule(regex: str, rule: str, *refusals: tuple[Callable[[str], bool], str]) -> Rule:
+    """A bucket-name rule: ``regex`` (else ``rule``), then each ``(refuses, why)`` in turn."""
+    shape = pattern(regex, rule)
+
+    def check(name: str) -> str | None:
+        why = shape(name)
+        if why:
+            return why
+        return next((text for refuses, text in refusals if refuses(name)), None)
+
+    return check
+
+
+def is_ip(name: str) -> bool:
+    return re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name) is not None

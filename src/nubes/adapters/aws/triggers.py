@@ -3,28 +3,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from nubes.adapters.naming import pattern, problems
+from nubes.adapters.naming import bucket_rule, is_ip, pattern, problems
 
 # docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html: 3-63 characters, lower-case
 # letters, digits, dots and hyphens, beginning and ending with a letter or digit, no two adjacent
 # dots, not an IP address, not starting with xn-- / sthree- nor ending with -s3alias / --ol-s3.
-_BUCKET = pattern(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "3-63 lower-case letters, digits, '.' and '-', "
-                  "starting and ending with a letter or digit")
-_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
-
-
-def bucket_problem(name: str) -> str | None:
-    why = _BUCKET(name)
-    if why:
-        return why
-    if ".." in name or _IP.fullmatch(name):
-        return "no adjacent dots and not an IP address"
-    if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
-        return "reserved prefix or suffix (xn--, sthree-, -s3alias, --ol-s3)"
-    return None
+bucket_problem = bucket_rule(
+    r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "3-63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit",
+    (lambda n: ".." in n or is_ip(n), "no adjacent dots and not an IP address"),
+    (lambda n: n.startswith(("xn--", "sthree-")) or n.endswith(("-s3alias", "--ol-s3")),
+     "reserved prefix or suffix (xn--, sthree-, -s3alias, --ol-s3)"),
+)
 
 
 # docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_CreateQueue.html: up to 80

@@ -3,28 +3,18 @@ Pub/Sub topics of ``[deploy.gcp.queues]``), each with its source."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from nubes.adapters.naming import pattern, problems
+from nubes.adapters.naming import bucket_rule, is_ip, pattern, problems
 
 # cloud.google.com/storage/docs/buckets#naming: lower-case letters, digits, '-', '_' and '.';
 # start and end with a letter or digit; 3-63 characters (up to 222 with dots, 63 per component);
 # not an IP address; not starting with "goog" nor containing "google".
-_BUCKET = pattern(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "lower-case letters, digits, '-', '_' and '.', starting and "
-                  "ending with a letter or digit")
-_IP = re.compile(r"\d+\.\d+\.\d+\.\d+")
-
-
-def bucket_problem(name: str) -> str | None:
-    why = _BUCKET(name)
-    if why:
-        return why
-    if any(len(part) > 63 for part in name.split(".")) or ("." not in name and len(name) > 63):
-        return "at most 63 characters (222 with dots, 63 between dots)"
-    if _IP.fullmatch(name) or name.startswith("goog") or "google" in name:
-        return "not an IP address, not starting with 'goog' nor containing 'google'"
-    return None
+bucket_problem = bucket_rule(
+    r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", "lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+    (lambda n: any(len(part) > 63 for part in n.split(".")), "at most 63 characters (222 with dots, 63 between dots)"),
+    (lambda n: is_ip(n) or n.startswith("goog") or "google" in n, "not an IP address, not starting with 'goog' nor containing 'google'"),
+)
 
 
 # cloud.google.com/pubsub/docs/create-topic#resource_names: 3-255 characters, starting with a letter,
