@@ -72,3 +72,14 @@ def test_a_job_longer_than_api_gateways_limit_succeeds_under_aws_and_gcp_emulati
         assert doc["status"] == "succeeded" and doc["attempts"] == 1, doc
         assert doc["result"] == got["result"] == {"slept": SECONDS, "tag": cloud, "provider": cloud, "emulated": True}
         assert doc["progress"]["value"] == 1.0
+
+
+def test_invoke_emulate_waits_for_the_job_it_submitted(tmp_path: Path) -> None:
+    env = {**os.environ, "NUBES_STORAGE": (tmp_path / "home").as_uri(), "NUBES_LOG_LEVEL": "off"}
+    r = subprocess.run([NUBES, "invoke", str(APP), "POST", "/train?seconds=0.5&tag=once", "--emulate", "azure"],
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    submitted = json.loads(r.stdout)
+    assert submitted["status"] == "queued" and b"waiting for the job" in r.stderr
+    doc = json.loads((tmp_path / "home" / "_nubes" / "jobs" / submitted["id"] / "job.json").read_text())
+    assert doc["status"] == "succeeded" and doc["result"]["tag"] == "once" and doc["result"]["provider"] == "azure"

@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nubes
 from nubes.core.auth import Auth, hash_key, new_key
@@ -294,3 +296,22 @@ def test_delivery_payloads_are_parsed_strictly() -> None:
     assert delivery_from_http("POST", f"/_nubes/jobs/{'b' * 32}/run", body) is None  # path and body disagree
     assert delivery_from_http("GET", f"/_nubes/jobs/{'a' * 32}/run", body) is None
     assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", b"{") is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(method=st.sampled_from(["POST", "GET", "PUT"]), path=st.text(max_size=80), body=st.binary(max_size=300),
+       payload=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+                            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids, max_size=3),
+                            max_leaves=8))
+def test_job_deliveries_are_parsed_without_surprises(method: str, path: str, body: bytes, payload: Any) -> None:
+    """Whatever arrives at the delivery path (an untrusted request on GCP), parsing never raises and
+    accepts only the exact shape: POST /_nubes/jobs/{id}/run with {"nubes-job": {"id": id, "token": t}}."""
+    from nubes.core.job_runs import delivery_from_http, parse_delivery
+
+    for raw in (body, json.dumps(payload).encode()):
+        got = delivery_from_http(method, path, raw)
+        if got is not None:
+            job_id, token = got
+            assert method == "POST" and path == f"/_nubes/jobs/{job_id}/run" and len(job_id) == 32 and 0 < len(token) <= 64
+    parsed = parse_delivery(payload)
+    assert parsed is None or (isinstance(payload, dict) and set(payload) == {"nubes-job"})

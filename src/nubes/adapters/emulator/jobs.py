@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -59,12 +59,35 @@ class EmulatedJobs:
             assert emulator.spec is not None
             self.pool = Pool(emulator.spec, profile.name, settings.to_json(), self.profile.worker_env(), max(1, workers))
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="nubes-emulated-job")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
         self._closed = False
 
     def submit(self, sent: list[dict[str, str]]) -> None:
         for job in sent:
             if not self._closed:
-                self._executor.submit(self._deliver, str(job["id"]), str(job["token"]))
+                future = self._executor.submit(self._deliver, str(job["id"]), str(job["token"]))
+                with self._lock:
+                    self._pending.add(future)
+                future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every job delivered so far is through (``nubes invoke --emulate`` waits for its
+        job before stopping the workers); False if ``timeout`` passed first."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return True
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            wait(pending, timeout=left)
 
     def _deliver(self, job_id: str, token: str) -> None:
         emulator = self.emulator
