@@ -126,8 +126,8 @@ class EventHandlers:
         token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
             for route, seen in pairs:
-                ctx = self.context_class(None, self, rid, log,  # type: ignore[arg-type]  # self is the App deadline=deadline, route=route.name, event=seen,
-                                         platform=platform, options=route.options)
+                ctx = self.context_class(None, self, rid, log, deadline=deadline,  # type: ignore[arg-type]  # self is the App
+                                         route=route.name, event=seen, platform=platform, options=route.options)
                 try:
                     result = route.handler(ctx, seen)
                     if hasattr(result, "__await__"):

@@ -63,8 +63,9 @@ class AzureProfile(Profile):
         return {"op": "azure-event", "request_id": request_id, "trigger": "timer", "key": arg}, b""
 
     def job_retry_delays(self, attempts: int) -> list[float]:
-        """A queue message whose function failed is visible again after ``visibilityTimeout`` (default 0)."""
-        return [self.figure("queue.visibility_timeout_s")] * max(0, attempts - 1)
+        """A queue message whose function failed is visible again after host.json ``visibilityTimeout``,
+        by default 00:00:00: at once (learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json)."""
+        return [0.0] * max(0, attempts - 1)
 
     def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
         """The job's message on the app's jobs queue, for the queue-triggered ``nubes_jobs``."""
