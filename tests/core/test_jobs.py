@@ -315,3 +315,18 @@ def test_job_deliveries_are_parsed_without_surprises(method: str, path: str, bod
             assert method == "POST" and path == f"/_nubes/jobs/{job_id}/run" and len(job_id) == 32 and 0 < len(token) <= 64
     parsed = parse_delivery(payload)
     assert parsed is None or (isinstance(payload, dict) and set(payload) == {"nubes-job"})
+
+
+def test_a_lost_job_that_cannot_be_restarted_is_failed_not_left_queued() -> None:
+    app, _ = make_app("norestart")
+    held, client = hold(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    assert app.jobs.claim(held.ids[0], lease_s=-10)[0] == "claimed"
+
+    class Broken:
+        def submit(self, app: nubes.App, job_id: str, token: str) -> None:
+            raise ConnectionError("queue gone")
+
+    app.jobs.dispatcher = Broken()
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "failed" and doc["problem"]["status"] == 503 and "queue gone" in doc["problem"]["detail"]

@@ -351,7 +351,12 @@ class Jobs:
             return self.load(doc["id"])[0]
         if written["status"] == "queued":
             self.app.log.warning("job runner lost; started again", job=doc["id"], attempts=attempts)
-            self.dispatcher_for(platform, request).submit(self.app, doc["id"], str(written.get("run_token") or ""))
+            try:
+                self.dispatcher_for(platform, request).submit(self.app, doc["id"], str(written.get("run_token") or ""))
+            except Exception as exc:  # it cannot start again: end it rather than leave it queued with no delivery
+                self.app.log.exception("job could not be started again", job=doc["id"])
+                return self.fail(doc["id"], _problem(503, f"the job's runner stopped and it could not be started again "
+                                                     f"({type(exc).__name__}: {exc})")) or written
         return written
 
     # -- the /_nubes/jobs routes ------------------------------------------------------------------
