@@ -31,13 +31,13 @@ Cloud Scheduler, by the nubes convention:
 * Pub/Sub target: a message whose attributes include ``nubes-schedule=NAME`` is delivered as
   :class:`~nubes.Scheduled` ``(NAME, publish time)``, e.g. ``gcloud scheduler jobs create pubsub
   nightly --topic nubes-schedules --message-body '{}' --attributes nubes-schedule=nightly``.
-Jobs: ``POST /_nubes/jobs/{id}/run`` with a job's delivery (a Cloud Tasks task, :mod:`.jobs`) runs
-one attempt of the job instead of a route.
-
 * HTTP target, when ``http_function(app, schedules=True)``: ``POST /_nubes/schedule/NAME`` fires
   schedule NAME at ``X-CloudScheduler-ScheduleTime`` (else now). It is off by default because
   anyone who can call the function could fire schedules: turn it on only for a function that
   requires authentication (Scheduler sends an OIDC token).
+
+Jobs: ``POST /_nubes/jobs/{id}/run`` carrying a job's delivery (a Cloud Tasks task, :mod:`.jobs`)
+runs one attempt of the job instead of a route (200 done, 503 retry, 403 wrong token).
 
 Every invocation carries a :class:`~nubes.Platform`: ``function_name`` from ``K_SERVICE`` (else
 ``FUNCTION_TARGET``), ``memory_mb`` from ``FUNCTION_MEMORY_MB``, ``region`` from
