@@ -83,3 +83,32 @@ def test_invoke_emulate_waits_for_the_job_it_submitted(tmp_path: Path) -> None:
     assert submitted["status"] == "queued" and b"waiting for the job" in r.stderr
     doc = json.loads((tmp_path / "home" / "_nubes" / "jobs" / submitted["id"] / "job.json").read_text())
     assert doc["status"] == "succeeded" and doc["result"]["tag"] == "once" and doc["result"]["provider"] == "azure"
+
+
+def test_a_worker_killed_mid_job_under_nubes_serve_is_re_run(tmp_path: Path) -> None:
+    port = free_port()
+    jobs_log = tmp_path / "jobs.jsonl"
+    env = {**os.environ, "NUBES_STORAGE": (tmp_path / "home").as_uri(), "JOBS_LOG": str(jobs_log)}
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([NUBES, "serve", str(APP), "--port", str(port), "--emulate", "gcp", "--job-retry-delay", "0.5"],
+                                stdout=subprocess.DEVNULL, stderr=log, env=env)
+        try:
+            wait_until(lambda: port_open(port), timeout=60, what="nubes serve --emulate gcp")
+            _, job = call(port, "POST", "/train?seconds=3&tag=victim")
+            wait_until(lambda: jobs_log.exists() and jobs_log.read_text().strip() != "", timeout=60, what="the job's start")
+            victim = json.loads(jobs_log.read_text().splitlines()[0])["pid"]
+            os.kill(victim, signal.SIGKILL)
+            statuses = []
+            end = time.monotonic() + 90
+            while time.monotonic() < end:
+                _, doc = call(port, "GET", job["location"])
+                statuses.append(doc["status"])
+                if doc["status"] in ("succeeded", "failed"):
+                    break
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+    assert doc["status"] == "succeeded" and doc["attempts"] == 2, doc
+    lines = [json.loads(line) for line in jobs_log.read_text().splitlines()]
+    assert [(x["event"], x["pid"] == victim) for x in lines] == [("start", True), ("start", False), ("end", False)]

@@ -29,8 +29,8 @@ MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
 JobTimeoutOpt = Annotated[float | None, typer.Option("--job-timeout", metavar="SECONDS",
                                                      help="with --emulate: how long a job's attempt may run (default: the cloud's)")]
-JobRetryOpt = Annotated[float | None, typer.Option("--job-retry-delay", metavar="SECONDS", hidden=True,
-                                                   help="with --emulate: wait this long before retrying a job (testing)")]
+JobRetryOpt = Annotated[float | None, typer.Option("--job-retry-delay", metavar="SECONDS",
+                                                   help="with --emulate: retry a failed job after this long (default: the cloud's delays)")]
 
 
 def _check(emulate: str | None, aws_event: str | None, timeout: float | None, memory: int | None, workers: int | None) -> None:
@@ -82,6 +82,11 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
     settings = emulator.provider.settings
     err.print(f"nubes: emulating {emulator.provider.label} for {application.name!r} on [bold]{server.url}[/]  "
               f"(timeout {settings.timeout:g} s, memory {settings.memory} MB, up to {workers} workers; Ctrl+C to stop)")
+    if any(r.options.get("job") for r in application.routes):
+        profile = emulator.provider
+        delays = [job_retry_delay] * 2 if job_retry_delay is not None else profile.job_retry_delays(application.jobs.max_attempts)
+        err.print(f"       jobs: each attempt up to {job_timeout or profile.job_timeout:g} s, {application.jobs.max_attempts} attempts, "
+                  f"retried after {', '.join(f'{d:g}' for d in delays) or '-'} s (--job-timeout, --job-retry-delay)")
 
     try:
         server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
