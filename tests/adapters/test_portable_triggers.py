@@ -185,3 +185,16 @@ def test_nubes_emit_in_a_worker_process(tmp_path: Path) -> None:
     assert [(x["provider"], x["handler"], x.get("store") or x.get("queue")) for x in lines] == [
         (c, h, v) for c in ("aws", "gcp", "azure") for h, v in (("landed", ROOTS[c]), ("order", QUEUES[c]))]
     assert all(x["source"] in ("landing", "orders") for x in lines)
+
+
+def test_local_emit_names_the_logical_source(tmp_path: Path) -> None:
+    nubes_cli = str(Path(sys.executable).with_name("nubes"))
+    env = {**os.environ, "NUBES_LOG_LEVEL": "off"}
+    r = subprocess.run([nubes_cli, "emit", str(APP), "object-created", "raw/k.csv", "--source", "landing"],
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    (got,) = json.loads(r.stdout)["result"]
+    assert (got["key"], got["source"]) == ("raw/k.csv", "landing")  # no cloud here: the emitter names the source
+    r = subprocess.run([nubes_cli, "emit", str(APP), "object-created", "other/k.csv", "--source", "landing"],
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 1 and "prefix 'raw/'" in json.loads(r.stdout)["errorMessage"]
