@@ -103,7 +103,7 @@ def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str | 
     _check(emulate, aws_event, timeout, memory, None)
     emulator = _emulator(spec, emulate, aws_event, timeout, memory, 1)
     try:
-        response = emulator.handle(request)
+        response: Response = emulator.handle(request)
         if emulator._jobs is not None:  # the request submitted a job: let it run before the workers stop
             err.print("nubes: waiting for the job this request submitted (Ctrl+C stops it)")
             emulator.jobs.drain()
