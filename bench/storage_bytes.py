@@ -17,13 +17,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
 
 import nubes.storage as storage
-from nubes.storage.base import ObjectStore
 from nubes.data import Bridge
+from nubes.storage.base import ObjectStore
 
 COLUMNS = 20
 QUERIES: dict[str, str] = {
@@ -95,13 +96,13 @@ def main() -> None:
             before = _rchar()
             con.sql(query).fetchall()
             after = _rchar()
-            seconds = run(lambda: con.sql(query).fetchall(), args.repeat)
+            seconds = run(lambda con=con, query=query: con.sql(query).fetchall(), args.repeat)
             raw = "n/a" if before is None or after is None else f"{(after - before) / 1e6:.2f}"
             rows.append((name, "duckdb local file", raw, "-", f"{seconds * 1000:.0f}"))
             for label, store in stores.items():
                 measured: list[tuple[int, int]] = []
 
-                def once() -> None:
+                def once(store: Any = store, template: str = template, measured: list[tuple[int, int]] = measured) -> None:
                     with Bridge(store) as br, br.measure() as m:
                         br.sql(template.format(src=br.read_sql("bench/wide.parquet"))).fetchall()
                     measured.append((m.bytes_read, m.requests))
@@ -112,7 +113,7 @@ def main() -> None:
         for label, store in stores.items():
             measured = []
 
-            def polars_once() -> None:
+            def polars_once(store: Any = store, measured: list[tuple[int, int]] = measured) -> None:
                 with Bridge(store) as br, br.measure() as m:
                     br.scan("bench/wide.parquet").select(pl.col("c7").sum()).collect()
                 measured.append((m.bytes_read, m.requests))
@@ -124,7 +125,7 @@ def main() -> None:
 
         header = ("query", "path", "MB fetched", "requests", "ms")
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(5)]
-        line = lambda r: "  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+        line = lambda r: "  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
         print(line(header))
         print("  ".join("-" * w for w in widths))
         for r in rows:

@@ -383,7 +383,7 @@ def table(rows: list[Row]) -> str:
     lines = []
     for r in rows:
         unit = "MiB/s" if r.kind == "tput" else "ms"
-        fmt = (lambda v: f"{v:,.1f} {unit}") if r.kind == "tput" else (lambda v: f"{v:.3f} {unit}")
+        fmt = (lambda v, unit=unit: f"{v:,.1f} {unit}") if r.kind == "tput" else (lambda v, unit=unit: f"{v:.3f} {unit}")
         if r.raw is None:
             ratio, ok = "-", "-"
         else:
@@ -437,7 +437,7 @@ def main() -> int:
         with ExitStack() as stack:  # stops this backend's server (and its clients), even on error
             try:
                 rows += BENCHES[backend](stack, big, small, args.repeat, args.ops)
-            except Exception as exc:  # noqa: BLE001 - report and go on with the other backends
+            except Exception as exc:
                 failed.append(f"{backend}: {type(exc).__name__}: {exc}")
                 traceback.print_exc()
             finally:

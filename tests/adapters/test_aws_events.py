@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +13,17 @@ import pytest
 
 import nubes
 from nubes.adapters.aws import handler
-from nubes.adapters.aws.context import reset_cold_start
-from nubes.errors import ConfigError, NoHandler, UnknownEvent
 from nubes.adapters.aws.builders import (
     LambdaContext,
     s3_put_event,
     schedule_event,
     sqs_event,
 )
+from nubes.adapters.aws.context import reset_cold_start
+from nubes.errors import ConfigError, NoHandler
 
 DATA = Path(__file__).parent.parent / "data" / "aws"
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def test_schedule_rendered_event(rec: Recorder) -> None:
 
 
 def test_schedule_builder_and_handler_errors_propagate(rec: Recorder) -> None:
-    when = datetime(2025, 3, 4, 2, 0, tzinfo=timezone.utc)
+    when = datetime(2025, 3, 4, 2, 0, tzinfo=UTC)
     run(rec, schedule_event("nightly-rollup", when))
     assert rec.seen == [nubes.Scheduled(name="nightly-rollup", time=when)]
     with pytest.raises(NoHandler):
@@ -168,13 +168,15 @@ def test_schedule_builder_and_handler_errors_propagate(rec: Recorder) -> None:
 
 # -- unknown events ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("event", [{"foo": 1}, {"Records": [{"eventSource": "aws:dynamodb"}]}, "just text", None])
-def test_unknown_event_raises_and_logs(rec: Recorder, event: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(UnknownEvent) as info:
-        run(rec, event)
-    message = str(info.value)
+def test_unknown_event_is_logged_and_answered_without_raising(rec: Recorder, event: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(rec, event)
+    assert set(result) == {"errorType", "errorMessage"} and result["errorType"] == "UnknownEvent"
     for source in ("REST API", "HTTP API", "Load Balancer", "Function URL", "S3", "SQS", "Scheduled Event"):
-        assert source in message
-    assert "unknown event" in capsys.readouterr().err
+        assert source in result["errorMessage"]
+    assert "Traceback" not in result["errorMessage"]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert any(line["msg"] == "unreadable event" and line["level"] == "error" for line in lines)
+    assert rec.seen == []
 
 
 def test_handler_needs_an_app() -> None:

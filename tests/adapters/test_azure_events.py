@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import runpy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
+from tests.adapters.test_azure_support import EVENTS_APP, Indexed, assert_worker_loads, fresh
 
 import nubes
-from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app, write_project
-from nubes.errors import ConfigError, UnknownEvent
-from nubes.core.events import Message, ObjectCreated, Scheduled
 from nubes.adapters.azure.builders import blob_input_stream, invocation_context, queue_message, timer_request
-from tests.adapters.test_azure_support import EVENTS_APP, Indexed, assert_worker_loads, fresh
+from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app, write_project
+from nubes.core.events import Message, ObjectCreated, Scheduled
+from nubes.errors import ConfigError, UnknownEvent
 
 
 class Events:
@@ -86,7 +86,7 @@ def test_one_blob_function_per_container_watches_the_common_prefix() -> None:
 
 # -- blob ----------------------------------------------------------------------------------------
 def test_blob_reaches_the_handler_as_object_created(events: Events) -> None:
-    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
     blob = blob_input_stream("raw-data", "uploads/day 1.csv", b"a,b\n1,2\n", etag='"0x8DC1"', last_modified=when)
     events.fire("blob_raw_data", blob, "inv-1")
     assert events.seen == [("raw_upload", ObjectCreated(store="az://raw-data", key="uploads/day 1.csv", size=8,
@@ -109,10 +109,17 @@ def test_blob_between_route_prefixes_is_ignored_not_retried(events: Events) -> N
     assert events.seen == []
 
 
-def test_blob_without_container_in_its_name_is_unknown(events: Events) -> None:
+def test_blob_without_container_in_its_name_is_logged_not_raised(events: Events, capsys: pytest.CaptureFixture[str]) -> None:
+    from nubes.adapters.azure import object_created_event
+
     blob = func.blob.InputStream(data=b"x", name="nocontainer", length=1)
     with pytest.raises(UnknownEvent, match="CONTAINER/BLOB_NAME"):
-        events.fire("blob_raw_data", blob)
+        object_created_event(blob)
+    events.fire("blob_raw_data", blob)  # consumed: a retry cannot make it readable
+    assert events.seen == []
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    line = next(entry for entry in logged if entry.get("msg") == "unreadable event")
+    assert line["level"] == "error" and line["trigger"] == "blob" and "CONTAINER/BLOB_NAME" in line["detail"]
 
 
 def test_blob_properties_without_length_use_content_length(events: Events) -> None:
@@ -151,16 +158,16 @@ def test_failing_queue_handler_raises_so_azure_retries(events: Events) -> None:
 
 # -- timer ---------------------------------------------------------------------------------------
 def test_timer_fires_the_schedule_at_its_due_time(events: Events) -> None:
-    due = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=3)
+    due = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
     events.fire("timer_nightly", timer_request(past_due=True, last=due - timedelta(days=1), next=due))
     assert events.seen == [("nightly", Scheduled(name="nightly", time=due))]
 
 
 def test_timer_without_schedule_status_is_due_now(events: Events) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     events.fire("timer_nightly", timer_request())
     event = events.seen[0][1]
-    assert event.name == "nightly" and before <= event.time <= datetime.now(timezone.utc)
+    assert event.name == "nightly" and before <= event.time <= datetime.now(UTC)
 
 
 # -- declarations Azure cannot bind --------------------------------------------------------------

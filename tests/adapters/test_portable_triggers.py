@@ -198,3 +198,19 @@ def test_local_emit_names_the_logical_source(tmp_path: Path) -> None:
     r = subprocess.run([nubes_cli, "emit", str(APP), "object-created", "other/k.csv", "--source", "landing"],
                        capture_output=True, env=env, timeout=120)
     assert r.returncode == 1 and "prefix 'raw/'" in json.loads(r.stdout)["errorMessage"]
+
+
+def test_the_home_store_is_the_default_source() -> None:
+    app = nubes.App("homed", storage="s3://acme-home/app", openapi=False)
+
+    @app.on_object_created(prefix="incoming/")
+    def incoming(ctx: nubes.Context, event: nubes.ObjectCreated) -> tuple[str, str]:
+        return event.store, event.key
+
+    aws = nubes.Platform("aws")
+    under_home = app.handle_event(nubes.ObjectCreated("s3://acme-home", "app/incoming/a.csv"), platform=aws)
+    assert under_home == [("s3://acme-home/app", "incoming/a.csv")]  # re-based on the home store
+    in_bucket = app.handle_event(nubes.ObjectCreated("s3://acme-home", "incoming/b.csv"), platform=aws)
+    assert in_bucket == [("s3://acme-home", "incoming/b.csv")]  # elsewhere in its bucket: as it arrives
+    with pytest.raises(NoHandler, match="home store s3://acme-home/app"):
+        app.handle_event(nubes.ObjectCreated("s3://other-bucket", "incoming/c.csv"), platform=aws)

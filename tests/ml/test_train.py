@@ -163,3 +163,10 @@ def test_input_errors_name_the_columns(wine: pl.DataFrame) -> None:
     with pytest.raises(ConfigError, match="Polars"):
         train(LogisticRegression(), wine.to_dicts(), target="cultivar")
 
+
+
+def test_nubes_ml_train_stays_the_function_whatever_was_imported_first() -> None:
+    code = ("import nubes.ml.registry, nubes.ml.serving\nfrom nubes.ml.train import TrainResult\n"
+            "import nubes.ml\nfrom nubes.ml import train\nprint(callable(nubes.ml.train) and train.__name__ == 'train')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

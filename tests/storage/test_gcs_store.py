@@ -17,8 +17,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -171,7 +171,8 @@ def test_if_match_sends_the_etag_as_generation(emulator: GCSEmulator) -> None:
 def test_412_from_gcs_is_precondition_failed(emulator: GCSEmulator, size: int) -> None:
     def refuse(method: str, url: str, headers: dict[str, str]) -> requests.Response | None:
         if "ifGenerationMatch=" in url:
-            return _response(method, url, 412, {"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold."}})
+            message = "At least one of the pre-conditions you specified did not hold."
+            return _response(method, url, 412, {"error": {"code": 412, "message": message}})
         return None
 
     store = _store(Recorder(refuse))
@@ -234,7 +235,7 @@ def test_403_is_access_denied(emulator: GCSEmulator) -> None:
         return _response(method, url, 403, {"error": {"code": 403, "message": "caller does not have storage.objects.get"}})
 
     store = _store(Recorder(forbid))
-    with pytest.raises(AccessDenied, match="storage.objects.get"):
+    with pytest.raises(AccessDenied, match=r"storage\.objects\.get"):
         store.get("secret")
     with pytest.raises(PermissionError):
         store.put("secret", b"x")
@@ -285,14 +286,14 @@ class FakeBlob:
     name: str
     size: int = 1
     generation: int = 7
-    updated: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    updated: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     content_type: str | None = None
 
 
 class PagingClient:
     """Three pages; fetching page two fails once with a 503 (after the SDK's own retries)."""
 
-    pages = [["p/a", "p/b"], ["p/c", "p/d"], ["p/e"]]
+    pages: ClassVar[list[list[str]]] = [["p/a", "p/b"], ["p/c", "p/d"], ["p/e"]]
 
     def __init__(self) -> None:
         self.fetched: list[int] = []
@@ -372,7 +373,7 @@ def test_dead_endpoint_is_storage_unavailable_quickly(monkeypatch: pytest.Monkey
 
 def test_missing_key_is_not_found_with_the_key(emulator: GCSEmulator) -> None:
     store = _store()
-    with pytest.raises(NotFound, match="no such object.*/nothing/here"):
+    with pytest.raises(NotFound, match=r"no such object.*/nothing/here"):
         store.head("nothing/here")
 
 

@@ -20,86 +20,74 @@ from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound
 from nubes.storage.local import INTERNAL, XATTR, LocalStore
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "root"
-
-
-@pytest.fixture
-def store(root: Path) -> LocalStore:
-    store = nubes.storage.open(f"file://{root}")
-    assert isinstance(store, LocalStore)
-    return store
-
-
 def _files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
 # -- confinement -------------------------------------------------------------------------------
 @pytest.mark.parametrize("key", ["../escape", "a/../../escape", "/etc/passwd", "a\x00b", "..", "a/./b"])
-def test_path_escapes_refused(store: LocalStore, root: Path, key: str) -> None:
+def test_path_escapes_refused(any_store: LocalStore, root: Path, key: str) -> None:
     with pytest.raises(InvalidKey):
-        store.put(key, b"x")
+        any_store.put(key, b"x")
     with pytest.raises(InvalidKey):
-        store.get(key)
+        any_store.get(key)
     assert not root.exists()
     assert not (root.parent / "escape").exists()
 
 
-def test_symlink_to_a_file_outside_is_refused(store: LocalStore, root: Path, tmp_path: Path) -> None:
+def test_symlink_to_a_file_outside_is_refused(any_store: LocalStore, root: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"do not read me")
-    store.put("inside.txt", b"fine")
+    any_store.put("inside.txt", b"fine")
     (root / "link.txt").symlink_to(secret)
-    for read in (store.get, store.head, store.open, store.exists, lambda k: store.get_range(k, 0, 2)):
+    for read in (any_store.get, any_store.head, any_store.open, any_store.exists, lambda k: any_store.get_range(k, 0, 2)):
         with pytest.raises(InvalidKey) as caught:
             read("link.txt")
         assert "outside" in str(caught.value)
     with pytest.raises(InvalidKey):
-        store.put("link.txt", b"overwrite")
+        any_store.put("link.txt", b"overwrite")
     assert secret.read_bytes() == b"do not read me"
-    assert [i.key for i in store.list()] == ["inside.txt"]
+    assert [i.key for i in any_store.list()] == ["inside.txt"]
 
 
-def test_symlinked_folder_outside_is_refused(store: LocalStore, root: Path, tmp_path: Path) -> None:
+def test_symlinked_folder_outside_is_refused(any_store: LocalStore, root: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"s")
-    store.put("x", b"x")
+    any_store.put("x", b"x")
     (root / "dir").symlink_to(outside, target_is_directory=True)
     with pytest.raises(InvalidKey):
-        store.get("dir/secret")
+        any_store.get("dir/secret")
     with pytest.raises(InvalidKey):
-        store.put("dir/new", b"n")
+        any_store.put("dir/new", b"n")
     assert not (outside / "new").exists()
-    assert [i.key for i in store.list()] == ["x"]
-    assert [i.key for i in store.list("dir/")] == []
+    assert [i.key for i in any_store.list()] == ["x"]
+    assert [i.key for i in any_store.list("dir/")] == []
 
 
-def test_symlink_inside_the_root_is_followed(store: LocalStore, root: Path) -> None:
-    store.put("real.txt", b"content")
+def test_symlink_inside_the_root_is_followed(any_store: LocalStore, root: Path) -> None:
+    any_store.put("real.txt", b"content")
     (root / "alias.txt").symlink_to(root / "real.txt")
-    assert store.get("alias.txt") == b"content"
-    assert [i.key for i in store.list()] == ["alias.txt", "real.txt"]
+    assert any_store.get("alias.txt") == b"content"
+    assert [i.key for i in any_store.list()] == ["alias.txt", "real.txt"]
 
 
-def test_internal_folder_is_reserved_and_hidden(store: LocalStore, root: Path) -> None:
-    store.put("a.txt", b"a", content_type="text/x-custom")
+def test_internal_folder_is_reserved_and_hidden(any_store: LocalStore, root: Path) -> None:
+    any_store.put("a.txt", b"a", content_type="text/x-custom")
     assert (root / INTERNAL).is_dir()
     with pytest.raises(InvalidKey):
-        store.put(f"{INTERNAL}/meta/x", b"x")
+        any_store.put(f"{INTERNAL}/meta/x", b"x")
     with pytest.raises(InvalidKey):
-        store.get(f"deep/{INTERNAL}/x")
-    assert [i.key for i in store.list()] == ["a.txt"]
-    assert [i.key for i in store.list(".nubes")] == []
+        any_store.get(f"deep/{INTERNAL}/x")
+    assert [i.key for i in any_store.list()] == ["a.txt"]
+    assert [i.key for i in any_store.list(".nubes")] == []
 
 
-def test_names_no_key_can_address_are_not_listed(store: LocalStore, root: Path) -> None:
-    store.put("ok", b"1")
+def test_names_no_key_can_address_are_not_listed(any_store: LocalStore, root: Path) -> None:
+    any_store.put("ok", b"1")
     (root / "bad\nname").write_bytes(b"2")
     (root / "back\\slash").write_bytes(b"3")
-    assert [i.key for i in store.list()] == ["ok"]
+    assert [i.key for i in any_store.list()] == ["ok"]
 
 
 # -- layout and errors -------------------------------------------------------------------------
@@ -113,31 +101,31 @@ def test_root_created_on_first_write_only(root: Path) -> None:
     assert (root / "a" / "b" / "c.txt").read_bytes() == b"abc"
 
 
-def test_delete_prunes_empty_folders_but_not_the_root(store: LocalStore, root: Path) -> None:
-    store.put("a/b/c/d.txt", b"d")
-    store.put("a/keep.txt", b"k")
-    store.delete("a/b/c/d.txt")
+def test_delete_prunes_empty_folders_but_not_the_root(any_store: LocalStore, root: Path) -> None:
+    any_store.put("a/b/c/d.txt", b"d")
+    any_store.put("a/keep.txt", b"k")
+    any_store.delete("a/b/c/d.txt")
     assert not (root / "a" / "b").exists()
     assert (root / "a" / "keep.txt").exists()
-    store.delete("a/keep.txt")
+    any_store.delete("a/keep.txt")
     assert root.is_dir() and not (root / "a").exists()
 
 
-def test_key_that_is_a_folder_of_other_keys(store: LocalStore) -> None:
-    store.put("a/b", b"ab")
+def test_key_that_is_a_folder_of_other_keys(any_store: LocalStore) -> None:
+    any_store.put("a/b", b"ab")
     with pytest.raises(InvalidKey) as caught:
-        store.put("a", b"a")
+        any_store.put("a", b"a")
     assert "folder" in str(caught.value)
     with pytest.raises(InvalidKey) as caught:
-        store.put("a/b/c", b"abc")
+        any_store.put("a/b/c", b"abc")
     assert "'a/b'" in str(caught.value)
     with pytest.raises(NotFound):
-        store.get("a")
+        any_store.get("a")
     with pytest.raises(NotFound):
-        store.get("a/b/c")
-    assert not store.exists("a")
-    store.delete("a")  # not an object: nothing to delete
-    assert store.get("a/b") == b"ab"
+        any_store.get("a/b/c")
+    assert not any_store.exists("a")
+    any_store.delete("a")  # not an object: nothing to delete
+    assert any_store.get("a/b") == b"ab"
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores file permissions")
@@ -337,15 +325,15 @@ class _Exploding:
         return b"x" * 65536
 
 
-def test_failed_write_leaves_nothing_behind(store: LocalStore, root: Path) -> None:
-    store.put("keep", b"old content")
+def test_failed_write_leaves_nothing_behind(any_store: LocalStore, root: Path) -> None:
+    any_store.put("keep", b"old content")
     with pytest.raises(RuntimeError, match="mid-read"):
-        store.put("new", _Exploding(5))
+        any_store.put("new", _Exploding(5))
     with pytest.raises(RuntimeError, match="mid-read"):
-        store.put("keep", _Exploding(3))
-    assert store.get("keep") == b"old content"
-    assert not store.exists("new")
-    assert [i.key for i in store.list()] == ["keep"]
+        any_store.put("keep", _Exploding(3))
+    assert any_store.get("keep") == b"old content"
+    assert not any_store.exists("new")
+    assert [i.key for i in any_store.list()] == ["keep"]
     assert [f for f in _files(root) if not f.startswith(INTERNAL)] == ["keep"]
     assert list((root / INTERNAL / "tmp").iterdir()) == []
 
@@ -356,8 +344,14 @@ _CHILD = textwrap.dedent(
     import os, sys, time
     import nubes.storage
     from nubes.errors import PreconditionFailed
+    from nubes.storage import local_lock
 
-    uri, key, mode, go, me = sys.argv[1:6]
+    uri, key, mode, go, me, kind, here = sys.argv[1:8]
+    local_lock.KIND = kind
+    if kind == "msvcrt":
+        sys.path.insert(0, here)
+        from conftest import FakeMsvcrt
+        local_lock.msvcrt = FakeMsvcrt()
     store = nubes.storage.open(uri)
     etag = store.head(key).etag if mode == "if_match" else None
     open(go + "." + me, "w").close()  # ready
@@ -376,15 +370,16 @@ _CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("kind", ["flock", "msvcrt", "lockfile"])
 @pytest.mark.parametrize("mode", ["if_none_match", "if_match"])
-def test_conditional_writes_across_processes(store: LocalStore, root: Path, tmp_path: Path, mode: str) -> None:
+def test_conditional_writes_across_processes(store: LocalStore, root: Path, tmp_path: Path, mode: str, kind: str) -> None:
     n = 6
     if mode == "if_match":
         store.put("contested", b"base")
     go = tmp_path / "go"
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, store.uri, "contested", mode, str(go), str(i)],
+            [sys.executable, "-c", _CHILD, store.uri, "contested", mode, str(go), str(i), kind, str(Path(__file__).parent)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

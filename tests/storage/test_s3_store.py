@@ -197,7 +197,8 @@ def test_a_failed_part_aborts_the_upload(store: S3Store) -> None:
     def before(params: dict[str, Any], **kwargs: Any) -> None:
         sent.append(params["PartNumber"])
         if params["PartNumber"] == 2:
-            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "UploadPart")
+            denied = {"Error": {"Code": "AccessDenied", "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": 403}}
+            raise ClientError(denied, "UploadPart")
 
     store.client.meta.events.register("before-parameter-build.s3.UploadPart", before)
     stream = _Stream(200 * MiB)
@@ -288,7 +289,7 @@ def test_delete_many_uses_batches(store: S3Store) -> None:
         c.put_object(Bucket=BUCKET, Key=f"{store.prefix}/{k}", Body=b"")
     calls: list[int] = []
     c.meta.events.register("before-parameter-build.s3.DeleteObjects", lambda params, **kw: calls.append(len(params["Delete"]["Objects"])))
-    store.delete_many(keys + ["never-existed"])
+    store.delete_many([*keys, "never-existed"])
     assert calls == [100, 100, 11]
     assert list(store.list()) == []
 

@@ -7,7 +7,7 @@ import importlib
 
 import typer
 
-from nubes.cli import auth, emulate, run  # noqa: F401 - importing registers the commands
+from nubes.cli import auth, build, deploy, emulate, run  # noqa: F401 - importing registers the commands
 from nubes.cli.common import cli
 from nubes.core import extensions
 

@@ -349,11 +349,12 @@ class App(Extensible, EventHandlers):
                 response = Response(b"", 204, {"allow": opt.allow})
             except HTTPError as exc:
                 response = problem_response(exc, request, rid)
-            except StorageError as exc:
+            except StorageError as exc:  # the full message (store URI, key, local path) goes to the log only
                 status = exc.http_status
-                if status >= 500:
-                    log.exception("storage error", route=route.path if route else None)
-                response = problem_response(HTTPError(status, str(exc)), request, rid)
+                (log.exception if status >= 500 else log.warning)("storage error", route=route.path if route else None, error=str(exc))
+                what = f"{type(exc).__name__}, key {exc.key!r}" if exc.key and status < 500 and "://" not in exc.key else type(exc).__name__
+                detail = f"a storage operation failed ({what}); quote request id {rid} when reporting this"
+                response = problem_response(HTTPError(status, detail), request, rid)
         except Exception:
             log.exception("unhandled exception", route=route.path if route else None, path=request.path)
             response = problem_response(

@@ -25,8 +25,7 @@ An extension's ``setup`` runs once per app; including the same extension name tw
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from nubes.errors import ConfigError
 
@@ -35,8 +34,7 @@ if TYPE_CHECKING:
     from nubes.core.context import Context
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """A CLI command an extension contributes: ``nubes <name> ...`` runs ``target`` (``module:function``)."""
 
     name: str

@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 import json as _json
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, quote, unquote
 
 from nubes.core.datastructures import Headers, MultiDict, Pairs
 from nubes.errors import HTTPError
 
 _UNSET: Any = object()
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}")  # an HTTP method (RFC 9110 token)
+
+
+def is_text(value: Any) -> TypeGuard[str]:
+    """True for a str UTF-8 can encode, i.e. with no lone surrogate (``"\\ud800"`` from JSON);
+    ASCII is checked in C, anything else encoded once. Adapters use it on untrusted input."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: Any, what: str) -> str:
+    """``value`` if it is text UTF-8 can encode (no lone surrogate), else a 400."""
+    if is_text(value):
+        return value
+    raise HTTPError(400, f"the request {what} is not valid text")
 
 
 class Request:
@@ -21,9 +44,13 @@ class Request:
     multi-mappings (``get`` first value, ``getlist`` all, ``multi_items`` every pair; header names
     are case-insensitive); ``cookies`` maps names to values; ``body`` is the raw bytes and
     ``json()`` parses them (a malformed body raises a 400 :class:`HTTPError`).
+
+    Construction refuses what no HTTP request carries, with a 400 :class:`HTTPError` an adapter
+    answers: a method that is not a token, a path, query or header that is not text UTF-8 can
+    encode (a lone surrogate), a body that is not bytes or such text.
     """
 
-    __slots__ = ("method", "raw_path", "path", "query_string", "_query", "headers", "body", "scheme", "_cookies", "_json")
+    __slots__ = ("_cookies", "_json", "_query", "body", "headers", "method", "path", "query_string", "raw_path", "scheme")
 
     method: str
     raw_path: str
@@ -32,6 +59,9 @@ class Request:
     headers: Headers
     body: bytes
     scheme: str
+    _query: MultiDict | None
+    _cookies: Mapping[str, str] | None
+    _json: Any
 
     def __init__(
         self,
@@ -43,7 +73,9 @@ class Request:
         body: bytes | str = b"",
         scheme: str = "http",
     ) -> None:
-        raw_path, _, qs_in_path = path.partition("?")
+        if not isinstance(method, str) or _TOKEN.fullmatch(method) is None:
+            raise HTTPError(400, "the request method is not an HTTP method")
+        raw_path, _, qs_in_path = _text(path, "path").partition("?") if type(path) is not str else path.partition("?")
         if not raw_path.startswith("/"):
             raw_path = "/" + raw_path
         if isinstance(query, str):
@@ -55,14 +87,26 @@ class Request:
             query_string = qs_in_path
         if qs_in_path and query is not None:
             query_string = qs_in_path + ("&" + query_string if query_string else "")
-        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        if type(body) is bytes:
+            data = body
+        elif isinstance(body, (bytearray, memoryview)):
+            data = bytes(body)
+        else:
+            data = _text(body, "body").encode("utf-8")
+        header_map = headers if isinstance(headers, Headers) else Headers(headers)
+        every = "".join(map("".join, header_map._items))  # one C-level pass over every name and value
+        if not (path.isascii() and query_string.isascii() and every.isascii()):  # else: is any of it not text?
+            _text(path, "path")
+            _text(query_string, "query string")
+            if not is_text(every):
+                raise HTTPError(400, "a request header is not valid text")
         for name, value in (
             ("method", method.upper()),
             ("raw_path", raw_path),
             ("path", unquote(raw_path) if "%" in raw_path else raw_path),
             ("query_string", query_string),
             ("_query", None),
-            ("headers", headers if isinstance(headers, Headers) else Headers(headers)),
+            ("headers", header_map),
             ("body", data),
             ("scheme", scheme),
             ("_cookies", None),
@@ -79,7 +123,8 @@ class Request:
         if self._query is None:
             pairs = parse_qsl(self.query_string, keep_blank_values=True) if self.query_string else []
             object.__setattr__(self, "_query", MultiDict(pairs))
-        return self._query  # type: ignore[return-value]
+        assert self._query is not None
+        return self._query
 
     @property
     def url(self) -> str:
@@ -104,7 +149,8 @@ class Request:
                             value = value[1:-1]
                         jar.setdefault(name.strip(), unquote(value))
             object.__setattr__(self, "_cookies", MappingProxyType(jar))
-        return self._cookies  # type: ignore[return-value]
+        assert self._cookies is not None
+        return self._cookies
 
     def text(self) -> str:
         charset = "utf-8"
@@ -118,7 +164,8 @@ class Request:
             raise HTTPError(400, f"request body is not valid {charset} text: {exc}") from None
 
     def json(self) -> Any:
-        """The body parsed as JSON; 400 if it is empty or malformed."""
+        """The body parsed as JSON; 400 if it is empty, malformed or nested deeper than the parser
+        can follow (about the interpreter's recursion limit, 1,000 levels)."""
         if self._json is _UNSET:
             if not self.body.strip():
                 raise HTTPError(400, "request body is empty; expected JSON")
@@ -126,6 +173,8 @@ class Request:
                 value = _json.loads(self.body)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise HTTPError(400, f"request body is not valid JSON: {exc}") from None
+            except RecursionError:  # the C parser's nesting limit: the interpreter's recursion limit
+                raise HTTPError(400, "request body is JSON nested too deeply to parse") from None
             object.__setattr__(self, "_json", value)
         return self._json
 

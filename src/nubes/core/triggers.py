@@ -21,9 +21,11 @@ Matching (:func:`match`), for an event arriving on platform ``P``:
   handler gets the event re-based on that URI (``store`` the source URI, ``key`` relative to it,
   ``source="landing"``), so the same key reaches the handler on every cloud. An event that already
   names its logical source (``nubes emit --source``) matches by name.
-* no source and no ``store``: the home store is the source. When the home store is on another kind of
-  storage than the event (a ``file://`` home while running locally or under emulation), the handler
-  takes events of any bucket by key prefix, as they arrive.
+* no source and no ``store``: the home store is the source: an object under the home store's URI
+  reaches the handler re-based on it; one elsewhere in the home store's bucket (where ``nubes deploy``
+  binds such handlers) with its key in the bucket; other buckets do not match. When the home store is
+  on another kind of storage than the event (a ``file://`` home while running locally or under
+  emulation), the handler takes events of any bucket by key prefix, as they arrive.
 * ``store="s3://bucket/path"``: an explicit URI filter; the event is passed as the cloud named it.
 * ``on_message("orders")``: the queue bound to ``orders`` for ``P`` (the name itself when unbound);
   the message keeps the cloud's queue name and gets ``source="orders"``. ``on_message()`` takes any queue.
@@ -189,7 +191,11 @@ def match(route: EventRoute, event: Event, bindings: Bindings) -> Event | None:
         if _scheme(home) != _scheme(event.store):
             return event if event.key.startswith(route.prefix) else None
         key = relative_key(event.url, home)
-        if key is None or not key.startswith(route.prefix):
+        if key is None:  # elsewhere in the home store's bucket: the key as it arrives (how deploy binds it)
+            bucket = _root(home).split("://", 1)[1].split("/", 1)[0]
+            same_bucket = _root(event.store).split("://", 1)[1].split("/", 1)[0] == bucket
+            return event if same_bucket and event.key.startswith(route.prefix) else None
+        if not key.startswith(route.prefix):
             return None
         return event if _root(event.store) == _root(home) else dataclasses.replace(event, store=_root(home), key=key)
     if isinstance(event, Message):

@@ -11,6 +11,12 @@ app's module (same fields). Its URI goes through :mod:`nubes.storage`, and is on
 
 Formats are Parquet, CSV and NDJSON, inferred from the extension unless given.
 ``partitioning="hive"`` reads ``key=value/`` folders as columns.
+
+nubes' own records (:data:`INTERNAL_FOLDERS`: ``_nubes/`` holds the ledger, lineage and jobs,
+``.nubes-internal/`` a local store's bookkeeping) are never part of a dataset: a URI naming one is
+refused when declared, and resolution leaves out every object with such a folder in its key, so a glob
+like ``**/*.ndjson`` over the home store matches the app's data and nothing of nubes' (``ctx.sql``,
+``ctx.table``, checks and ``POST /_nubes/sql`` all read through :func:`resolve`).
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ MANIFEST = "_manifest.json"
 CHECK_KINDS = ("not_null", "unique", "accepted_values", "in_range", "row_count", "freshness", "schema", "sql")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _GLOB = re.compile(r"[*?\[]")
+#: Folder names reserved for nubes' own records, at any depth of a key.
+INTERNAL_FOLDERS = frozenset({"_nubes", ".nubes-internal"})
+
+
+def internal(key: str) -> bool:
+    """True when ``key`` lies in one of nubes' own folders (:data:`INTERNAL_FOLDERS`)."""
+    return not INTERNAL_FOLDERS.isdisjoint(key.split("/"))
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,9 @@ def make_dataset(
     if not isinstance(name, str) or not _NAME.match(name):
         raise ConfigError(f"dataset name {name!r} must be an SQL identifier: letters, digits and '_', not starting with a digit")
     store_uri, pattern = split_uri(uri)
+    if internal(uri.split("://", 1)[1]):
+        raise ConfigError(f"dataset {name!r}: {uri!r} is inside nubes' own records ({'/, '.join(sorted(INTERNAL_FOLDERS))}/); "
+                          "read them with `nubes costs` and `nubes lineage`, or keep the app's data elsewhere")
     fmt = format or (extension_format(pattern) if pattern is not None else "parquet")
     if fmt is None:
         raise ConfigError(f"dataset {name!r}: cannot infer the format of {uri!r}; pass format='parquet'|'csv'|'ndjson'")
@@ -265,7 +281,7 @@ def resolve(dataset: Dataset, store: ObjectStore, *, listings: Bounded[Any] | No
     if pattern is None:
         found = _from_manifest(store, manifests)
         if found is not None:
-            return Resolved(dataset, store, list(found[1]), found[0])
+            return Resolved(dataset, store, [o for o in found[1] if not internal(o.key)], found[0])
         key: tuple[str, ...] = (store.uri, "", dataset.format)
         objects = listings.get(key) if listings is not None else None
         if objects is None:
@@ -279,7 +295,7 @@ def resolve(dataset: Dataset, store: ObjectStore, *, listings: Bounded[Any] | No
         if objects is None:
             fixed = _GLOB.split(pattern, 1)[0]
             regex = glob_regex(pattern)
-            objects = [o for o in store.list(fixed) if regex.fullmatch(o.key)]
+            objects = [o for o in store.list(fixed) if regex.fullmatch(o.key) and not internal(o.key)]
     if not objects:
         raise NotFound(f"dataset {dataset.name!r} has no objects matching", uri=store.uri, key=pattern or "")
     if listings is not None:

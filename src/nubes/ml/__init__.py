@@ -20,6 +20,8 @@ exported to ONNX, served with onnxruntime).
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -41,3 +43,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = ["BadColumns", "BadSplit", "MissingColumns", "ModelRegistry", "ModelVersion", "TrainResult", "UnsafeModel", "train", "trust",
            "untrust"]
+
+
+class _Package(types.ModuleType):
+    """``nubes.ml.train`` is the function: importing the submodule of the same name must not replace it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "train" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

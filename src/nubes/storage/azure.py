@@ -20,11 +20,12 @@ The container must exist: a missing one is :class:`~nubes.errors.NotFound` namin
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Self
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -49,6 +50,7 @@ from nubes.errors import (
     StorageError,
 )
 from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.keys import MAX_KEY_BYTES
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 BATCH_LIMIT = 256  # sub-requests per Blob Batch call (service maximum)
@@ -77,6 +79,7 @@ class AzureBlobStore(BaseStore):
     """
 
     scheme = "az"
+    max_path_bytes = MAX_KEY_BYTES
 
     def __init__(self, container: ContainerClient, prefix: str = "", **options: Any) -> None:
         super().__init__(container.container_name, prefix)
@@ -88,7 +91,7 @@ class AzureBlobStore(BaseStore):
         self._batch_supported = True
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> AzureBlobStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """Open ``az://{rest}``; ``rest`` is ``CONTAINER`` or ``CONTAINER/PREFIX``."""
         container_name, _, prefix = rest.partition("/")
         if not _CONTAINER_NAME.match(container_name):
@@ -125,17 +128,15 @@ class AzureBlobStore(BaseStore):
         size = counter.count if counter is not None else int(length or 0)
         return ObjectInfo(path, size, _etag(result["etag"]), result["last_modified"], content_type or DEFAULT_CONTENT_TYPE)
 
-    def _body(self, data: Data) -> tuple[bytes | IO[bytes], int | None]:
+    def _body(self, data: Data) -> tuple[bytes | IO[bytes] | _CountingReader, int | None]:
         """What to hand ``upload_blob``: bytes, a seekable file with its remaining length, or (for a
         one-way stream) a counting reader of unknown length that the SDK stages block by block."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             raw = bytes(data)
             return raw, len(raw)
         seekable = False
-        try:
+        with contextlib.suppress(AttributeError, ValueError, OSError):
             seekable = bool(data.seekable())
-        except (AttributeError, ValueError, OSError):
-            pass
         if seekable:
             here = data.tell()
             end = data.seek(0, io.SEEK_END)
@@ -215,7 +216,7 @@ class AzureBlobStore(BaseStore):
             if status == 404 and code != "ContainerNotFound":
                 continue  # already gone
             error = HttpResponseError(message=f"batch delete: {status} {code}", response=response)
-            error.error_code = code
+            error.error_code = code  # type: ignore[attr-defined]
             if status >= 500 or status in (408, 429):
                 raise error  # transient: the whole (idempotent) batch is retried
             key = path[len(self.prefix) + 1 :] if self.prefix else path
@@ -274,9 +275,9 @@ def _service_client(options: dict[str, Any]) -> BlobServiceClient:
         "connection_timeout": settings["connection_timeout"],
         "read_timeout": settings["read_timeout"],
         "retry_policy": LinearRetry(
-            backoff=float(settings["retry_backoff"]),
+            backoff=float(settings["retry_backoff"]),  # type: ignore[arg-type]  # the SDK takes seconds as float
             retry_total=int(settings["retry_total"]),
-            random_jitter_range=float(settings["retry_backoff"]) / 2,
+            random_jitter_range=float(settings["retry_backoff"]) / 2,  # type: ignore[arg-type]
         ),
         "max_block_size": int(settings["max_block_size"]),
         "max_single_put_size": int(settings["max_single_put_size"]),
@@ -345,7 +346,7 @@ def _refine(error: HttpResponseError) -> HttpResponseError:
     if cls is HttpResponseError:
         return error
     refined = cls(message=error.message, response=error.response)
-    refined.error_code = error.error_code
+    refined.error_code = error.error_code  # type: ignore[attr-defined]
     return refined
 
 

@@ -1,37 +1,31 @@
-"""The object-store interface every backend implements, its shared machinery, and the scheme registry.
+"""The object-store interface every backend implements and its shared machinery.
 
-Users see :class:`ObjectStore` (the contract) and :func:`open`. Backends subclass
-:class:`BaseStore`, which owns everything that must behave identically on every backend (key
-validation, prefix handling, I/O statistics, retries with backoff, error messages naming URI and
-key) and asks the backend for a handful of primitives (``_put``, ``_get_range``, ``_head``,
-``_list``, ``_delete``) plus a translation of its SDK's exceptions.
+Users see :class:`ObjectStore` (the contract, a structural protocol) and
+:func:`nubes.storage.open`. Backends subclass :class:`BaseStore`, the declared backend interface
+(an ABC): it owns everything that must behave identically on every backend (key validation,
+prefix handling, I/O statistics, retries with backoff, error messages naming URI and key) and
+asks the backend for :meth:`BaseStore.from_uri` (how the registry opens it) and a handful of
+primitives (``_put``, ``_get_range``, ``_head``, ``_list``, ``_delete``) plus a translation of its
+SDK's exceptions. Every backend passes :mod:`nubes.testing.storage_contract`.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Protocol, TypeVar, runtime_checkable
+from typing import IO, Any, Protocol, Self, TypeVar, runtime_checkable
 
+from nubes.errors import InvalidKey, NotFound, StorageError, StorageUnavailable
 from nubes.storage.current import CURRENT_IO
-from nubes.errors import (
-    BackendMissing,
-    ConfigError,
-    InvalidKey,
-    NotFound,
-    StorageError,
-    StorageUnavailable,
-)
+from nubes.storage.keys import MAX_KEY_BYTES, check_key, check_prefix
 
 Data = bytes | bytearray | memoryview | IO[bytes]
 T = TypeVar("T")
-
-MAX_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -55,9 +49,12 @@ class ObjectStore(Protocol):
 
     Contract (every backend passes :mod:`nubes.testing.storage_contract`):
 
-    * Keys are relative to the store's prefix: non-empty ``/``-separated text, at most 1,024 UTF-8
-      bytes, with no leading ``/``, no empty, ``.`` or ``..`` segment and no NUL or control
-      character. Anything else raises :class:`~nubes.errors.InvalidKey` before any I/O.
+    * Keys are relative to the store's prefix and follow one rule set on every backend
+      (:func:`~nubes.storage.keys.check_key`): non-empty ``/``-separated text UTF-8 can encode, at
+      most 1,024 UTF-8 bytes, with no leading ``/``, no backslash, no empty, ``.``, ``..`` or
+      ``.nubes-internal`` segment, no segment over 255 UTF-8 bytes and no NUL or control character.
+      Anything else raises :class:`~nubes.errors.InvalidKey` before any I/O (so does a ``list``
+      prefix that is not relative text).
     * ``put`` replaces the object whole and atomically: readers see the old object or the new one,
       never a part. ``data`` is bytes or a binary file-like object, which is streamed (multipart,
       resumable or block upload) rather than read whole into memory. ``if_none_match=True`` writes
@@ -141,32 +138,21 @@ class IOStats:
             return {"ops": dict(self.ops), "bytes_read": self.bytes_read, "bytes_written": self.bytes_written}
 
 
-def check_key(key: str, *, uri: str = "") -> str:
-    """Return ``key`` if it is a valid object key (see :class:`ObjectStore`), else raise InvalidKey."""
-    if not isinstance(key, str) or not key:
-        raise InvalidKey("object keys are non-empty strings", uri=uri, key=repr(key))
-    if any(ord(c) < 32 or ord(c) == 127 for c in key):
-        raise InvalidKey("object keys may not contain NUL or control characters", uri=uri, key=repr(key))
-    if key.startswith("/") or "\\" in key:
-        raise InvalidKey("object keys are relative '/'-separated paths", uri=uri, key=key)
-    if any(part in ("", ".", "..") for part in key.split("/")):
-        raise InvalidKey("object keys may not have empty, '.' or '..' segments", uri=uri, key=key)
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidKey(f"object keys are at most {MAX_KEY_BYTES} UTF-8 bytes", uri=uri, key=key[:80] + "...")
-    return key
+class BaseStore(ABC):
+    """The backend interface: subclasses implement :meth:`from_uri` and the ``_``-primitives below.
 
-
-class BaseStore:
-    """Shared behaviour of every backend. Subclasses implement the ``_``-primitives below.
-
-    Primitives take *full* paths (prefix joined with key) and return :class:`ObjectInfo` with full
-    paths as keys; this class validates keys, strips the prefix, counts I/O, retries transient
-    failures and turns foreign exceptions into :mod:`nubes.errors` via :meth:`_translate`.
+    Primitives take *full* paths (prefix joined with a key already checked by
+    :func:`~nubes.storage.keys.check_key`) and return :class:`ObjectInfo` with full paths as keys;
+    this class validates keys, strips the prefix, counts I/O, retries transient failures and turns
+    foreign exceptions into :mod:`nubes.errors` via :meth:`_translate`. A backend is registered
+    with :func:`nubes.storage.register` and must pass :mod:`nubes.testing.storage_contract`.
     """
 
     scheme: str = ""
     retries: int = 3
     backoff: float = 0.1
+    max_path_bytes: int | None = None
+    """The service's limit on prefix + key in UTF-8 bytes (cloud stores: 1,024), checked before any I/O."""
 
     def __init__(self, root: str, prefix: str = "") -> None:
         self.root = root
@@ -174,24 +160,38 @@ class BaseStore:
         self.uri = f"{self.scheme}://{root}" + (f"/{self.prefix}" if self.prefix else "")
         self.stats = IOStats()
 
-    # -- primitives for subclasses ---------------------------------------------------------
+    # -- what a backend implements ---------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_uri(cls, rest: str, **options: Any) -> Self:
+        """Open the store at ``SCHEME://rest`` (``rest`` is the URI after ``://``) with backend ``options``.
+
+        Called by :func:`nubes.storage.open`; unknown options and malformed URIs raise
+        :class:`~nubes.errors.ConfigError` naming the fix. ``from_uri(store.uri.split("://", 1)[1])``
+        opens another handle on the same place.
+        """
+
+    @abstractmethod
     def _put(
         self, path: str, data: Data, content_type: str | None, if_none_match: bool, if_match: str | None
     ) -> ObjectInfo:
-        raise NotImplementedError
+        """Write ``data`` whole and atomically at ``path``, honouring the two preconditions."""
 
+    @abstractmethod
     def _get_range(self, path: str, start: int, end: int | None) -> bytes:
-        raise NotImplementedError
+        """``data[start:end]`` of the object (``0 <= start < end`` or ``end`` None)."""
 
+    @abstractmethod
     def _head(self, path: str) -> ObjectInfo:
-        raise NotImplementedError
+        """The object's info; a missing object raises something :meth:`_translate` makes NotFound."""
 
+    @abstractmethod
     def _list(self, path_prefix: str) -> Iterable[ObjectInfo]:
         """Yield objects whose full path starts with ``path_prefix``, sorted by path."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _delete(self, path: str) -> None:
-        raise NotImplementedError
+        """Delete the object at ``path``; a missing one is not an error."""
 
     def _delete_many(self, paths: list[str]) -> None:
         for path in paths:
@@ -259,8 +259,7 @@ class BaseStore:
         return True
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        if not isinstance(prefix, str) or "\x00" in prefix or prefix.startswith("/"):
-            raise InvalidKey("list prefixes are relative strings", uri=self.uri, key=repr(prefix))
+        check_prefix(prefix, uri=self.uri)
         full = f"{self.prefix}/{prefix}" if self.prefix else prefix
         self.stats.record("list")
         items: Iterator[ObjectInfo] | None = None
@@ -309,7 +308,14 @@ class BaseStore:
     # -- helpers ---------------------------------------------------------------------------
     def _path(self, key: str) -> str:
         check_key(key, uri=self.uri)
-        return f"{self.prefix}/{key}" if self.prefix else key
+        if not self.prefix:
+            return key
+        path = f"{self.prefix}/{key}"
+        if self.max_path_bytes is not None and len(path.encode("utf-8")) > self.max_path_bytes:
+            raise InvalidKey(
+                f"the store's prefix and the key are at most {self.max_path_bytes} UTF-8 bytes together", uri=self.uri, key=key
+            )
+        return path
 
     def _relative(self, info: ObjectInfo) -> ObjectInfo:
         if self.prefix and info.key.startswith(self.prefix + "/"):
@@ -398,6 +404,11 @@ class RangeReader(io.RawIOBase):
         return self._size
 
 
+def unquote_etag(etag: str) -> str:
+    """An etag as stored: accepts it quoted (as HTTP sends it) or bare."""
+    return etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
+
+
 def _position(data: Data) -> int | None:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return 0
@@ -417,61 +428,15 @@ def _rewindable(data: Data) -> bool:
         return False
 
 
-# -- registry by scheme ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Backend:
-    target: str  # "module:Class", imported on first use
-    extra: str | None  # the pip extra that installs its SDK
-    sdk: str | None  # the top-level module of that SDK
-
-
-_REGISTRY: dict[str, Backend] = {}
-
-
-def register(scheme: str, target: str, *, extra: str | None = None, sdk: str | None = None) -> None:
-    """Register ``target`` ("module:Class") as the backend for ``scheme://`` URIs, imported lazily."""
-    _REGISTRY[scheme] = Backend(target, extra, sdk)
-
-
-def registered() -> dict[str, Backend]:
-    return dict(_REGISTRY)
-
-
-def open(uri: str, **options: Any) -> ObjectStore:  # noqa: A001 - mirrors fsspec.open / builtins.open
-    """Open the object store at ``uri``; the backend is chosen by its scheme.
-
-    ``file://PATH`` (relative to the working directory unless absolute: ``file:///abs``),
-    ``mem://NAME``, ``s3://BUCKET/PREFIX``, ``gs://BUCKET/PREFIX``, ``az://CONTAINER/PREFIX``.
-    ``options`` go to the backend and override the SDK's environment configuration.
-    """
-    if not isinstance(uri, str) or "://" not in uri:
-        raise ConfigError(
-            f"storage URI {uri!r} has no scheme; use one of "
-            + ", ".join(f"{s}://" for s in sorted(_REGISTRY))
-            + " (for a local folder: file://PATH)"
-        )
-    scheme, rest = uri.split("://", 1)
-    backend = _REGISTRY.get(scheme.lower())
-    if backend is None:
-        raise ConfigError(
-            f"no storage backend for scheme '{scheme}://' in {uri!r}; known: "
-            + ", ".join(f"{s}://" for s in sorted(_REGISTRY))
-        )
-    module_name, _, attr = backend.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if backend.sdk and exc.name and exc.name.split(".")[0] == backend.sdk.split(".")[0]:
-            raise BackendMissing(
-                f"{scheme}:// storage needs the {backend.sdk} package: pip install 'nubes[{backend.extra}]'"
-            ) from exc
-        raise
-    cls = getattr(module, attr)
-    return cls.from_uri(rest, **options)
-
-
-register("mem", "nubes.storage.memory:MemoryStore")
-register("file", "nubes.storage.local:LocalStore")
-register("s3", "nubes.storage.s3:S3Store", extra="aws", sdk="boto3")
-register("gs", "nubes.storage.gcs:GCSStore", extra="gcp", sdk="google.cloud.storage")
-register("az", "nubes.storage.azure:AzureBlobStore", extra="azure", sdk="azure.storage.blob")
+__all__ = [
+    "CURRENT_IO",
+    "MAX_KEY_BYTES",
+    "BaseStore",
+    "Data",
+    "IOStats",
+    "ObjectInfo",
+    "ObjectStore",
+    "RangeReader",
+    "check_key",
+    "unquote_etag",
+]

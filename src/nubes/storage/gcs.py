@@ -19,22 +19,24 @@ may report :class:`~nubes.errors.PreconditionFailed` although the first attempt 
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import IO, Any
+from datetime import UTC, datetime
+from typing import IO, Any, Self
 
 import google.auth.exceptions as gauth_exceptions
 import requests
 import urllib3
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
-from google.cloud import storage
+from google.cloud import storage  # type: ignore[attr-defined]
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from nubes.errors import AccessDenied, ConfigError, NotFound, PreconditionFailed, StorageError
 from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.keys import MAX_KEY_BYTES
 
 MiB = 1024 * 1024
 _SDK_MULTIPART_MAX = 8 * MiB  # google.cloud.storage.blob._MAX_MULTIPART_SIZE
@@ -49,7 +51,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     urllib3.exceptions.HTTPError,
     gauth_exceptions.TransportError,
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class GCSStore(BaseStore):
@@ -68,6 +70,7 @@ class GCSStore(BaseStore):
     """
 
     scheme = "gs"
+    max_path_bytes = MAX_KEY_BYTES
 
     def __init__(
         self,
@@ -99,7 +102,7 @@ class GCSStore(BaseStore):
         self._bucket_seen = False  # the bucket was seen to exist: a 404 then means a missing object
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> GCSStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """``rest`` is ``BUCKET[/PREFIX]`` (the URI after ``gs://``); ``options`` as for the constructor."""
         bucket, _, prefix = rest.partition("/")
         try:
@@ -192,10 +195,8 @@ class GCSStore(BaseStore):
         return (self._info(blob) for blob in blobs)
 
     def _delete(self, path: str) -> None:
-        try:
+        with contextlib.suppress(gexc.NotFound):
             self._bucket.delete_blob(path, timeout=self.timeout, retry=self.retry)
-        except gexc.NotFound:
-            pass
 
     def _delete_many(self, paths: list[str]) -> None:
         """Batch requests of at most 100 deletes (the JSON API limit); missing objects are ignored."""
@@ -207,7 +208,7 @@ class GCSStore(BaseStore):
             for response in getattr(batch, "_responses", ()):
                 status = getattr(response, "status_code", 200)
                 if not 200 <= status < 300 and status != 404:
-                    raise gexc.from_http_response(response)
+                    raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
 
     def _translate(self, exc: Exception, key: str | None) -> Exception | None:
         if isinstance(exc, gexc.NotFound):
@@ -351,7 +352,7 @@ def _seekable(stream: IO[bytes]) -> bool:
 def _utc(value: datetime | None) -> datetime:
     if value is None:
         return _EPOCH
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _short(exc: BaseException) -> str:

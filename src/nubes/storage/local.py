@@ -3,67 +3,68 @@
 ``file://data`` is ``./data`` (relative to the working directory when opened), ``file:///abs/path``
 is absolute. The folder is created on the first write. Key ``a/b.csv`` is the file
 ``PATH/a/b.csv``; nubes keeps its own bookkeeping under ``PATH/.nubes-internal/`` (temporary files,
-lock files, and, where the file system has no extended attributes, a sidecar per object holding
-its etag and content type), which is never listed and cannot be used as a key segment.
+lock files and, where there are no extended attributes, a sidecar per object holding its etag and
+content type), which is never listed and cannot be used as a key segment.
 
-Guarantees:
+Guarantees, and how each platform keeps them:
 
-* Keys never leave the root: besides :func:`~nubes.storage.base.check_key`, every path is resolved
-  and refused (:class:`~nubes.errors.InvalidKey`) if it lands outside the root, e.g. through a
-  symbolic link.
-* ``put`` is atomic: data streams into a temporary file on the same file system, is fsynced, then
-  renamed over the destination, so readers see the old file or the new one, never a part.
-* Conditional writes hold an ``flock`` on a per-key (striped) lock file around check-and-rename,
-  which excludes other threads and other processes on the same host; ``if_none_match`` also uses
+* Keys never leave the root. Besides :func:`~nubes.storage.keys.check_key`, every operation
+  (``put`` with its temporary file, lock and metadata; ``get``, ``get_range``, ``open``, ``head``,
+  ``exists``, ``list``, ``delete``, ``delete_many``) resolves the key one name at a time from the
+  root (:mod:`nubes.storage.local_dirs`). A symbolic link is followed only while it stays beneath
+  the root (:class:`~nubes.errors.InvalidKey` otherwise); ``list`` does not descend into linked
+  folders. **Linux, macOS, BSD**: each folder is held open as a descriptor (``O_DIRECTORY |
+  O_NOFOLLOW``) and every act is relative to it, so this holds while other processes swap any
+  folder of the path for a link, concurrently. **Windows** (and systems without ``openat``): each
+  name is checked with ``lstat`` just before the act, which refuses links and junctions present
+  then but is not atomic against a concurrent swap; names Windows cannot hold plainly (devices such
+  as ``CON``, ``:`` streams, a trailing dot or space) are InvalidKey there.
+* The root folder is opened once per store handle (and again if it is deleted): a handle whose root
+  is renamed away keeps using it where it went.
+* ``put`` is atomic: data streams into a temporary file on the same file system, is fsynced (unless
+  ``fsync=False``), then renamed over the destination, so readers see the old file or the new one,
+  never a part. (Windows refuses to replace a file another program holds open; nubes retries
+  briefly, then the put fails with AccessDenied.)
+* Conditional writes hold an exclusive per-key (striped) lock around check-and-rename, across
+  threads and processes on the same host (:mod:`nubes.storage.local_lock`: ``flock`` on POSIX,
+  ``msvcrt.locking`` on Windows, an ``O_EXCL`` lock file elsewhere); ``if_none_match`` also uses
   ``link(2)``, which fails if the destination exists.
 * ``etag`` is a token made for each write (128 random bits, hex), not a hash of the content: every
-  ``put`` gets a new etag, even of content equal to the current one (the contract only requires a
-  new etag for different content), and writing costs no hashing. The etag and the content type
-  are kept in the extended attribute ``user.nubes`` of the file, set on the temporary file before
-  the rename, so they are replaced atomically with the data and travel with it. Where the file
-  system has no user extended attributes (detected once per store handle) they go to a sidecar
-  file under ``.nubes-internal/meta/`` instead, written just before the rename.
-* Metadata counts only while it matches the file's size and mtime (a sidecar also its device and
-  inode), so a file changed in place behind nubes' back loses it. A file without valid nubes
-  metadata (dropped in or edited by hand) has an etag derived from its inode, size and mtime (in
-  nanoseconds): stable while the file is untouched, new when it is replaced or rewritten, and
-  never computed by reading the content. (An in-place edit that keeps the size and lands within
-  the same mtime tick as the previous write is not noticed; nubes itself never writes in place.)
+  ``put`` gets a new etag, and writing costs no hashing. It and the content type live in an
+  extended attribute on Linux, else in a sidecar (:mod:`nubes.storage.local_meta`). A file without
+  valid nubes metadata (dropped in or edited by hand) has an etag derived from its inode, size and
+  mtime (in nanoseconds): stable while the file is untouched, new when it is replaced or rewritten,
+  never computed by reading the content. (An in-place edit that keeps the size within the same
+  mtime tick is not noticed; nubes itself never writes in place.)
+* On a case-insensitive volume (the macOS and Windows default) keys differing only in case are one object.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
-import io
-import json
 import mimetypes
 import os
 import stat
-import struct
+import weakref
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from nubes.errors import AccessDenied, ConfigError, InvalidKey, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import BaseStore, Data, ObjectInfo, check_key
+from nubes.storage import local_dirs, local_lock, local_meta
+from nubes.storage.base import BaseStore, Data, ObjectInfo, unquote_etag
+from nubes.storage.keys import RESERVED_SEGMENT, check_key
+from nubes.storage.local_dirs import CREATE, READ, Dir, Walk, is_link, open_direct, subfolder, windows_name_error
+from nubes.storage.local_folders import Folders
+from nubes.storage.local_io import read_at, write_all
+from nubes.storage.local_meta import XATTR
 
-INTERNAL = ".nubes-internal"  # reserved folder name for nubes' own files, at any depth
-CHUNK = 1024 * 1024
-LOCK_STRIPES = 256
-XATTR = "user.nubes"  # extended attribute holding an object's etag and content type
-# Its value: version 1, the etag's 16 bytes, size and mtime_ns (both u64, little-endian), then the
-# content type in UTF-8 (if any). Binary and short on purpose: ext4 keeps up to ~64 bytes of
-# attributes inside the inode; a longer value (JSON would be ~110 bytes) costs a block of its own
-# per file, to allocate, journal and free, which made small puts ~1.5x slower.
-_XATTR_VERSION = 1
-_XATTR_HEAD = struct.Struct("<B16sQQ")
-_NO_XATTRS = frozenset(e for e in (getattr(errno, "ENOTSUP", None), getattr(errno, "EOPNOTSUPP", None)) if e)
-_XATTR_TOO_BIG = frozenset({errno.E2BIG, errno.ENOSPC, errno.ERANGE})  # this value only: use a sidecar
-_SYMLINK_FINAL = frozenset({errno.ELOOP, errno.EMLINK})  # open(O_NOFOLLOW) of a symbolic link
-_HAS_XATTR = hasattr(os, "setxattr") and hasattr(os, "getxattr")
+INTERNAL = RESERVED_SEGMENT  # reserved folder name for nubes' own files, at any depth
+T = TypeVar("T")
+_NO_HARD_LINKS = frozenset(
+    e for e in (errno.EPERM, getattr(errno, "ENOTSUP", 0), getattr(errno, "EOPNOTSUPP", 0), errno.EMLINK, errno.EXDEV) if e
+)
+_FOLDER, _FILE, _LINK = 0, 1, 2  # kinds of listed entries
 
 
 class LocalStore(BaseStore):
@@ -74,132 +75,71 @@ class LocalStore(BaseStore):
 
     def __init__(self, path: str, *, fsync: bool = True) -> None:
         directory = os.path.abspath(os.path.expanduser(path))
-        super().__init__(directory)
+        if os.sep == "\\":  # Windows: the URI names C:\data file:///C:/data
+            super().__init__("/" + directory.replace("\\", "/"))
+        else:
+            super().__init__(directory)
         self.fsync = fsync
         self._dir = directory
-        self._real = os.path.realpath(directory)
-        self._internal = os.path.join(directory, INTERNAL)
-        self._tmp_dir = os.path.join(self._internal, "tmp")
-        self._lock_dir = os.path.join(self._internal, "locks")
-        self._lock_files = [os.path.join(self._lock_dir, f"{i:03d}.lock") for i in range(LOCK_STRIPES)]
-        self._base = directory.rstrip(os.sep) + os.sep  # + key = the key's file ("/" + key at the top)
-        self._real_base = self._real.rstrip(os.sep)  # + "/" + component, in _resolve
-        self._made: set[str] = set()  # internal folders known to exist (made again if removed)
-        self._xattrs = _HAS_XATTR  # False once the file system refused user extended attributes
+        self._base = self.root.rstrip("/") + "/"  # + key = the key's URI path ("/" + key at the top)
+        # the platform's capabilities, read once per handle (tests force the fallbacks through them)
+        self._windows = local_dirs.WINDOWS
+        self._lock_kind = local_lock.KIND
+        self._read_xattrs = local_meta.HAS_XATTR
+        self._xattrs = local_meta.HAS_XATTR  # False once the file system refused user extended attributes
+        self._h = Folders(directory, uri=self.uri, fds=local_dirs.DIR_FDS)
+        weakref.finalize(self, self._h.close)
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> LocalStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """Open ``file://PATH``; ``rest`` is PATH. Option ``fsync`` (default True) flushes each write to disk."""
         unknown = set(options) - {"fsync"}
         if unknown:
             raise ConfigError(f"file:// storage takes the option 'fsync' only, got: {', '.join(sorted(unknown))}")
         if not rest:
             raise ConfigError("file:// needs a folder: file://PATH (relative) or file:///ABSOLUTE/PATH")
+        if os.sep == "\\" and len(rest) > 2 and rest[0] == "/" and rest[2] == ":":
+            rest = rest[1:]  # file:///C:/data is C:/data on Windows
         return cls(rest, fsync=bool(options.get("fsync", True)))
 
     def url(self, key: str) -> str:
-        return "file://" + self._file(self._path(key))
+        return "file://" + self._base + self._path(key)
 
-    # -- paths -----------------------------------------------------------------------------
-    def _file(self, path: str) -> str:
-        """The file-system path of ``path``, refused if it is reserved or resolves outside the root."""
-        self._resolve(path, self._parts(path))
-        return self._base + path  # keys are "/"-separated, as POSIX paths
+    def _path(self, key: str) -> str:
+        """The shared key rules, and on Windows the names Windows cannot hold plainly."""
+        path = BaseStore._path(self, key)
+        if self._windows:
+            for part in path.split("/"):
+                why = windows_name_error(part)
+                if why:
+                    raise InvalidKey(why, uri=self.uri, key=key)
+        return path
 
-    def _parts(self, path: str) -> list[str]:
-        parts = path.split("/")
-        if INTERNAL in parts:
-            raise InvalidKey(f"'{INTERNAL}' is reserved for nubes' own files", uri=self.uri, key=path)
-        return parts
+    def _lock(self, path: str) -> local_lock.Release:
+        """Hold ``path``'s exclusive lock (threads and processes); call the result to release it."""
+        name = local_lock.stripe(path)
+        return self._h.in_folder("locks", lambda folder: local_lock.acquire(folder, name, self._lock_kind))
 
-    def _resolve(self, path: str, parts: list[str]) -> str:
-        """The real path of ``parts`` below the root; InvalidKey if a symbolic link leads outside it.
-
-        What ``os.path.realpath`` gives, but checking only the key's own components (one ``lstat``
-        each, from the already resolved root) and resolving fully only from a link on.
-        """
-        real = self._real_base
-        for i, part in enumerate(parts):
-            nxt = f"{real}{os.sep}{part}"
-            try:
-                mode = os.lstat(nxt).st_mode
-            except OSError:  # missing (or unreadable): nothing below it can be a link
-                return os.path.join(nxt, *parts[i + 1 :])
-            if stat.S_ISLNK(mode):
-                resolved = os.path.realpath(os.path.join(nxt, *parts[i + 1 :]))
-                if not _inside(resolved, self._real):
-                    raise InvalidKey(
-                        "key resolves outside the store's folder (through a symbolic link)", uri=self.uri, key=path
-                    )
-                return resolved
-            real = nxt
-        return real or os.sep
-
-    def _meta_path(self, path: str) -> str:
-        digest = hashlib.sha1(path.encode("utf-8")).hexdigest()
-        return os.path.join(self._internal, "meta", digest[:2], digest + ".json")
-
-    def _ensure_dir(self, folder: str) -> None:
-        """Make an internal folder, once per handle (callers make it again if it was removed since)."""
-        if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
-
-    @contextlib.contextmanager
-    def _lock(self, path: str) -> Iterator[None]:
-        """Hold an exclusive flock for ``path``: excludes other threads (own open file description) and processes."""
-        fd = self._acquire(path)
-        try:
-            yield
-        finally:
-            os.close(fd)  # releases the lock
-
-    def _acquire(self, path: str) -> int:
-        """Lock ``path``'s stripe: the fd of its lock file, flocked; closing it releases the lock.
-
-        The stripe is byte 3 of the key's SHA-1 (= the first 32 bits mod 256, as always: processes
-        running other nubes versions lock the same files).
-        """
-        lock_file = self._lock_files[hashlib.sha1(path.encode("utf-8")).digest()[3] % LOCK_STRIPES]
-        self._ensure_dir(self._lock_dir)
-        try:
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        except FileNotFoundError:  # the internal folder was removed since: make it again
-            self._made.discard(self._lock_dir)
-            self._ensure_dir(self._lock_dir)
-            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
-    def _conflict(self, path: str) -> InvalidKey:
+    def _conflict(self, path: str, head: str | None) -> InvalidKey:
         """The error for a key that collides with a folder, or runs through a file, of other keys."""
-        parts = path.split("/")
-        for i in range(1, len(parts)):
-            if os.path.isfile(os.path.join(self._dir, *parts[:i])):
-                head = "/".join(parts[:i])
-                return InvalidKey(
-                    f"object '{head}' exists, so no key can continue below it as a folder", uri=self.uri, key=path
-                )
-        return InvalidKey(
-            f"keys '{path}/...' exist, so '{path}' is a folder and cannot also be an object", uri=self.uri, key=path
-        )
+        if head:
+            return InvalidKey(f"object '{head}' exists, so no key can continue below it as a folder", uri=self.uri, key=path)
+        return InvalidKey(f"keys '{path}/...' exist, so '{path}' is a folder and cannot also be an object", uri=self.uri, key=path)
 
-    # -- primitives ------------------------------------------------------------------------
+    def _walk(self, root: Dir, key: str) -> Walk:
+        return Walk(root, self._h.real_roots, uri=self.uri, key=key)
+
+    # -- put ---------------------------------------------------------------------------------
     def _put(
         self, path: str, data: Data, content_type: str | None, if_none_match: bool, if_match: str | None
     ) -> ObjectInfo:
-        dest = self._file(path)
         etag = os.urandom(16).hex()  # this write's token, also the temporary file's name
-        tmp = f"{self._tmp_dir}{os.sep}{etag}.part"
-        fd = self._create_tmp(tmp)
+        tmp_name = etag + ".part"
+        tmp_dir, fd = self._h.in_folder("tmp", lambda folder: (folder, folder.open(tmp_name, CREATE, 0o666)))
         placed = False
         try:
             try:
-                size = _write_all(fd, data)
+                size = write_all(fd, data)
                 st = os.fstat(fd)
                 # before fsync and rename: the metadata is durable and replaced with the data
                 in_xattr = self._set_xattr(fd, etag, content_type, st)
@@ -207,151 +147,152 @@ class LocalStore(BaseStore):
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            lock = self._acquire(path)
+            meta = None if in_xattr else (st, etag, content_type)
+            release = self._lock(path)
             try:
-                if if_none_match or if_match is not None:
-                    if os.path.isdir(dest) and not os.path.islink(dest):
-                        raise self._conflict(path)
-                    current = self._current_etag(path)
-                    if if_none_match and current is not None:
-                        raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path)
-                    if if_match is not None and current != _unquote(if_match):
-                        why = f"its etag is {current}, not {if_match}" if current else "there is no object to match"
-                        raise PreconditionFailed(f"if_match failed: {why}", uri=self.uri, key=path)
-                if not in_xattr:
-                    self._write_meta(path, st, etag, content_type)
-                placed = self._place(path, tmp, dest, exclusive=if_none_match)
+                placed = self._h.rooted(
+                    lambda root: self._place(root, path, tmp_dir, tmp_name, meta, if_none_match, if_match), create=True
+                )
             finally:
-                os.close(lock)  # releases the lock
+                release()
         finally:
             if not placed:  # the write failed, or link(2) left the temporary name behind
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-        return ObjectInfo(path, size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
-
-    def _create_tmp(self, tmp: str) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        self._ensure_dir(self._tmp_dir)
-        try:
-            return os.open(tmp, flags, 0o666)
-        except FileNotFoundError:  # the internal folder was removed since: make it again
-            self._made.discard(self._tmp_dir)
-            self._ensure_dir(self._tmp_dir)
-            return os.open(tmp, flags, 0o666)
+                with contextlib.suppress(OSError):
+                    tmp_dir.unlink(tmp_name)
+        return ObjectInfo(path, size, etag, local_meta.mtime(st), content_type or mimetypes.guess_type(path)[0])
 
     def _set_xattr(self, fd: int, etag: str, content_type: str | None, st: os.stat_result) -> bool:
-        """Store the metadata in the file's extended attribute; False if it must go to a sidecar."""
         if not self._xattrs:
             return False
-        value = _XATTR_HEAD.pack(_XATTR_VERSION, bytes.fromhex(etag), st.st_size, st.st_mtime_ns)
-        if content_type:
-            value += content_type.encode("utf-8")
-        try:
-            os.setxattr(fd, XATTR, value)
-        except OSError as exc:
-            if exc.errno in _NO_XATTRS:
-                self._xattrs = False  # this file system has none: sidecars from now on
-                return False
-            if exc.errno in _XATTR_TOO_BIG:  # e.g. a huge content type: a sidecar for this one
-                return False
-            raise
-        return True
+        done = local_meta.set_xattr(fd, etag, content_type, st)
+        if done is None:
+            self._xattrs = False  # this file system has none: sidecars from now on
+        return bool(done)
 
-    def _place(self, path: str, tmp: str, dest: str, *, exclusive: bool) -> bool:
-        """Move the finished ``tmp`` to ``dest`` (only if absent when ``exclusive``), making folders as needed.
+    def _place(
+        self,
+        root: Dir,
+        path: str,
+        tmp_dir: Dir,
+        tmp_name: str,
+        meta: tuple[os.stat_result, str, str | None] | None,
+        if_none_match: bool,
+        if_match: str | None,
+    ) -> bool:
+        """Move the finished temporary file to the key (only if absent when ``if_none_match``), under the key's lock.
 
-        True if ``tmp`` was renamed (it no longer exists), False if it was hard-linked.
+        True if it was renamed (its name is gone), False if it was hard-linked.
         """
-        for attempt in range(10):
-            if attempt:  # the folder is missing (or a concurrent delete pruned it): make it
-                self._makedirs(path, os.path.dirname(dest))
+        parts = path.split("/")
+        name = parts[-1]
+        for _ in range(10):
+            walk = self._walk(root, path)
             try:
-                if exclusive:
-                    try:
-                        os.link(tmp, dest)
-                        return False
-                    except FileExistsError:
-                        raise PreconditionFailed(
-                            "an object already exists (if_none_match)", uri=self.uri, key=path
-                        ) from None
-                    except OSError as exc:  # no hard links here: the lock we hold still excludes nubes writers
-                        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
-                            raise
-                os.replace(tmp, dest)
-                return True
-            except FileNotFoundError:
-                if not os.path.exists(tmp):
-                    raise
-            except (IsADirectoryError, NotADirectoryError):
-                raise self._conflict(path) from None
+                try:
+                    folder = walk.descend(parts[:-1], create=True)
+                except NotADirectoryError as exc:
+                    raise self._conflict(path, exc.filename) from None
+                current = self._current(walk, folder, name, path, if_none_match or if_match is not None)
+                if if_none_match and current is not None:
+                    raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path)
+                if if_match is not None and current != unquote_etag(if_match):
+                    why = f"its etag is {current}, not {if_match}" if current else "there is no object to match"
+                    raise PreconditionFailed(f"if_match failed: {why}", uri=self.uri, key=path)
+                if meta is not None:
+                    self._write_meta(path, *meta)
+                try:
+                    if if_none_match:
+                        try:
+                            tmp_dir.link(tmp_name, folder, name)
+                            return False
+                        except FileExistsError:
+                            raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path) from None
+                        except OSError as exc:  # no hard links here: the lock we hold still excludes nubes writers
+                            if exc.errno not in _NO_HARD_LINKS:
+                                raise
+                    tmp_dir.replace(tmp_name, folder, name)
+                    return True
+                except FileNotFoundError:
+                    tmp_dir.lstat(tmp_name)  # FileNotFoundError if the temporary file itself is gone
+                    continue  # the folder was pruned by a concurrent delete: resolve again
+                except (IsADirectoryError, NotADirectoryError):
+                    raise self._conflict(path, None) from None
+            finally:
+                walk.close()
         raise StorageError("could not create the object's folder (it kept disappearing)", uri=self.uri, key=path)
 
-    def _makedirs(self, path: str, folder: str) -> None:
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise self._conflict(path) from None
+    def _current(self, walk: Walk, folder: Dir, name: str, path: str, conditional: bool) -> str | None:
+        """The etag of the object at the key now (None if there is none; only computed if ``conditional``).
 
-    def _write_meta(self, path: str, st: os.stat_result, etag: str, content_type: str | None) -> None:
-        """Record etag and content type for the file whose identity is ``st`` (atomically, without fsync).
-
-        A sidecar only counts while it matches the data file's device, inode, size and mtime, so a
-        stale or half-written one is harmless: the etag is then recomputed from the content.
+        A folder there is a conflict; a link is refused if it leads outside the root (a put replaces
+        the link itself, so nothing is ever written through one).
         """
-        meta = self._meta_path(path)
-        self._ensure_dir(os.path.dirname(meta))
-        record = {
-            "key": path,
-            "dev": st.st_dev,
-            "ino": st.st_ino,
-            "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns,
-            "etag": etag,
-            "content_type": content_type,
-        }
-        tmp = f"{meta}.{os.urandom(16).hex()}.part"
         try:
-            out = open(tmp, "w", encoding="utf-8")  # noqa: SIM115 - the folder may have been removed since
+            st = folder.lstat(name)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(meta), exist_ok=True)
-            out = open(tmp, "w", encoding="utf-8")  # noqa: SIM115
-        with out:
-            json.dump(record, out)
-        os.replace(tmp, meta)
-
-    def _read_meta(self, path: str, st: os.stat_result) -> dict[str, Any] | None:
-        try:
-            with open(self._meta_path(path), encoding="utf-8") as f:
-                record = json.load(f)
-        except (OSError, ValueError):
             return None
-        ident = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if not isinstance(record, dict) or tuple(record.get(k) for k in ("key", "dev", "ino", "size", "mtime_ns")) != ident:
+        if stat.S_ISDIR(st.st_mode):
+            raise self._conflict(path, None)
+        if not (conditional or is_link(st)):
             return None
-        return record
-
-    def _open(self, path: str) -> tuple[int, os.stat_result]:
-        """Open the object's file read-only: ``(fd, fstat)``. Missing, or a folder → NotFound.
-
-        The path is resolved once: folders by :meth:`_resolve`, the file itself by opening it
-        without following a final symbolic link (a link is then resolved and checked first).
-        """
-        parts = self._parts(path)
-        target = f"{self._resolve(path, parts[:-1]).rstrip(os.sep)}{os.sep}{parts[-1]}"
+        sub = walk.fork(path)
         try:
+            fd = sub.open_file([name])
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None  # a link to nothing, or to a folder: no object to match
+        finally:
+            sub.close()
+        try:
+            st = os.fstat(fd)
+            return self._info(path, fd, st).etag if stat.S_ISREG(st.st_mode) else None
+        finally:
+            os.close(fd)
+
+    # -- metadata ----------------------------------------------------------------------------
+    def _write_meta(self, path: str, st: os.stat_result, etag: str, content_type: str | None) -> None:
+        sub, name = local_meta.sidecar_name(path)
+
+        def write(meta: Dir) -> None:
+            folder = subfolder(meta, sub, uri=self.uri)
             try:
-                fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW)
-            except OSError as exc:
-                if not _O_NOFOLLOW or exc.errno not in _SYMLINK_FINAL:
-                    raise
-                real = os.path.realpath(target)
-                if not _inside(real, self._real):
-                    raise InvalidKey(
-                        "key resolves outside the store's folder (through a symbolic link)", uri=self.uri, key=path
-                    ) from None
-                fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound("no such object", uri=self.uri, key=path) from None
+                local_meta.write_sidecar(folder, name, path, st, etag, content_type)
+            finally:
+                folder.close()
+
+        self._h.in_folder("meta", write)
+
+    def _read_meta(self, path: str, st: os.stat_result) -> local_meta.Meta | None:
+        try:
+            meta = self._h.folder("meta", create=False)
+        except OSError:  # no sidecars yet (or nubes' folder is not a plain one)
+            return None
+        sub, name = local_meta.sidecar_name(path)
+        try:
+            folder = meta.child(sub)
+        except OSError:
+            return None
+        try:
+            return local_meta.read_sidecar(folder, name, path, st)
+        finally:
+            folder.close()
+
+    def _info(self, path: str, fd: int, st: os.stat_result) -> ObjectInfo:
+        meta = local_meta.read_xattr(fd, st) if self._read_xattrs else None
+        if meta is None:
+            meta = self._read_meta(path, st)  # no xattrs here, or a value too big for one
+        etag, content_type = meta if meta is not None else (local_meta.stat_etag(st), None)
+        return ObjectInfo(path, st.st_size, etag, local_meta.mtime(st), content_type or mimetypes.guess_type(path)[0])
+
+    # -- reads -------------------------------------------------------------------------------
+    def _open(self, path: str) -> tuple[int, os.stat_result]:
+        """Open the object's file read-only: ``(fd, fstat)``. Missing, a folder, or not a regular file: NotFound."""
+        root = self._h.root()
+        try:
+            fd = self._open_at(root, path)
+        except FileNotFoundError as exc:  # as Folders.rooted, inlined on the hot path
+            if not self._h.stale(root, exc):
+                raise
+            fd = self._open_at(self._h.root(), path)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -359,43 +300,19 @@ class LocalStore(BaseStore):
             raise NotFound(f"no such object ({what})", uri=self.uri, key=path)
         return fd, st
 
-    def _info(self, path: str, fd: int, st: os.stat_result) -> ObjectInfo:
-        meta = self._read_xattr(fd, st)
-        if meta is None:
-            meta = self._read_meta(path, st)  # no xattrs here, or written by an older nubes
-        if meta is not None:
-            etag, content_type = str(meta["etag"]), meta.get("content_type")
-        else:  # not written by nubes (or changed since): an etag from the file's identity
-            etag, content_type = _stat_etag(st), None
-        return ObjectInfo(path, st.st_size, etag, _mtime(st), content_type or mimetypes.guess_type(path)[0])
-
-    def _read_xattr(self, fd: int, st: os.stat_result) -> dict[str, Any] | None:
-        if not _HAS_XATTR:
-            return None
+    def _open_at(self, root: Dir, path: str) -> int:
+        parts = path.split("/")
         try:
-            value = os.getxattr(fd, XATTR)
-        except OSError:  # none (ENODATA), or no xattrs on this file system
-            return None
-        if len(value) < _XATTR_HEAD.size or value[0] != _XATTR_VERSION:
-            return None
-        _, token, size, mtime_ns = _XATTR_HEAD.unpack_from(value)
-        if size != st.st_size or mtime_ns != st.st_mtime_ns:
-            return None  # changed in place since nubes wrote it
-        try:
-            content_type = value[_XATTR_HEAD.size :].decode("utf-8") or None
-        except UnicodeDecodeError:
-            return None
-        return {"etag": token.hex(), "content_type": content_type}
-
-    def _current_etag(self, path: str) -> str | None:
-        try:
-            fd, st = self._open(path)
-        except NotFound:
-            return None
-        try:
-            return self._info(path, fd, st).etag
-        finally:
-            os.close(fd)
+            fd = open_direct(root, parts, READ)
+            if fd is not None:
+                return fd
+            walk = self._walk(root, path)  # a link (or a file) on the way
+            try:
+                return walk.open_file(parts)
+            finally:
+                walk.close()
+        except (NotADirectoryError, IsADirectoryError):
+            raise NotFound("no such object (a folder of other objects)", uri=self.uri, key=path) from None
 
     def _get_range(self, path: str, start: int, end: int | None) -> bytes:
         """``data[start:end]`` of the file as it was opened (its size then bounds the read)."""
@@ -404,13 +321,13 @@ class LocalStore(BaseStore):
             stop = st.st_size if end is None else min(end, st.st_size)
             if start >= stop:
                 return b""
-            data = os.pread(fd, stop - start, start)  # one call, no file object
+            data = read_at(fd, stop - start, start)  # one call, no file object
             if len(data) == stop - start:
                 return data
             parts = [data]  # a short read (huge range, or the file shrank in place): go on to EOF
             offset = start + len(data)
             while offset < stop:
-                chunk = os.pread(fd, stop - offset, offset)
+                chunk = read_at(fd, stop - offset, offset)
                 if not chunk:
                     break
                 parts.append(chunk)
@@ -426,81 +343,143 @@ class LocalStore(BaseStore):
         finally:
             os.close(fd)
 
+    # -- list --------------------------------------------------------------------------------
     def _list(self, path_prefix: str) -> Iterator[ObjectInfo]:
         folder, _, _ = path_prefix.rpartition("/")
         parts = folder.split("/") if folder else []
         if any(p in ("", ".", "..", INTERNAL) for p in parts):
             return  # no valid key starts with this prefix
-        start = os.path.join(self._dir, *parts)
-        if not _inside(os.path.realpath(start), self._real):
+        try:
+            root = self._h.root()
+            if self._h.stale(root):
+                root = self._h.root()
+        except FileNotFoundError:
             return
-        yield from self._walk(start, folder + "/" if folder else "", path_prefix)
+        walk = self._walk(root, folder)
+        try:
+            try:
+                start = walk.descend(parts)
+            except (FileNotFoundError, NotADirectoryError, InvalidKey):
+                return  # no such folder, a file, or a link leading outside the root
+            yield from self._scan(root, start, folder + "/" if folder else "", path_prefix)
+        finally:
+            walk.close()
 
-    def _walk(self, folder: str, key_prefix: str, want: str) -> Iterator[ObjectInfo]:
-        """Objects below ``folder`` whose key starts with ``want``, in key order.
+    def _scan(self, root: Dir, here: Dir, key_prefix: str, want: str) -> Iterator[ObjectInfo]:
+        """Objects in the folder ``here`` (and below) whose key starts with ``want``, in key order.
 
         Siblings are sorted by name, folders as ``name/``: all keys below folder ``a`` start with
-        ``a/``, so this yields keys in global code-point order. Symbolic links to folders are not
-        followed; links to files count only if they resolve inside the root.
+        ``a/``, so this yields keys in global code-point order. Linked folders are not entered;
+        links to files count only if they resolve inside the root.
         """
         try:
-            with os.scandir(folder) as it:
+            with here.scandir() as it:
                 entries = list(it)
         except (FileNotFoundError, NotADirectoryError):
             return
-        chosen: list[tuple[str, bool, str]] = []
+        chosen: list[tuple[str, int, str]] = []
         for entry in entries:
             if entry.name == INTERNAL:
                 continue
             key = key_prefix + entry.name
             try:
                 check_key(key)
-            except (InvalidKey, UnicodeError):
+            except InvalidKey:
                 continue  # a name no key can address (control characters, undecodable bytes...)
             if entry.is_dir(follow_symlinks=False):
                 sort_key = key + "/"
                 if sort_key.startswith(want) or want.startswith(sort_key):
-                    chosen.append((sort_key, True, entry.path))
+                    chosen.append((sort_key, _FOLDER, entry.name))
             elif key.startswith(want):
                 if entry.is_symlink():
-                    real = os.path.realpath(entry.path)
-                    if not (_inside(real, self._real) and os.path.isfile(real)):
-                        continue
-                elif not entry.is_file(follow_symlinks=False):
-                    continue
-                chosen.append((key, False, entry.path))
+                    chosen.append((key, _LINK, entry.name))
+                elif entry.is_file(follow_symlinks=False):
+                    chosen.append((key, _FILE, entry.name))
         chosen.sort()
-        for key, is_dir, full in chosen:
-            if is_dir:
-                yield from self._walk(full, key, want)
+        for key, kind, name in chosen:
+            if kind == _FOLDER:
+                try:
+                    sub = here.child(name)
+                except OSError:
+                    continue  # gone, or swapped for a link or a file since: not entered
+                try:
+                    yield from self._scan(root, sub, key, want)
+                finally:
+                    sub.close()
                 continue
-            try:
-                fd, st = self._open(key)
-            except (NotFound, InvalidKey):  # deleted, or made a link outside, while listing
-                continue  # deleted while listing
-            try:
-                yield self._info(key, fd, st)
-            finally:
-                os.close(fd)
+            info = self._listed(root, here, name, key, kind)
+            if info is not None:
+                yield info
 
+    def _listed(self, root: Dir, here: Dir, name: str, key: str, kind: int) -> ObjectInfo | None:
+        """The info of a listed file (or link to one), None if it is gone or not an object any more."""
+        fd = -1
+        if kind == _FILE:
+            try:
+                fd = here.open(name, READ)
+            except FileNotFoundError:
+                return None  # deleted while listing
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR, errno.EISDIR):
+                    raise
+        if fd < 0:  # a link (or it became one): resolved from the root, and only if it stays inside
+            try:
+                fd = self._open_at(root, key)
+            except (NotFound, InvalidKey, FileNotFoundError):
+                return None
+        try:
+            st = os.fstat(fd)
+            return self._info(key, fd, st) if stat.S_ISREG(st.st_mode) else None
+        finally:
+            os.close(fd)
+
+    # -- delete ------------------------------------------------------------------------------
     def _delete(self, path: str) -> None:
-        full = self._file(path)
-        if not os.path.lexists(full):
+        try:
+            self._h.rooted(lambda root: self._delete_at(root, path))
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing there (or a file where a folder of the key should be): no object
+
+    def _delete_at(self, root: Dir, path: str) -> None:
+        parts = path.split("/")
+        name = parts[-1]
+        walk = self._walk(root, path)
+        try:
+            folder = walk.descend(parts[:-1])
+            if stat.S_ISDIR(folder.lstat(name).st_mode):
+                return  # a folder of other keys is not an object
+            release = self._lock(path)
+            try:
+                try:
+                    folder.unlink(name)  # a link is removed itself, never its target
+                except (IsADirectoryError, PermissionError):
+                    if stat.S_ISDIR(folder.lstat(name).st_mode):
+                        return  # became a folder meanwhile (macOS says EPERM)
+                    raise
+                self._drop_meta(path)
+            finally:
+                release()
+            if walk.direct:  # prune the key's folders left empty, never the root
+                for i in range(len(walk.names) - 1, -1, -1):
+                    try:
+                        walk.stack[i].rmdir(walk.names[i])
+                    except OSError:
+                        break  # not empty, gone, or not a folder any more: stop pruning
+        finally:
+            walk.close()
+
+    def _drop_meta(self, path: str) -> None:
+        sub, name = local_meta.sidecar_name(path)
+        try:
+            folder = self._h.folder("meta", create=False).child(sub)
+        except OSError:
             return
-        with self._lock(path):
-            try:
-                os.unlink(full)
-            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-                return  # no object (a folder of other objects is not one)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._meta_path(path))
-        parent = os.path.dirname(full)
-        while parent != self._dir and _inside(parent, self._dir):
-            try:
-                os.rmdir(parent)
-            except OSError:
-                break  # not empty (or gone): stop pruning
-            parent = os.path.dirname(parent)
+        try:
+            folder.unlink(name)
+        except OSError:
+            pass
+        finally:
+            folder.close()
 
     def _translate(self, exc: Exception, key: str | None) -> Exception | None:
         if isinstance(exc, FileNotFoundError):
@@ -510,62 +489,10 @@ class LocalStore(BaseStore):
         if isinstance(exc, (IsADirectoryError, NotADirectoryError)):
             return InvalidKey(f"key conflicts with a file or folder of another key ({exc.strerror})", uri=self.uri, key=key)
         if isinstance(exc, OSError):
+            if exc.errno == errno.ENAMETOOLONG:
+                return InvalidKey("key too long for this file system", uri=self.uri, key=key)
             return StorageError(f"file-system error: {exc.strerror or exc}", uri=self.uri, key=key)
         return None
 
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _write_all(fd: int, data: Data) -> int:
-    """Write ``data`` to ``fd``: bytes in one go, a file-like object CHUNK bytes at a time (never whole)."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return _write_view(fd, memoryview(data).cast("B"))
-    size = 0
-    readinto = getattr(data, "readinto", None)
-    if readinto is not None and not isinstance(data, io.TextIOBase):
-        buffer = memoryview(bytearray(CHUNK))  # one buffer for the whole stream, no allocation per chunk
-        try:
-            n = readinto(buffer)
-        except (NotImplementedError, io.UnsupportedOperation):  # e.g. a RawIOBase with read() only
-            n = -1
-        if n != -1:
-            while n:
-                size += _write_view(fd, buffer[:n])
-                n = readinto(buffer)
-            return size
-    while chunk := data.read(CHUNK):
-        if isinstance(chunk, str):
-            raise TypeError("put takes bytes or a binary file-like object, not a text file")
-        size += _write_view(fd, memoryview(chunk).cast("B"))
-    return size
-
-
-def _write_view(fd: int, view: memoryview) -> int:
-    written = 0
-    total = len(view)
-    while written < total:
-        written += os.write(fd, view[written:] if written else view)
-    return total
-
-
-def _stat_etag(st: os.stat_result) -> str:
-    """The etag of a file nubes has no metadata for: from its inode, size and mtime (no content read)."""
-    ident = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
-    return hashlib.blake2b(ident, digest_size=16).hexdigest()
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _mtime(st: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, tz=UTC)
-
-
-def _unquote(etag: str) -> str:
-    """Accept an etag quoted (as HTTP sends it) or bare."""
-    return etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
-
-
-__all__ = ["INTERNAL", "LocalStore"]
+__all__ = ["INTERNAL", "XATTR", "LocalStore"]

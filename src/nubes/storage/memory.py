@@ -11,10 +11,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from nubes.errors import ConfigError, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.base import BaseStore, Data, ObjectInfo, unquote_etag
 
 CHUNK = 1024 * 1024
 
@@ -87,7 +87,7 @@ class MemoryStore(BaseStore):
         self._bucket = _bucket(name)
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> MemoryStore:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """Open ``mem://NAME/PREFIX`` (``rest`` is the part after ``mem://``). Takes no options."""
         if options:
             raise ConfigError(f"mem:// storage takes no options, got: {', '.join(sorted(options))}")
@@ -111,7 +111,7 @@ class MemoryStore(BaseStore):
             current = bucket.objects.get(path)
             if if_none_match and current is not None:
                 raise _Conflict("an object already exists (if_none_match)")
-            if if_match is not None and (current is None or current.etag != _unquote(if_match)):
+            if if_match is not None and (current is None or current.etag != unquote_etag(if_match)):
                 raise _Conflict(
                     f"the object's etag is not {if_match}" if current else "no object to match (if_match)"
                 )
@@ -156,11 +156,6 @@ class MemoryStore(BaseStore):
         if isinstance(exc, MemoryError):
             return StorageError("out of memory", uri=self.uri, key=key)
         return None
-
-
-def _unquote(etag: str) -> str:
-    """Accept an etag quoted (as HTTP sends it) or bare."""
-    return etag[1:-1] if len(etag) >= 2 and etag[0] == etag[-1] == '"' else etag
 
 
 __all__ = ["MemoryStore"]

@@ -18,13 +18,14 @@ This module imports boto3; :mod:`nubes.storage` imports it only when an ``s3://`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import boto3  # the SDK the 'aws' extra installs: its absence is BackendMissing
 import botocore.session
@@ -32,11 +33,13 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 from botocore.loaders import create_loader
 
@@ -53,6 +56,7 @@ from nubes.errors import (
     StorageError,
 )
 from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.keys import MAX_KEY_BYTES
 
 MiB = 1024 * 1024
 
@@ -150,6 +154,7 @@ class S3Store(BaseStore):
     """
 
     scheme = "s3"
+    max_path_bytes = MAX_KEY_BYTES
     part_size: int = 8 * MiB  # file-like data larger than this goes up as a multipart upload
     upload_threads: int = 4  # parts of one multipart upload sent at once (each holds one part in memory)
     max_single_put: int = 5 * 1024 * MiB  # S3's limit for one PutObject; larger bytes go multipart
@@ -173,7 +178,7 @@ class S3Store(BaseStore):
         self._bucket_seen = False  # set once the bucket is known to exist
 
     @classmethod
-    def from_uri(cls, rest: str, **options: Any) -> S3Store:
+    def from_uri(cls, rest: str, **options: Any) -> Self:
         """``rest`` is what follows ``s3://``: ``BUCKET`` or ``BUCKET/PREFIX``."""
         bucket, _, prefix = rest.partition("/")
         return cls(bucket, prefix, **options)
@@ -265,9 +270,7 @@ class S3Store(BaseStore):
                 for future in done:
                     done_parts[in_flight.pop(future)] = future.result()  # a failed part raises here
 
-            number = 0
-            for chunk in _chain_chunks(head, data, self.part_size):
-                number += 1
+            for number, chunk in enumerate(_chain_chunks(head, data, self.part_size), start=1):
                 size += len(chunk)
                 if len(in_flight) >= workers:
                     harvest(wait(in_flight, return_when=FIRST_COMPLETED).done)
@@ -281,10 +284,8 @@ class S3Store(BaseStore):
             )
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
-            try:
+            with contextlib.suppress(Exception):  # best effort: the original error is what matters
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=path, UploadId=upload_id)
-            except Exception:  # noqa: BLE001 - the original failure is the one to report
-                pass
             raise
         finally:
             pool.shutdown(wait=True)

@@ -21,6 +21,12 @@ name must start with ``Test`` so pytest collects it) and providing three fixture
 Backends may override a test to skip it (with a reason) when a service cannot offer a guarantee,
 but should not weaken it silently. The suite keeps to keys that work on every backend, including
 file systems: no key is both an object and a "folder" of other keys.
+
+Key rules are one rule set (:func:`nubes.storage.keys.check_key`) tested on every backend: fixed
+invalid keys (:data:`INVALID_KEYS`), valid edge keys (:data:`VALID_EDGE_KEYS`) and generated text
+(hypothesis; ``key_examples`` per backend). A store that is a :class:`~nubes.storage.BaseStore`
+(a registered backend, not a wrapper) must also reopen from its URI through the registry and its
+own ``from_uri``.
 """
 
 from __future__ import annotations
@@ -39,30 +45,14 @@ from typing import Any
 
 import pytest
 
-from nubes.errors import InvalidKey, NotFound, PreconditionFailed, StorageError
-from nubes.storage.base import ObjectInfo, ObjectStore
+import nubes.storage
+from nubes.errors import NotFound, PreconditionFailed, StorageError
+from nubes.storage.base import BaseStore, ObjectInfo, ObjectStore
+from nubes.testing.storage_keys_contract import INVALID_KEYS, VALID_EDGE_KEYS, KeyRulesContract, keys_of
 
 MB = 1024 * 1024
 BIG_SIZE = 20 * MB
 ALL_BYTES = bytes(range(256))
-INVALID_KEYS = [
-    "",
-    "/abs",
-    "/",
-    "a/../b",
-    "..",
-    "a//b",
-    "a/",
-    "a\x00b",
-    "a\nb",
-    ".",
-    "a/./b",
-    "x" * 1025,
-    "é" * 513,  # 513 characters, 1,026 UTF-8 bytes
-]
-
-Reopen = Callable[[ObjectStore], ObjectStore]
-Outage = Callable[[], contextlib.AbstractContextManager[Any]] | None
 
 
 def _big() -> bytes:
@@ -76,11 +66,13 @@ def _big() -> bytes:
 _BIG: bytes | None = None
 
 
-def _keys(store: ObjectStore, prefix: str = "") -> list[str]:
-    return [info.key for info in store.list(prefix)]
+_keys = keys_of
+
+Reopen = Callable[[ObjectStore], ObjectStore]
+Outage = Callable[[], contextlib.AbstractContextManager[Any]] | None
 
 
-def _race(n: int, attempt: Callable[[int], None]) -> tuple[list[int], list[BaseException]]:
+def _race(n: int, attempt: Callable[[int], object]) -> tuple[list[int], list[BaseException]]:
     """Run ``attempt(i)`` for i < n in threads released together; return winners and failures."""
     barrier = threading.Barrier(n)
     winners: list[int] = []
@@ -103,7 +95,7 @@ def _race(n: int, attempt: Callable[[int], None]) -> tuple[list[int], list[BaseE
     return winners, failures
 
 
-class ObjectStoreContract:
+class ObjectStoreContract(KeyRulesContract):
     """Tests every ObjectStore backend passes. Subclass it with ``store``, ``reopen`` and ``outage`` fixtures."""
 
     @pytest.fixture
@@ -244,29 +236,18 @@ class ObjectStoreContract:
         assert isinstance(caught.value, FileNotFoundError)
         assert isinstance(caught.value, StorageError)
 
-    @pytest.mark.parametrize("key", INVALID_KEYS, ids=repr)
-    def test_invalid_keys_refused_before_io(self, store: ObjectStore, key: str) -> None:
-        before = store.stats.snapshot()
-        operations: list[Callable[[], Any]] = [
-            lambda: store.put(key, b"x"),
-            lambda: store.get(key),
-            lambda: store.get_range(key, 0, 1),
-            lambda: store.head(key),
-            lambda: store.exists(key),
-            lambda: store.open(key),
-            lambda: store.delete(key),
-            lambda: store.delete_many(["fine", key]),
-            lambda: store.url(key),
-        ]
-        for operation in operations:
-            with pytest.raises(InvalidKey):
-                operation()
-        assert store.stats.snapshot() == before
-        assert _keys(store) == []
-
-    def test_invalid_key_error_is_a_value_error(self, store: ObjectStore) -> None:
-        with pytest.raises(ValueError):
-            store.get("a/../b")
+    # -- the backend interface -----------------------------------------------------------------
+    def test_backend_reopens_from_its_uri(self, store: ObjectStore) -> None:
+        """A :class:`BaseStore` backend is registered for its scheme and ``from_uri`` reaches the same place."""
+        if not isinstance(store, BaseStore):
+            pytest.skip("not a BaseStore backend (a wrapper): nothing registered to reopen")
+        store.put("reopen/k", b"v")
+        scheme, rest = store.uri.split("://", 1)
+        for other in (nubes.storage.open(store.uri), type(store).from_uri(rest)):
+            assert type(other) is type(store) and other is not store
+            assert other.uri == store.uri
+            assert other.get("reopen/k") == b"v"
+        assert scheme in nubes.storage.registered()
 
     # -- listing -----------------------------------------------------------------------------
     def test_list_empty_store(self, store: ObjectStore) -> None:
@@ -445,7 +426,7 @@ class ObjectStoreContract:
         for key in keys:
             store.put(key, b"x")
         store.put("keep", b"k")
-        store.delete_many(keys[:4] + ["dm/missing"])
+        store.delete_many([*keys[:4], "dm/missing"])
         assert _keys(store) == ["dm/4", "keep"]
         store.delete_many(iter(["dm/4"]))
         store.delete_many([])
@@ -492,4 +473,4 @@ class ObjectStoreContract:
         assert store.get("up/after") == b"fine"
 
 
-__all__ = ["ObjectStoreContract", "INVALID_KEYS", "BIG_SIZE"]
+__all__ = ["BIG_SIZE", "INVALID_KEYS", "VALID_EDGE_KEYS", "ObjectStoreContract"]

@@ -6,9 +6,15 @@ the payload, in this order: Application Load Balancer, Lambda Function URL, API 
 a job's asynchronous invocation (:mod:`nubes.adapters.aws.jobs`).
 HTTP payloads go through :meth:`nubes.App.handle` and come back as the source's proxy result (see
 :mod:`nubes.adapters.aws.http`); the others through :meth:`nubes.App.handle_event` (see
-:mod:`nubes.adapters.aws.events`). Any other payload raises :class:`nubes.errors.UnknownEvent`
-(and is logged). The Lambda context gives the request id, deadline and platform
+:mod:`nubes.adapters.aws.events`). The Lambda context gives the request id, deadline and platform
 (:mod:`nubes.adapters.aws.context`). Importing this module loads no AWS SDK.
+
+Malformed payloads never raise (Lambda would turn that into a 502 with nubes' frames in it): an
+HTTP-shaped event that matches no source exactly (``httpMethod`` or ``requestContext.http``
+missing, a field of the wrong type) is answered 400 in the shape of the source it resembles; a
+payload that is no event nubes knows is logged and answered ``{"errorType": "UnknownEvent",
+"errorMessage": ...}``. Created under Lambda (``AWS_LAMBDA_FUNCTION_NAME`` set), the handler makes
+nubes' log lines follow ``AWS_LAMBDA_LOG_LEVEL`` / ``AWS_LAMBDA_LOG_FORMAT`` (:mod:`nubes.adapters.aws.logs`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from nubes.adapters.aws.context import Invocation, invocation
-from nubes.adapters.aws.events import EventBridgeSchedule, S3ObjectCreated, SqsBatch
-from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
+from nubes.adapters.aws.events import EventBridgeSchedule, S3ObjectCreated, SqsBatch, unreadable
+from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, HttpSource, RestApi
 from nubes.adapters.aws.jobs import JobDelivery
+from nubes.adapters.aws.logs import configure_logging
 from nubes.core.app import App
-from nubes.errors import ConfigError, UnknownEvent
+from nubes.errors import ConfigError
 
 LambdaHandler = Callable[[Any, Any], Any]
 
@@ -29,7 +36,8 @@ LambdaHandler = Callable[[Any, Any], Any]
 class Source(Protocol):
     """One kind of Lambda payload: ``infer`` says whether an event is of this kind."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def infer(self, event: Mapping[str, Any]) -> bool: ...
 
@@ -47,12 +55,16 @@ def handler(app: App, *, base_path: str | None = None) -> LambdaHandler:
 
     ``base_path`` removes a fixed path prefix from REST API paths (a custom domain's base path
     mapping); without it the prefix is found from ``resource`` and ``pathParameters``.
-    HTTP results never raise (errors are problem+json answers); S3 and schedule handlers'
-    exceptions propagate so Lambda retries; SQS failures come back as ``batchItemFailures``.
+    HTTP results never raise (errors, malformed events included, are problem+json answers); S3 and
+    schedule handlers' exceptions (and :class:`~nubes.errors.NoHandler`) propagate so Lambda
+    retries; SQS failures come back as ``batchItemFailures``; unreadable events are logged and
+    reported without raising (see :mod:`nubes.adapters.aws.events`).
     """
     if not isinstance(app, App):
         raise ConfigError(f"nubes.adapters.aws.handler needs a nubes.App, not {type(app).__name__}")
     chain = sources(base_path=base_path)
+    lookalikes = _lookalikes(chain)
+    configure_logging()
 
     def lambda_handler(event: Any, context: Any) -> Any:
         inv = invocation(context)
@@ -60,22 +72,47 @@ def handler(app: App, *, base_path: str | None = None) -> LambdaHandler:
             for source in chain:
                 if source.infer(event):
                     return source(app, event, inv)
-        raise _unknown(app, event, inv, chain)
+            http = _resembles(event, lookalikes)
+            if http is not None:
+                return http(app, event, inv)
+        return _unknown(app, event, inv, chain)
 
     lambda_handler.app = app  # type: ignore[attr-defined]
     lambda_handler.__doc__ = f"AWS Lambda entry point of nubes app {app.name!r}."
     return lambda_handler
 
 
-def _unknown(app: App, event: Any, inv: Invocation, chain: tuple[Source, ...]) -> UnknownEvent:
+def _lookalikes(chain: tuple[Source, ...]) -> dict[type, HttpSource]:
+    return {type(s): s for s in chain if isinstance(s, HttpSource)}
+
+
+_REST_KEYS = ("httpMethod", "requestContext", "resource", "path", "multiValueHeaders", "queryStringParameters",
+              "multiValueQueryStringParameters", "isBase64Encoded")
+
+
+def _resembles(event: Mapping[str, Any], http: dict[type, HttpSource]) -> HttpSource | None:
+    """The HTTP source a malformed event most looks like (its answer takes that shape), or None."""
+    rc = event.get("requestContext")
+    rc = rc if isinstance(rc, Mapping) else {}
+    if "elb" in rc:
+        return http[Alb]
+    if event.get("version") == "2.0" or "http" in rc or "rawPath" in event or "rawQueryString" in event:
+        domain = rc.get("domainName")
+        return http[FunctionUrl] if isinstance(domain, str) and ".lambda-url." in domain else http[HttpApi]
+    if any(key in event for key in _REST_KEYS):
+        return http[RestApi]
+    return None
+
+
+def _unknown(app: App, event: Any, inv: Invocation, chain: tuple[Source, ...]) -> dict[str, str]:
     if isinstance(event, Mapping):
-        keys = sorted(map(str, event))
+        keys = sorted(map(str, event))[:13]
         shape = f"an object with keys {keys[:12]}{' ...' if len(keys) > 12 else ''}"
     else:
         shape = f"a {type(event).__name__}"
     supported = "; ".join(s.name for s in chain)
-    app.log.bind(request_id=inv.request_id).error("unknown event", adapter="aws", event_shape=shape)
-    return UnknownEvent(f"the AWS adapter of app {app.name!r} does not recognise this event ({shape}); it handles: {supported}")
+    detail = f"the AWS adapter of app {app.name!r} does not recognise this event ({shape}); it handles: {supported}"
+    return unreadable(app, inv, "unknown event", detail, event)
 
 
 __all__ = ["Invocation", "LambdaHandler", "Source", "handler", "invocation", "sources"]

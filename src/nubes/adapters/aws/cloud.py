@@ -42,5 +42,12 @@ class AwsCloud:
 
         return AwsTarget(app, settings)
 
+    @property
+    def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
+        from nubes.adapters.aws.deploy import DEPLOYER
+
+        return DEPLOYER
+
 
 CLOUD = AwsCloud()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -160,6 +161,8 @@ class AwsTarget:
 
         self.settings = settings
         self.handler = handler(app)
+        # Lambda always runs on an architecture (the RIE shows it): the emulated machine's
+        os.environ.setdefault("NUBES_ARCHITECTURE", {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), "x86_64"))
 
     def invoke(self, meta: dict[str, Any], body: bytes) -> Frame:
         from nubes.adapters.aws.builders import LambdaContext

@@ -36,12 +36,14 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
+from nubes.adapters.aws import fields, wire
 from nubes.adapters.aws.context import Invocation
-from nubes.core.app import App
+from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
 from nubes.core.logs import BoundLog, logger
 from nubes.core.request import Request
 from nubes.core.response import Response
+from nubes.errors import HTTPError, UnknownEvent
 
 Event = Mapping[str, Any]
 
@@ -85,13 +87,9 @@ def encode_body(response: Response) -> tuple[str, bool]:
 
 
 def decode_body(event: Event) -> bytes:
-    """The request body as bytes (``body`` may be null, text, or base64 with ``isBase64Encoded``)."""
-    body = event.get("body")
-    if not body:
-        return b""
-    if event.get("isBase64Encoded"):
-        return base64.b64decode(body)
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    """The request body as bytes (``body`` may be null, text, or base64 with ``isBase64Encoded``);
+    :class:`~nubes.errors.UnknownEvent` if it is none of those."""
+    return fields.body(event)
 
 
 def safe_path(path: str | None) -> str:
@@ -110,7 +108,7 @@ def strip_prefix(path: str, prefix: str) -> str:
     return path
 
 
-def strip_to_route(path: str, template: str | None, params: Mapping[str, str] | None) -> str:
+def strip_to_route(path: str, template: str | None, params: Mapping[str, Any] | None) -> str:
     """Remove segments in front of what the route ``template`` (``/orders/{id}``, ``/{proxy+}``)
     filled with ``params`` matches: a custom domain's base path mapping, or a stage."""
     if not template or "$default" in template:
@@ -121,7 +119,7 @@ def strip_to_route(path: str, template: str | None, params: Mapping[str, str] | 
             continue
         if seg[0] == "{" and seg[-1] == "}":
             name = seg[1:-1]
-            value = (params or {}).get(name.rstrip("+"))
+            value = fields.opt_text(fields.mapping(params, "pathParameters").get(name.rstrip("+")), "pathParameters." + name)
             if value is None:
                 return path
             if name.endswith("+"):
@@ -139,34 +137,39 @@ def strip_to_route(path: str, template: str | None, params: Mapping[str, str] | 
 
 def _on_execute_api(request_context: Mapping[str, Any]) -> bool:
     """True when the call came through API Gateway's own domain (stage in the URL), not a custom one."""
-    domain = request_context.get("domainName")
+    domain = fields.field(request_context, "domainName", "requestContext.domainName")
     return domain is None or ".execute-api." in domain
 
 
-def _quote_pairs(params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return ""
-    parts = []
-    for key, values in params.items():
-        k = quote(key, safe="")
-        if isinstance(values, str):
-            values = (values,)
-        for value in values or ():
-            parts.append(f"{k}={quote(value, safe='')}")
-    return "&".join(parts)
+def _rc(event: Event) -> Mapping[str, Any]:
+    """``requestContext`` (empty if absent), or :class:`~nubes.errors.UnknownEvent` if it is not an object."""
+    return fields.mapping(event.get("requestContext"), "requestContext")
+
+
+def _quote_pairs(pairs: list[tuple[str, str]]) -> str:
+    return "&".join(f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in pairs)
 
 
 def _headers(event: Event) -> Headers:
     """Every header value: ``multiValueHeaders`` when the event has them, else ``headers``."""
     multi = event.get("multiValueHeaders")
     if multi:
-        return Headers([(name, value) for name, values in multi.items() for value in values or ()])
-    return Headers((event.get("headers") or {}).items())
+        return Headers(fields.text_multimap(multi, "multiValueHeaders"))
+    return Headers(fields.text_map(event.get("headers"), "headers"))
 
 
 def _scheme(headers: Headers) -> str:
     proto = headers.get("x-forwarded-proto")
     return proto.split(",", 1)[0].strip() or "https" if proto else "https"
+
+
+def problem(status: int, detail: str, request_id: str, title: str | None = None) -> Response:
+    """An ``application/problem+json`` response the adapter answers itself (no request to name)."""
+    from nubes.core import encoding
+
+    body = HTTPError(status, detail, title=title).problem()
+    body["request_id"] = request_id
+    return Response(encoding.dumps(body), status, {"x-nubes-request-id": request_id}, "application/problem+json")
 
 
 class HttpSource:
@@ -188,23 +191,52 @@ class HttpSource:
         raise NotImplementedError
 
     def __call__(self, app: App, event: Event, inv: Invocation) -> dict[str, Any]:
-        request = self.request(event)
-        response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform)
-        result = self.result(response, event)
-        if len(response.body) * 4 // 3 + 8192 > self.max_result_bytes and _size(result) > self.max_result_bytes:
-            # The service would drop it with a bare 502 and no trace; answer a problem the caller can act on.
-            limit = self.max_result_bytes
-            app.log.error("response over the provider limit", request_id=inv.request_id, source=self.name,
-                          bytes=_size(result), limit=limit)
-            detail = (f"the response is {_size(result):,} bytes as a {self.name} result, over the {limit:,}-byte limit; "
-                      "narrow the query, page the results, or write them to storage and return a reference")
-            from nubes.core.app import problem_response
-            from nubes.errors import HTTPError
+        """Answer ``event``. Never raises: an event that cannot be read is a 400 problem, a result
+        the runtime could not send (over its size limit) a 500 problem, both in this source's shape."""
+        try:
+            request = self.request(event)
+        except Exception as exc:
+            return self.reject(app, event, inv, exc)
+        try:
+            response = app.handle(request, request_id=inv.request_id, deadline=inv.deadline, platform=inv.platform)
+            result = self.result(response, event)
+            if wire.may_exceed(result, response.headers.multi_items(), self.max_result_bytes):
+                result = self._fit(app, result, event, inv)
+            return result
+        except Exception:  # a failure of the adapter itself (App.handle does not raise)
+            rid = inv.request_id or new_request_id()
+            app.log.bind(request_id=rid).exception("aws adapter failed", adapter="aws", source=self.name)
+            return self.result(problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid), event)
 
-            problem = problem_response(HTTPError(500, detail, title="Response Too Large"), request, inv.request_id)
-            problem.headers["x-nubes-request-id"] = inv.request_id
-            result = self.result(problem, event)
-        return result
+    def reject(self, app: App, event: Event, inv: Invocation, exc: Exception) -> dict[str, Any]:
+        """The 400 answer, in this source's shape, to an event that is not a readable request."""
+        rid = inv.request_id or new_request_id()
+        log = app.log.bind(request_id=rid)
+        if isinstance(exc, (UnknownEvent, HTTPError)):  # HTTPError: what nubes.Request refuses to carry
+            reason = exc.detail if isinstance(exc, HTTPError) else str(exc)
+            detail = f"this {self.name} event cannot be read: {reason}"
+            log.warning("unreadable event", adapter="aws", source=self.name, detail=reason)
+        else:
+            detail = f"this {self.name} event cannot be read as a request"
+            log.exception("unreadable event", adapter="aws", source=self.name)
+        return self.result(problem(400, detail, rid), event)
+
+    def _fit(self, app: App, result: dict[str, Any], event: Event, inv: Invocation) -> dict[str, Any]:
+        """``result``, or a 500 problem if the runtime could not send it (too large once serialized)."""
+        limit = self.max_result_bytes
+        size = wire.result_bytes(result)
+        if size is not None and size <= limit:
+            return result
+        # The service would drop it with a bare 502 and no trace; answer a problem the caller can act on.
+        rid = inv.request_id or new_request_id()
+        app.log.error("response over the provider limit", request_id=rid, source=self.name, bytes=size, limit=limit,
+                      escaped=wire.escapes_non_ascii())
+        if size is None:
+            detail = "the response cannot be encoded as the Lambda runtime sends it (text that is not valid Unicode)"
+        else:
+            detail = (f"the response is {size:,} bytes as the Lambda runtime sends it, over the {limit:,}-byte limit "
+                      f"({self.name}); narrow the query, page the results, or write them to storage and return a reference")
+        return self.result(problem(500, detail, rid, title="Response Too Large"), event)
 
 
 class RestApi(HttpSource):
@@ -226,23 +258,28 @@ class RestApi(HttpSource):
         return "httpMethod" in event and "requestContext" in event
 
     def path(self, event: Event) -> str:
-        path = safe_path(event.get("path"))
+        raw = fields.field(event, "path")
+        path = safe_path(raw)
         if self.base_path:
             return strip_prefix(path, self.base_path)
-        rc = event.get("requestContext") or {}
-        stage = rc.get("stage")
+        rc = _rc(event)
+        stage = fields.field(rc, "stage", "requestContext.stage")
         if event.get("version") == "1.0":  # HTTP API, payload 1.0
             if stage and stage != "$default" and _on_execute_api(rc):
                 return strip_prefix(path, "/" + stage)
-        elif stage and rc.get("path") == f"/{stage}{event.get('path')}":
+        elif stage and rc.get("path") == f"/{stage}{raw}":
             return path  # REST API on its execute-api domain: path has no stage
-        return strip_to_route(path, event.get("resource"), event.get("pathParameters"))
+        resource = fields.field(event, "resource")
+        return strip_to_route(path, resource, fields.mapping(event.get("pathParameters"), "pathParameters"))
 
     def request(self, event: Event) -> Request:
-        query = event.get("multiValueQueryStringParameters") or event.get("queryStringParameters")
+        if event.get("multiValueQueryStringParameters"):
+            query = fields.text_multimap(event["multiValueQueryStringParameters"], "multiValueQueryStringParameters")
+        else:
+            query = fields.text_map(event.get("queryStringParameters"), "queryStringParameters")
         headers = _headers(event)
         return Request(
-            event["httpMethod"],
+            fields.text(event.get("httpMethod"), "httpMethod"),
             self.path(event),
             query=_quote_pairs(query),
             headers=headers,
@@ -284,27 +321,29 @@ class HttpApi(HttpSource):
 
     @staticmethod
     def infer(event: Event) -> bool:
-        return event.get("version") == "2.0" and "http" in (event.get("requestContext") or {})
+        rc = event.get("requestContext")
+        return event.get("version") == "2.0" and (type(rc) is dict or isinstance(rc, Mapping)) and "http" in rc
 
     def path(self, event: Event) -> str:
-        path = safe_path(event.get("rawPath"))
-        rc = event["requestContext"]
-        stage = rc.get("stage")
+        path = safe_path(fields.field(event, "rawPath"))
+        rc = _rc(event)
+        stage = fields.field(rc, "stage", "requestContext.stage")
         if stage and stage != "$default" and _on_execute_api(rc):
             return strip_prefix(path, "/" + stage)
-        route = rc.get("routeKey") or event.get("routeKey") or ""
-        return strip_to_route(path, route.partition(" ")[2], event.get("pathParameters"))
+        route = fields.opt_text(rc.get("routeKey") or event.get("routeKey"), "routeKey") or ""
+        return strip_to_route(path, route.partition(" ")[2], fields.mapping(event.get("pathParameters"), "pathParameters"))
 
     def request(self, event: Event) -> Request:
-        pairs = list((event.get("headers") or {}).items())
-        cookies = event.get("cookies")
+        pairs = fields.text_map(event.get("headers"), "headers")
+        cookies = fields.text_list(event.get("cookies"), "cookies")
         if cookies:
             pairs.append(("cookie", "; ".join(cookies)))
         headers = Headers(pairs)
+        http = fields.mapping(_rc(event).get("http"), "requestContext.http")
         return Request(
-            event["requestContext"]["http"]["method"],
+            fields.text(http.get("method"), "requestContext.http.method"),
             self.path(event),
-            query=event.get("rawQueryString") or "",
+            query=fields.field(event, "rawQueryString") or "",
             headers=headers,
             body=decode_body(event),
             scheme=_scheme(headers),
@@ -335,17 +374,14 @@ class FunctionUrl(HttpApi):
 
     @staticmethod
     def infer(event: Event) -> bool:
-        rc = event.get("requestContext") or {}
-        return event.get("version") == "2.0" and ".lambda-url." in (rc.get("domainName") or "")
+        rc = event.get("requestContext")
+        if event.get("version") != "2.0" or not (type(rc) is dict or isinstance(rc, Mapping)):
+            return False
+        domain = rc.get("domainName")
+        return isinstance(domain, str) and ".lambda-url." in domain
 
     def path(self, event: Event) -> str:
-        return safe_path(event.get("rawPath"))
-
-
-def _size(result: dict[str, Any]) -> int:
-    import json
-
-    return len(json.dumps(result, separators=(",", ":")).encode("utf-8"))
+        return safe_path(fields.field(event, "rawPath"))
 
 
 class Alb(HttpSource):
@@ -362,18 +398,19 @@ class Alb(HttpSource):
 
     @staticmethod
     def infer(event: Event) -> bool:
-        return "elb" in (event.get("requestContext") or {})
+        rc = event.get("requestContext")
+        return (type(rc) is dict or isinstance(rc, Mapping)) and "elb" in rc
 
     def request(self, event: Event) -> Request:
-        multi = "multiValueQueryStringParameters" in event
-        params = event.get("multiValueQueryStringParameters" if multi else "queryStringParameters") or {}
-        query = "&".join(
-            f"{key}={value}" for key, values in params.items() for value in ((values,) if isinstance(values, str) else values)
-        )
+        if "multiValueQueryStringParameters" in event:
+            pairs = fields.text_multimap(event["multiValueQueryStringParameters"], "multiValueQueryStringParameters")
+        else:
+            pairs = fields.text_map(event.get("queryStringParameters"), "queryStringParameters")
+        query = "&".join(f"{key}={value}" for key, value in pairs)
         headers = _headers(event)
         return Request(
-            event["httpMethod"],
-            safe_path(event.get("path")),
+            fields.text(event.get("httpMethod"), "httpMethod"),
+            safe_path(fields.field(event, "path")),
             query=query,
             headers=headers,
             body=decode_body(event),

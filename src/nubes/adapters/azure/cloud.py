@@ -42,5 +42,12 @@ class AzureCloud:
 
         return AzureTarget(app, settings)
 
+    @property
+    def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
+        from nubes.adapters.azure.deploy import DEPLOYER
+
+        return DEPLOYER
+
 
 CLOUD = AzureCloud()

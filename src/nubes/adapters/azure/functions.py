@@ -20,6 +20,11 @@ One function per container / queue / schedule so a blob or message invokes exact
 which calls :meth:`App.handle_event`: every matching handler runs once. Handler exceptions propagate
 so Azure retries (blob receipts, queue ``maxDequeueCount`` then ``<queue>-poison``).
 
+Malformed input never raises: an HTTP request the adapter cannot read (``method=None``, a URL that
+does not parse, text that is not valid Unicode) is a 400 problem, a failure of the adapter itself a
+500 problem; a blob, message or timer it cannot read is logged (``unreadable event``) and consumed,
+since a retry cannot make it readable.
+
 Known limits of the platform (documented, not hidden):
 
 * The host hands the worker request headers as a map: repeated request headers arrive joined with
@@ -45,34 +50,27 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import azure.functions as func
 from azure.functions.decorators.core import AuthLevel, BlobSource
 
-from nubes.adapters.azure.event_functions import (
-    _blob_function,
-    _blob_plans,
-    _cron_of,
-    _group,
-    _jobs_function,
-    _queue_function,
-    _queue_of,
-    _request_id,
-    _timer_function,
+from nubes.adapters.azure.conversion import (
+    _is_az,
+    _split_az,
     message_event,
     object_created_event,
     scheduled_event,
+    to_func_response,
+    to_nubes_request,
 )
 from nubes.adapters.azure.limits import FIGURES
-from nubes.core.app import App
-from nubes.core.events import Platform
+from nubes.core.app import App, new_request_id, problem_response
+from nubes.core.events import EventRoute, Platform
 from nubes.core.request import Request
 from nubes.core.response import Response
-from nubes.errors import ConfigError
+from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
 __all__ = ["HTTP_FUNCTION", "JOBS_FUNCTION", "function_app", "host_json", "message_event", "object_created_event", "scheduled_event",
            "to_func_response", "to_nubes_request", "write_project"]
@@ -83,64 +81,8 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
 DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
-
-
-# -- HTTP conversion ------------------------------------------------------------------------------
-def to_nubes_request(req: func.HttpRequest, *, route_prefix: str = "") -> Request:
-    """The nubes :class:`Request` for an Azure ``HttpRequest`` (path and raw query from its URL)."""
-    parts = urlsplit(req.url)
-    path = parts.path or "/"
-    prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
-    if prefix and (path == prefix or path.startswith(prefix + "/")):
-        path = path[len(prefix):] or "/"
-    headers = [(str(k), str(v)) for k, v in req.headers.items()]
-    return Request(req.method, path, query=parts.query, headers=headers, body=req.get_body() or b"",
-                   scheme=parts.scheme or "https")
-
-
-def to_func_response(response: Response, *, log: Any = None) -> func.HttpResponse:
-    """An Azure ``HttpResponse`` carrying every header of ``response``.
-
-    The worker sends response headers as a map, so repeats of one header are joined with ``, ``
-    here (RFC 9110 list syntax); each ``Set-Cookie`` stays separate (the worker sends them as cookies).
-    """
-    content_type = response.headers.get("content-type")
-    mimetype, charset = _split_content_type(content_type)
-    out = func.HttpResponse(response.body, status_code=response.status, mimetype=mimetype, charset=charset)
-    grouped: dict[str, list[str]] = {}
-    for name, value in response.headers.multi_items():
-        grouped.setdefault(name, []).append(value)
-    for name, values in grouped.items():
-        if name == "set-cookie":
-            for value in values:
-                if _parses(value):
-                    out.headers.add("Set-Cookie", value)
-                elif log is not None:
-                    log.warning("azure: the worker cannot parse this Set-Cookie (http.cookies); not sent",
-                                cookie=value.split("=", 1)[0][:40])
-        else:
-            out.headers.add(name, ", ".join(values))
-    return out
-
-
-def _parses(set_cookie: str) -> bool:
-    """Whether the worker's ``SimpleCookie(value)`` keeps this cookie (it drops what it cannot parse)."""
-    try:
-        return bool(SimpleCookie(set_cookie))
-    except CookieError:
-        return False
-
-
-def _split_content_type(value: str | None) -> tuple[str, str]:
-    if not value:
-        return "application/octet-stream", "utf-8"
-    mimetype, *params = (p.strip() for p in value.split(";"))
-    charset = "utf-8"
-    for param in params:
-        key, _, val = param.partition("=")
-        if key.strip().lower() == "charset" and val:
-            charset = val.strip().strip('"')
-    return mimetype or "application/octet-stream", charset
+_QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
+_TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
 
 
 # -- the FunctionApp ------------------------------------------------------------------------------
@@ -177,6 +119,34 @@ def _architecture() -> str:
     return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def _request_id(context: func.Context | None) -> str | None:
+    rid = getattr(context, "invocation_id", None)
+    return str(rid) if rid else None
+
+
+def _problem(status: int, detail: str, rid: str) -> Response:
+    response = problem_response(HTTPError(status, detail), Request("GET", "/"), rid)
+    response.headers["x-nubes-request-id"] = rid
+    return response
+
+
+def _unreadable_request(app: App, exc: Exception, rid: str | None) -> Response:
+    """The 400 answer to an ``HttpRequest`` that is no readable request (the reason is logged)."""
+    rid = rid or new_request_id()
+    if isinstance(exc, HTTPError):  # what nubes.Request refuses to carry
+        app.log.bind(request_id=rid).warning("unreadable request", adapter="azure", detail=exc.detail)
+        return _problem(400, f"the request cannot be read: {exc.detail}", rid)
+    app.log.bind(request_id=rid).exception("unreadable request", adapter="azure")
+    return _problem(400, "the request cannot be read", rid)
+
+
+def _unreadable(app: App, context: func.Context | None, trigger: str, exc: Exception, what: Any) -> None:
+    """Log a blob / message / timer the adapter cannot read; it is consumed, not retried."""
+    detail = str(exc) if isinstance(exc, UnknownEvent) else f"{type(exc).__name__} reading the trigger input"
+    app.log.bind(request_id=_request_id(context) or "-").error(
+        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=repr(what)[:2000])
+
+
 def function_app(
     app: App,
     *,
@@ -206,10 +176,18 @@ def function_app(
     names = _Names()
 
     def nubes_http(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-        request = to_nubes_request(req, route_prefix=route_prefix)
-        response = app.handle(request, request_id=_request_id(context), deadline=runtime.deadline(True),
-                              platform=runtime.platform())
-        return to_func_response(response, log=app.log)
+        rid = _request_id(context)
+        try:
+            request = to_nubes_request(req, route_prefix=route_prefix)
+        except Exception as exc:
+            return to_func_response(_unreadable_request(app, exc, rid))
+        try:
+            response = app.handle(request, request_id=rid, deadline=runtime.deadline(True), platform=runtime.platform())
+            return to_func_response(response, log=app.log)
+        except Exception:  # a failure of the adapter itself (App.handle does not raise)
+            rid = rid or new_request_id()
+            app.log.bind(request_id=rid).exception("azure adapter failed")
+            return to_func_response(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     _register(fa, nubes_http, names.take(HTTP_FUNCTION),
               fa.route(route="{*path}", methods=list(HTTP_METHODS), auth_level=level))
@@ -218,16 +196,15 @@ def function_app(
         fn = _blob_function(app, runtime, plan)
         _register(fa, fn, names.take(f"blob_{container}"),
                   fa.blob_trigger(arg_name="blob", path=plan.path, connection=connection, source=source))
+    from nubes.adapters.azure.jobs import has_jobs, jobs_function, jobs_queue
     from nubes.core import triggers
 
     bound = triggers.read(app, "azure")
     for queue in _group(app, "message", lambda r: _queue_of(r, bound)):
         _register(fa, _queue_function(app, runtime, queue), names.take(f"queue_{queue}"),
                   fa.queue_trigger(arg_name="msg", queue_name=queue, connection=connection))
-    from nubes.adapters.azure.jobs import has_jobs, jobs_queue
-
     if has_jobs(app):
-        _register(fa, _jobs_function(app, runtime), names.take(JOBS_FUNCTION),
+        _register(fa, jobs_function(app, runtime, _request_id), names.take(JOBS_FUNCTION),
                   fa.queue_trigger(arg_name="msg", queue_name=jobs_queue(app), connection=connection))
     for schedule, routes in _group(app, "schedule", lambda r: r.schedule or "").items():
         cron = _cron_of(schedule, routes)
@@ -277,6 +254,143 @@ def _register(fa: func.FunctionApp, fn: Callable[..., Any], name: str, trigger: 
     fa.function_name(name=name)(trigger(fn))
 
 
+# -- blob triggers --------------------------------------------------------------------------------
+class _BlobPlan:
+    """One container's trigger: its ``path`` and the store the app's home is in, if it is here."""
+
+    def __init__(self, container: str) -> None:
+        self.container = container
+        self.prefixes: list[str] = []
+        self.home_path: str | None = None  # the home store's path inside this container ("" = root)
+
+    @property
+    def path(self) -> str:
+        common = os.path.commonprefix(self.prefixes) if self.prefixes else ""  # noqa: RUF071 - a string prefix, not a path
+        escaped = common.replace("{", "{{").replace("}", "}}")
+        return f"{self.container}/{escaped}{{name}}"
+
+
+def _blob_plans(app: App) -> dict[str, _BlobPlan]:
+    from nubes.core import triggers
+
+    plans: dict[str, _BlobPlan] = {}
+    home = app.storage_uri
+    bound = triggers.read(app, "azure")
+    for route in app.event_routes:
+        if route.kind != "object_created":
+            continue
+        if route.source is not None:
+            store = bound.source_uri(route.source)
+            if store is None:
+                app.log.warning("azure: on_object_created source is not bound; not bound to a blob trigger (bind it under "
+                                "[deploy.azure.sources] in nubes.toml)", route=route.name, source=route.source)
+                continue
+        else:
+            store = route.store or (home if _is_az(home) else None)
+        if store is None:
+            app.log.warning("azure: on_object_created route with no store and a home store that is not az://; "
+                            "not bound to a blob trigger", route=route.name, home=home)
+            continue
+        if not _is_az(store):
+            app.log.warning("azure: on_object_created route watches a store on another cloud; not bound here",
+                            route=route.name, store=store)
+            continue
+        container, path = _split_az(store)
+        if not container:
+            raise ConfigError(f"on_object_created route {route.name}: store {store!r} names no container; "
+                              "use az://CONTAINER[/PREFIX]")
+        plan = plans.setdefault(container, _BlobPlan(container))
+        plan.prefixes.append(path + route.prefix)
+        if _is_az(home):
+            home_container, home_path = _split_az(home)
+            if home_container == container:
+                plan.home_path = home_path
+    return plans
+
+
+def _blob_function(app: App, runtime: _Runtime, plan: _BlobPlan) -> Callable[..., None]:
+    home = app.storage_uri if plan.home_path else None
+
+    def on_blob(blob: func.InputStream, context: func.Context) -> None:
+        try:
+            event = object_created_event(blob, home_store=home)
+        except Exception as exc:
+            return _unreadable(app, context, "blob", exc, blob)
+        try:
+            app.handle_event(event, request_id=_request_id(context), deadline=runtime.deadline(False),
+                             platform=runtime.platform())
+        except NoHandler:
+            # The trigger watches the routes' common prefix, so blobs between their prefixes reach us;
+            # handle_event logged it, and raising would make Azure retry and then poison the blob.
+            return
+
+    return on_blob
+
+
+# -- queue triggers -------------------------------------------------------------------------------
+def _queue_of(route: EventRoute, bound: Any) -> str:
+    """The Storage queue ``route`` listens to: its logical name's binding, else the name itself."""
+    queue = route.queue
+    if queue in (None, "*"):
+        raise ConfigError(
+            f"on_message route {route.name} listens to any queue, but an Azure queue trigger binds one named "
+            "queue; name it: @app.on_message('orders')")
+    real = bound.queue_name(queue)
+    if not _QUEUE_NAME.match(real):
+        raise ConfigError(f"on_message route {route.name}: {real!r} is not a valid Azure Storage queue name "
+                          "(3-63 lower-case letters, digits and single hyphens); bind the logical name "
+                          f"{queue!r} to one under [deploy.azure.queues] in nubes.toml")
+    return str(real)
+
+
+def _queue_function(app: App, runtime: _Runtime, queue: str) -> Callable[..., None]:
+    def on_message(msg: func.QueueMessage, context: func.Context) -> None:
+        try:
+            message = message_event(msg, queue=queue)
+        except Exception as exc:
+            return _unreadable(app, context, "queue", exc, msg)
+        app.handle_event(message, request_id=_request_id(context), deadline=runtime.deadline(False), platform=runtime.platform())
+
+    return on_message
+
+
+# -- timer triggers -------------------------------------------------------------------------------
+def _cron_of(schedule: str, routes: list[EventRoute]) -> str:
+    crons = {r.cron for r in routes if r.cron}
+    missing = [r.name for r in routes if not r.cron]
+    if missing:
+        raise ConfigError(
+            f"on_schedule {schedule!r} ({', '.join(missing)}) has no cron; an Azure timer is declared with its "
+            "schedule: @app.on_schedule('nightly', cron='0 0 2 * * *') (six fields: sec min hour day month weekday)")
+    if len(crons) > 1:
+        raise ConfigError(f"on_schedule {schedule!r} is registered with different crons {sorted(crons)}; "
+                          "one schedule name fires on one timetable")
+    cron = crons.pop().strip()
+    if not (len(cron.split()) == 6 or _TIMESPAN.match(cron) or (cron.startswith("%") and cron.endswith("%"))):
+        raise ConfigError(f"on_schedule {schedule!r}: cron {cron!r} is not a six-field NCRONTAB expression "
+                          "(sec min hour day month weekday), e.g. '0 */5 * * * *'")
+    return cron
+
+
+def _timer_function(app: App, runtime: _Runtime, schedule: str) -> Callable[..., None]:
+    def on_timer(timer: func.TimerRequest, context: func.Context) -> None:
+        try:
+            scheduled = scheduled_event(timer, name=schedule)
+        except Exception as exc:
+            return _unreadable(app, context, "timer", exc, timer)
+        app.handle_event(scheduled, request_id=_request_id(context), deadline=runtime.deadline(False), platform=runtime.platform())
+
+    return on_timer
+
+
+def _group(app: App, kind: str, key: Callable[[EventRoute], str]) -> dict[str, list[EventRoute]]:
+    groups: dict[str, list[EventRoute]] = {}
+    for route in app.event_routes:
+        if route.kind == kind:
+            groups.setdefault(key(route), []).append(route)
+    return groups
+
+
 # -- deployment files -----------------------------------------------------------------------------
 def host_json(app: App | None = None, *, route_prefix: str = "", timeout: float | None = None) -> dict[str, Any]:
     """The ``host.json`` for a nubes app: version 2.0, the extension bundle (blob, queue, timer
@@ -298,23 +412,6 @@ def host_json(app: App | None = None, *, route_prefix: str = "", timeout: float 
     return doc
 
 
-_ENTRY = '''"""Azure Functions entry point written by nubes: the worker indexes the FunctionApp `app`."""
-
-from pathlib import Path
-
-from nubes.adapters.azure import function_app
-from nubes.core.loader import load_app
-
-app = function_app(
-    load_app({spec}),
-    connection={connection!r},
-    auth_level={auth_level!r},
-    route_prefix={route_prefix!r},
-    timeout={timeout!r},
-)
-'''
-
-
 def write_project(
     app_spec: str,
     folder: str | os.PathLike[str],
@@ -325,6 +422,9 @@ def write_project(
     timeout: float = DEFAULT_TIMEOUT_S,
 ) -> list[Path]:
     """Write ``host.json`` and ``function_app.py`` for ``app_spec`` into ``folder`` (each atomically).
+
+    The entry text is :func:`nubes.adapters.azure.packaging.entry_text`, the one ``nubes build --cloud
+    azure`` writes into a full zip-deploy package (with the distributions; see :mod:`.packaging`).
 
     The app is loaded and its FunctionApp indexed first, so a route Azure cannot bind fails here
     (:class:`ConfigError`) rather than at deployment. A file spec must lie inside ``folder`` (it is
@@ -358,9 +458,11 @@ def write_project(
         spec = repr(app_spec)
     import json
 
+    from nubes.adapters.azure.packaging import entry_text
+
     host = json.dumps(host_json(app, route_prefix=route_prefix, timeout=timeout), indent=2) + "\n"
-    entry = _ENTRY.format(spec=spec, connection=connection, auth_level=str(_auth_level(auth_level).value),
-                          route_prefix=route_prefix, timeout=float(timeout))
+    entry = entry_text(spec, storage=None, connection=connection, auth_level=str(_auth_level(auth_level).value),
+                       route_prefix=route_prefix, timeout=float(timeout))
     return [_write_atomic(root / "host.json", host), _write_atomic(root / "function_app.py", entry)]
 
 

@@ -20,6 +20,8 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
+import azure.functions as func  # the worker resolves the jobs function's annotations in this module
+
 from nubes.core.job_runs import delivery
 
 if TYPE_CHECKING:
@@ -74,6 +76,16 @@ class QueueDispatcher:
             except ResourceNotFoundError:
                 client.create_queue()
                 client.send_message(text)
+
+
+def jobs_function(app: App, runtime: Any, request_id: Any) -> Any:
+    """The queue-triggered ``nubes_jobs`` function of :func:`nubes.adapters.azure.function_app`."""
+
+    def on_job(msg: func.QueueMessage, context: func.Context) -> None:
+        run_delivery(app, msg.get_body() or b"", request_id=request_id(context), deadline=runtime.deadline(False),
+                     platform=runtime.platform())
+
+    return on_job
 
 
 def run_delivery(app: App, body: bytes, *, request_id: str | None, deadline: float, platform: Any) -> str:

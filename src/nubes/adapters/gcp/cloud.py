@@ -42,5 +42,12 @@ class GcpCloud:
 
         return GcpTarget(app, settings)
 
+    @property
+    def deployer(self) -> Any:
+        """The :class:`~nubes.adapters.base.Deployer` of this cloud (:mod:`.deploy`), imported on first use."""
+        from nubes.adapters.gcp.deploy import DEPLOYER
+
+        return DEPLOYER
+
 
 CLOUD = GcpCloud()

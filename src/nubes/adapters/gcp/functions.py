@@ -23,8 +23,14 @@ GCS store's etags are); ``google.cloud.pubsub.topic.v1.messagePublished`` become
 :class:`~nubes.Message` whose ``queue`` is the topic's short name (the subscription's when the
 event names no topic: Eventarc generates subscription names, the topic is the name you chose).
 A handler's exception propagates, so the invocation fails and Pub/Sub / Eventarc retry it; so does
-:class:`~nubes.errors.NoHandler` (configure a dead-letter topic). Other types raise
-:class:`~nubes.errors.UnknownEvent`.
+:class:`~nubes.errors.NoHandler` (configure a dead-letter topic). An event nubes cannot read (another
+type, a field missing or of the wrong type) does not raise: it is logged (``unreadable event``,
+with an excerpt) and acknowledged, since redelivery cannot make it readable; served with the HTTP
+signature, the answer is a 400 problem.
+
+Malformed HTTP requests never raise either: a request nubes cannot read (a method that is not a
+token, text that is not valid Unicode, a body over 32 MiB while it streams) is a 400 / 413 problem,
+and a failure of the adapter itself a 500 problem.
 
 Cloud Scheduler, by the nubes convention:
 
@@ -52,25 +58,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import platform as _platform
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
-from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
 from nubes.core.job_runs import delivery_from_http
-from nubes.core.request import Request
+from nubes.core.request import Request, is_text
 from nubes.core.response import Response
+from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 
 try:
     import flask
+    from werkzeug.exceptions import RequestEntityTooLarge
 except ImportError as exc:  # pragma: no cover - the gcp extra brings Flask with functions-framework
     raise BackendMissing("nubes.adapters.gcp.functions needs functions-framework (and Flask): pip install 'nubes[gcp]'") from exc
 
@@ -105,16 +114,15 @@ def http_function(app: App, *, schedules: bool = False, memory_mb: int | None = 
     def nubes_http(request: flask.Request) -> flask.Response:
         started = time.monotonic()
         platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
-        rid = request_id_from_headers(request.headers)
+        rid: str | None = None
         try:
+            rid = request_id_from_headers(request.headers)
             response = _serve(app, request, rid, _deadline(started), platform, schedules)
+            return response if isinstance(response, flask.Response) else response_to_flask(response)
         except Exception:  # a failure of the adapter itself, never of a handler (App.handle does not raise)
             rid = rid or os.urandom(16).hex()
-            app.log.bind(request_id=rid).exception("gcp adapter failed", path=request.path)
-            detail = f"the server failed to answer; quote request id {rid} when reporting this"
-            response = problem_response(HTTPError(500, detail), Request(request.method or "GET", "/"), rid)
-            response.headers["x-nubes-request-id"] = rid
-        return response_to_flask(response)
+            app.log.bind(request_id=rid).exception("gcp adapter failed")
+            return response_to_flask(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     nubes_http.__doc__ = f"Cloud Functions HTTP target for nubes app {app.name!r}."
     return nubes_http
@@ -125,48 +133,94 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
 
     Serve it with ``--signature-type cloudevent`` (what Cloud Functions uses for event triggers);
     served with the default HTTP signature it parses the CloudEvent from the request itself.
-    Raises what :meth:`App.handle_event` raises, and :class:`~nubes.errors.UnknownEvent`.
+    Raises what :meth:`App.handle_event` raises; an unreadable event is logged and acknowledged
+    (with the HTTP signature: a 400 problem), never raised.
     """
     if not isinstance(app, App):
         raise ConfigError(f"cloud_event_function needs a nubes.App, not {type(app).__name__}")
 
-    def nubes_cloud_event(cloud_event: Any) -> str | None:
+    def nubes_cloud_event(cloud_event: Any) -> Any:
         started = time.monotonic()
+        if flask.has_request_context():
+            flask.g.nubes_event = True  # from here on, a failure is nubes' or a handler's, not the framework's parsing
         platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
         http_signature = isinstance(cloud_event, flask.Request)
-        if http_signature:
-            cloud_event = cloud_event_from_flask(cloud_event)
-        attributes, _ = _split_cloud_event(cloud_event)
-        rid = _execution_id() or str(attributes.get("id") or "") or None
+        rid = _execution_id()
         try:
+            if http_signature:
+                cloud_event = cloud_event_from_flask(cloud_event)
+            attributes, _ = _split_cloud_event(cloud_event)
+            rid = rid or _text(attributes.get("id"), "id") or None
             event = event_from_cloud_event(cloud_event)
         except UnknownEvent as exc:
-            app.log.bind(request_id=rid or "-").warning("unknown event", type=attributes.get("type"), detail=str(exc))
-            raise
+            rid = rid or os.urandom(16).hex()
+            app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=_excerpt(cloud_event))
+            if http_signature:
+                return response_to_flask(_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
+            return None  # acknowledged: redelivering it cannot make it readable
         app.handle_event(event, request_id=rid, deadline=_deadline(started), platform=platform)
         return "OK" if http_signature else None
 
     nubes_cloud_event.__doc__ = f"Cloud Functions CloudEvent target for nubes app {app.name!r}."
+    _guard_framework()
     return nubes_cloud_event
+
+
+def _guard_framework() -> None:
+    """Inside functions-framework's ``create_app`` (which runs the user file in its app context),
+    answer what its CloudEvent parsing raises on a malformed request (before nubes runs: an empty or
+    non-JSON structured body, a legacy event of the wrong shape) with a 400 problem, not a 500 crash."""
+    if not flask.has_app_context():
+        return
+    try:
+        import functions_framework
+    except ImportError:  # pragma: no cover - the gcp extra brings it
+        return
+    framework_app: flask.Flask = flask.current_app._get_current_object()  # type: ignore[attr-defined]
+    if getattr(functions_framework.errorhandler, "__self__", None) is framework_app:  # inside create_app, not elsewhere
+        framework_app.register_error_handler(Exception, _framework_error)
+
+
+def _framework_error(exc: Exception) -> Any:
+    from werkzeug.exceptions import HTTPException, InternalServerError
+
+    if isinstance(exc, HTTPException):
+        return exc
+    if flask.g.get("nubes_event"):  # a handler failed: the framework's crash answer, so the event is retried
+        return str(InternalServerError()), 500, {"X-Google-Status": "crash"}
+    rid = request_id_from_headers(flask.request.headers) or os.urandom(16).hex()
+    detail = f"{type(exc).__name__}: {exc}"[:300]
+    logging.getLogger("nubes").warning("unreadable event", extra={"nubes": {"adapter": "gcp", "request_id": rid, "detail": detail}})
+    return response_to_flask(_problem(400, "the request carries no CloudEvent nubes can read", rid))
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 def _serve(
     app: App, request: flask.Request, rid: str | None, deadline: float | None, platform: Platform, schedules: bool
-) -> Response:
+) -> Response | flask.Response:
+    rid = rid or os.urandom(16).hex()
+    log = app.log.bind(request_id=rid)
     length = request.content_length
     if length is not None and length > MAX_REQUEST_BYTES:
-        bare = Request(request.method, _raw_path(request))
-        return _problem(413, f"request body of {length:,} bytes is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions", rid, bare)
-    nubes_request = request_from_flask(request)
-    if len(nubes_request.body) > MAX_REQUEST_BYTES:
-        detail = f"request body of {len(nubes_request.body):,} bytes is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions"
-        return _problem(413, detail, rid, nubes_request)
+        log.warning("request too large", adapter="gcp", size=length, limit=MAX_REQUEST_BYTES)
+        return _too_large(f"request body of {length:,} bytes is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions",
+                          rid, drain=length <= 2 * MAX_REQUEST_BYTES)
+    try:
+        nubes_request = request_from_flask(request)
+    except RequestEntityTooLarge:  # a body without a length, streaming past the limit
+        log.warning("request too large", adapter="gcp", limit=MAX_REQUEST_BYTES)
+        return _too_large(f"request body is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions", rid, drain=False)
+    except HTTPError as exc:  # what nubes.Request refuses to carry
+        log.warning("unreadable request", adapter="gcp", detail=exc.detail)
+        return _problem(exc.status, f"the request cannot be read: {exc.detail}", rid)
+    except Exception:
+        log.exception("unreadable request", adapter="gcp")
+        return _problem(400, "the request cannot be read", rid)
     job = delivery_from_http(nubes_request.method, nubes_request.path, nubes_request.body)
     if job is not None:
-        response = _run_job(app, job, rid or os.urandom(16).hex(), deadline, platform)
+        response = _run_job(app, job, rid, deadline, platform)
     elif schedules and nubes_request.path.startswith(SCHEDULE_PATH):
-        response = _fire_schedule(app, nubes_request, rid or os.urandom(16).hex(), deadline, platform)
+        response = _fire_schedule(app, nubes_request, rid, deadline, platform)
     else:
         response = app.handle(nubes_request, request_id=rid, deadline=deadline, platform=platform)
     if len(response.body) > MAX_RESPONSE_BYTES:
@@ -180,6 +234,21 @@ def _serve(
             nubes_request,
         )
     return response
+
+
+def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask.Response:
+    """The 413 problem. ``drain=False`` makes it a streamed response, which functions-framework
+    does not follow by reading the rest of the body into memory (its ``read_request`` hook): the
+    server closes the connection instead."""
+    problem = _problem(413, detail, rid)
+    if drain:
+        return problem
+    out = flask.Response(iter([problem.body]), status=413)
+    out.headers.clear()
+    for name, value in problem.headers.multi_items():
+        out.headers.add(name, value)
+    out.headers["connection"] = "close"
+    return out
 
 
 def _problem(status: int, detail: str, rid: str | None, request: Request | None = None) -> Response:
@@ -207,7 +276,7 @@ def _fire_schedule(app: App, request: Request, rid: str, deadline: float | None,
     elif request.method != "POST":
         response = problem_response(HTTPError(405, "fire a schedule with POST", headers={"allow": "POST"}), request, rid)
     else:
-        when = parse_time(request.headers.get("x-cloudscheduler-scheduletime")) or datetime.now(timezone.utc)
+        when = parse_time(request.headers.get("x-cloudscheduler-scheduletime")) or datetime.now(UTC)
         try:
             results = app.handle_event(Scheduled(name, when), request_id=rid, deadline=deadline, platform=platform)
         except NoHandler as exc:
@@ -222,13 +291,23 @@ def _fire_schedule(app: App, request: Request, rid: str, deadline: float | None,
 
 
 def request_from_flask(request: flask.Request) -> Request:
-    """The :class:`~nubes.Request` for a functions-framework (Flask) request: raw path, raw query, all headers, body."""
+    """The :class:`~nubes.Request` for a functions-framework (Flask) request: raw path, raw query, all headers, body.
+
+    The body is read with a 32 MiB limit, also when it streams without a length
+    (:class:`~werkzeug.exceptions.RequestEntityTooLarge` past it: werkzeug's own limit would cut
+    such a body short silently); what :class:`~nubes.Request` refuses raises its 400
+    :class:`~nubes.errors.HTTPError`.
+    """
+    request.max_content_length = MAX_REQUEST_BYTES + 1  # one byte over the limit tells a cut body from a whole one
+    body = request.get_data(cache=True)
+    if len(body) > MAX_REQUEST_BYTES:
+        raise RequestEntityTooLarge()
     return Request(
         request.method,
         _raw_path(request),
         query=_decode(request.query_string),
         headers=list(request.headers.items()),
-        body=request.get_data(cache=True),
+        body=body,
         scheme=_scheme(request),
     )
 
@@ -272,13 +351,22 @@ def _scheme(request: flask.Request) -> str:
     return proto if proto in ("http", "https") else request.scheme
 
 
-def request_id_from_headers(headers: Mapping[str, str]) -> str | None:
-    """``Function-Execution-Id``, else the ``TRACE/SPAN`` of ``X-Cloud-Trace-Context``, else None."""
-    execution_id = (headers.get("Function-Execution-Id") or "").strip()
-    if execution_id:
-        return execution_id
-    trace = (headers.get("X-Cloud-Trace-Context") or "").split(";", 1)[0].strip()
-    return trace or None
+def request_id_from_headers(headers: Any) -> str | None:
+    """``Function-Execution-Id``, else the ``TRACE/SPAN`` of ``X-Cloud-Trace-Context``, else None.
+
+    A client can send either header: a value that is not 1-128 visible ASCII characters is ignored.
+    """
+    for name, cut in (("Function-Execution-Id", False), ("X-Cloud-Trace-Context", True)):
+        value = headers.get(name)
+        if not isinstance(value, str):
+            continue
+        value = (value.split(";", 1)[0] if cut else value).strip()
+        if _REQUEST_ID.fullmatch(value):
+            return value
+    return None
+
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -306,7 +394,7 @@ def cloud_event_from_flask(request: flask.Request) -> Any:
 
     try:
         return from_http(request.headers, request.get_data())
-    except GenericException as exc:
+    except (GenericException, ValueError, TypeError) as exc:
         try:
             from functions_framework.event_conversion import background_event_to_cloud_event
 
@@ -333,48 +421,76 @@ def _json_data(data: Any, kind: str) -> Mapping[str, Any]:
     if isinstance(data, (bytes, bytearray, str)):
         try:
             data = json.loads(data)
-        except ValueError:
-            raise UnknownEvent(f"{kind} event data is not JSON") from None
+        except (ValueError, RecursionError):
+            raise UnknownEvent(f"{kind} event data is not JSON (or nested too deeply)") from None
     if not isinstance(data, Mapping):
         raise UnknownEvent(f"{kind} event data is {type(data).__name__}, expected a JSON object")
     return data
 
 
 def _object_created(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> ObjectCreated:
-    bucket = data.get("bucket") or _after(attributes.get("source"), "/buckets/")
-    key = data.get("name") or str(attributes.get("subject") or "").removeprefix("objects/")
-    if not bucket or not key:
+    bucket = _text(data.get("bucket"), "data.bucket") or _after(attributes.get("source"), "/buckets/")
+    key = _text(data.get("name"), "data.name") or _text(attributes.get("subject"), "subject").removeprefix("objects/")
+    if not bucket or not key or "/" in bucket:
         raise UnknownEvent(f"{STORAGE_FINALIZED} event names no bucket or object (source {attributes.get('source')!r})")
+    raw_size = data.get("size")
     try:
-        size = int(data["size"]) if data.get("size") not in (None, "") else None
-    except (TypeError, ValueError):
-        raise UnknownEvent(f"{STORAGE_FINALIZED} event has a non-numeric size {data.get('size')!r}") from None
+        size = int(raw_size) if raw_size not in (None, "") and not isinstance(raw_size, bool) else None
+    except (TypeError, ValueError, OverflowError):
+        raise UnknownEvent(f"{STORAGE_FINALIZED} event has a non-numeric size {raw_size!r:.40}") from None
+    if size is not None and size < 0:
+        raise UnknownEvent(f"{STORAGE_FINALIZED} event has a negative size")
     generation = data.get("generation")
-    etag = str(generation) if generation not in (None, "") else data.get("etag")
+    if generation not in (None, "") and (isinstance(generation, bool) or not isinstance(generation, (str, int))):
+        raise UnknownEvent(f"{STORAGE_FINALIZED} event field data.generation must be a number or a string")
+    etag = _text(generation if isinstance(generation, str) else str(generation), "data.generation") if generation not in (None, "") \
+        else (_text(data.get("etag"), "data.etag") or None)
     when = parse_time(data.get("timeCreated")) or parse_time(attributes.get("time"))
-    return ObjectCreated(store=f"gs://{bucket}", key=str(key), size=size, etag=etag, time=when)
+    return ObjectCreated(store=f"gs://{bucket}", key=key, size=size, etag=etag, time=when)
 
 
 def _pubsub_event(attributes: Mapping[str, Any], data: Mapping[str, Any]) -> Message | Scheduled:
     message = data.get("message")
     if not isinstance(message, Mapping):
         raise UnknownEvent(f"{PUBSUB_PUBLISHED} event has no message object")
-    attrs = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
+    raw_attrs = message.get("attributes") or {}
+    if not isinstance(raw_attrs, Mapping):
+        raise UnknownEvent(f"{PUBSUB_PUBLISHED} message attributes must be an object")
+    attrs = {_text(k, "message.attributes"): _text(v, "message.attributes") for k, v in raw_attrs.items()}
     published = parse_time(message.get("publishTime") or message.get("publish_time")) or parse_time(attributes.get("time"))
     if SCHEDULE_ATTRIBUTE in attrs:
-        return Scheduled(attrs[SCHEDULE_ATTRIBUTE], published or datetime.now(timezone.utc))
+        return Scheduled(attrs[SCHEDULE_ATTRIBUTE], published or datetime.now(UTC))
     try:
         body = base64.b64decode(message.get("data") or "", validate=True)
     except (binascii.Error, ValueError, TypeError):
         raise UnknownEvent(f"{PUBSUB_PUBLISHED} message data is not base64") from None
     message_id = message.get("messageId") or message.get("message_id") or attributes.get("id") or ""
+    if isinstance(message_id, bool) or not isinstance(message_id, (str, int)):
+        raise UnknownEvent(f"{PUBSUB_PUBLISHED} message id must be a string")
     queue = _after(attributes.get("source"), "/topics/") or _after(data.get("subscription"), "/subscriptions/") or ""
-    return Message(id=str(message_id), body=body, attributes=attrs, queue=queue)
+    return Message(id=_text(str(message_id), "message.messageId"), body=body, attributes=attrs, queue=queue)
+
+
+def _text(value: Any, where: str) -> str:
+    """``value`` as text ("" if absent); :class:`~nubes.errors.UnknownEvent` if it is not a string UTF-8 can encode."""
+    if value is None:
+        return ""
+    if is_text(value):
+        return value
+    raise UnknownEvent(f"event field {where} must be text")
+
+
+def _excerpt(value: Any, limit: int = 2000) -> str:
+    try:
+        text = json.dumps(value if isinstance(value, (Mapping, list, str)) else repr(value), default=repr, ensure_ascii=False)
+    except (ValueError, TypeError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _after(value: Any, marker: str) -> str | None:
     """The path segment after ``marker`` in ``value`` (``//pubsub.../topics/T`` -> ``T``)."""
-    _, found, rest = str(value or "").partition(marker)
+    _, found, rest = _text(value if isinstance(value, str) else None, marker.strip("/")).partition(marker)
     if not found:
         return None
     return rest.split("/", 1)[0] or None
@@ -385,12 +501,12 @@ def parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
         when = datetime.fromisoformat(str(value).strip())
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 # -- where this runs ----------------------------------------------------------------------------
@@ -420,7 +536,7 @@ def _deadline(started: float) -> float | None:
     for name in ("FUNCTION_TIMEOUT_SEC", "CLOUD_RUN_TIMEOUT_SECONDS"):
         seconds = _number(os.environ.get(name), float)
         if seconds and seconds > 0:
-            return started + seconds
+            return started + float(seconds)
     return None
 
 

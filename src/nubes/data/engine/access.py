@@ -30,13 +30,23 @@ def uncounted() -> Iterator[None]:
         CURRENT_IO.reset(token)
 
 
+class EngineStats(IOStats):
+    """A bridge's counters. Never forwarded to the invocation's counter as they are recorded (an engine
+    may call back on the invocation's own thread, where that counter is set): the session that owns the
+    bridge merges them into the invocation once, when it ends."""
+
+    def record(self, op: str, *, read: int = 0, written: int = 0, count: int = 1) -> None:
+        with uncounted():
+            super().record(op, read=read, written=written, count=count)
+
+
 class StoreAccess:
     """State shared by a bridge and its filesystem: stores, counters, caches and recent storage errors."""
 
     def __init__(self, stores: dict[str, ObjectStore], metadata_ttl: float, cache_bytes: int, prefix: str = "") -> None:
         self.stores = stores
         self.prefix = prefix  # "" on a bridge's own database; "TOKEN." for a session of a shared Database
-        self.stats = IOStats()
+        self.stats: IOStats = EngineStats()
         self.infos = InfoCache(metadata_ttl)
         self.ranges = RangeCache(cache_bytes)
         self._errors: list[tuple[int, StorageError]] = []

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nubes.data.engine.access import StoreAccess
+from nubes.data.engine.access import StoreAccess, uncounted
 from nubes.data.engine.caches import Bounded
 from nubes.data.engine.database import Database, new_connection
 from nubes.data.engine.measure import MeasurementHandle, Meter
@@ -413,7 +413,8 @@ class Bridge:
                 raise StorageError("serialization produced no file; nothing written", uri=target.uri, key=key)
             with open(spool, "rb") as f:
                 try:
-                    info = target.put(key, f, content_type=CONTENT_TYPES[fmt], if_none_match=if_none_match, if_match=if_match)
+                    with uncounted():  # counted once below, in the bridge's counters (merged by the session)
+                        info = target.put(key, f, content_type=CONTENT_TYPES[fmt], if_none_match=if_none_match, if_match=if_match)
                 finally:
                     self._access.forget(alias, key)
         self._access.stats.record("put", written=info.size)

@@ -1,0 +1,240 @@
+"""``nubes deploy | destroy | status | export APP --cloud aws|gcp|azure``: wiring for :mod:`nubes.deploy`.
+
+Exit codes: 0 done (or nothing to do), 1 the cloud refused or could not be reached, 2 the command or
+the config is wrong (the message names the fix). Plans go to stdout; progress to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from nubes.cli.common import AppArg, cli, err, fail, load
+from nubes.errors import ConfigError, NubesError
+
+CloudOpt = Annotated[str, typer.Option("--cloud", help="aws, gcp or azure")]
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="nubes.toml to read (default: beside the app, else ./nubes.toml)")]
+ArtifactOpt = Annotated[str | None, typer.Option("--artifact", help="manifest.json of `nubes build` (or its directory)")]
+FormatOpt = Annotated[str, typer.Option("--format", help="table or json")]
+
+
+def _out() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def _open(app: str, cloud: str, config: str | None, artifact: str | None) -> Any:
+    from nubes.deploy.engine import Deployment
+
+    application = load(app)
+    try:
+        return Deployment.open(application, cloud, config=config, artifact=artifact)
+    except NubesError as exc:
+        fail(str(exc))
+
+
+def _build_or_reuse(app: str, cloud: str, target: Any) -> str:
+    """The manifest of an artifact for this app and cloud: the one in the default build folder when it
+    was built from exactly the current inputs (``inputs_sha256``), else a fresh ``nubes build``."""
+    import json
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from nubes.cli.build import _RichSteps, report
+    from nubes.deploy.build import BuildError, BuildOptions
+    from nubes.deploy.build import build as run_build
+    from nubes.deploy.build.engine import inputs_of
+
+    options = BuildOptions(app, cloud, arch=target.architecture, storage=target.storage)
+    try:
+        digest, out = inputs_of(options)
+    except (BuildError, NubesError) as exc:
+        fail(str(exc))
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            found = json.loads(manifest.read_text(encoding="utf-8"))
+        except ValueError:
+            found = {}
+        if found.get("inputs_sha256") == digest:
+            err.print(f"reusing the artifact built from the same inputs: {manifest}")
+            return str(manifest)
+    err.print(f"building the artifact for {cloud} (nothing built from these inputs yet)")
+    options.out = out
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
+            result = run_build(options, _RichSteps(progress))
+    except (BuildError, NubesError) as exc:
+        fail(f"the build failed, so nothing was deployed: {exc}")
+    report(result.manifest, err)  # stderr: stdout carries the plan
+    return str(result.manifest_path)
+
+
+def _unreachable(exc: Exception) -> NoReturn:
+    fail(f"{exc}", code=1)
+
+
+def _format(value: str) -> None:
+    if value not in ("table", "json"):
+        fail(f"--format {value!r} is not one of: table, json")
+
+
+def _confirm(yes: bool, question: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail("not a terminal, so nothing was changed: pass --yes to apply without a prompt, or --dry-run to only plan")
+    if not typer.confirm(question, default=False, err=True):
+        err.print("nothing was changed")
+        raise typer.Exit(0)
+
+
+def _show(plan: Any, cloud: str, format: str, verbose: bool = False) -> None:
+    """The plan on stdout (a table, or JSON with --format json); its notes and kept resources on stderr."""
+    from nubes.deploy import render
+
+    if format == "json":
+        print(render.plan_json(plan))
+        return
+    if plan.empty and not verbose:
+        _out().print(f"{plan.name} on {cloud}: no changes ({plan.counts()['unchanged']} resources up to date)")
+    else:
+        _out().print(render.plan_table(plan, verbose=verbose))
+    for note in plan.notes:
+        err.print(f"note: {note}")
+    for kept in plan.kept:
+        err.print(f"kept (holds data): {kept.kind} {kept.name}")
+
+
+def _apply(deployment: Any, plan: Any) -> None:
+    def step(change: Any, phase: str) -> None:
+        if phase == "start":
+            err.print(f"{change.action} {change.resource.kind} {change.resource.name} ...", end="")
+        else:
+            err.print(" done")
+
+    try:
+        deployment.apply(plan, step)
+    except ConfigError as exc:
+        fail(str(exc))
+    except Exception as exc:  # the cloud refused: what was applied stays; the next run finishes the rest
+        err.print("")
+        fail(f"{type(exc).__name__}: {exc}\nwhat was applied before this step stays; fix the cause and run the same "
+             "command again to finish (each step is safe to repeat)", code=1)
+
+
+@cli.command()
+def deploy(
+    app: AppArg,
+    cloud: CloudOpt,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="plan only; change nothing")] = False,
+    format: FormatOpt = "table",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="apply without asking")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list unchanged resources too")] = False,
+    config: ConfigOpt = None,
+    artifact: ArtifactOpt = None,
+) -> None:
+    """Plan the app's resources on CLOUD against what is deployed, print the plan, then apply it."""
+    from nubes.deploy.engine import StateUnavailable
+
+    _format(format)
+    deployment = _open(app, cloud, config, artifact)
+    if artifact is None and not dry_run:
+        deployment = _open(app, cloud, config, _build_or_reuse(app, cloud, deployment.target))
+    try:
+        plan = deployment.plan()
+    except StateUnavailable as exc:
+        if not dry_run:
+            _unreachable(exc)
+        err.print(f"[yellow]warning:[/] {exc}; planning as if nothing were deployed")
+        plan = deployment.plan(offline=True)
+    except NubesError as exc:
+        fail(str(exc))
+    _show(plan, cloud, format, verbose)
+    if dry_run:
+        return
+    if plan.empty:
+        err.print("nothing to change")
+        return
+    _confirm(yes, f"apply {len(plan.pending)} change(s) to {cloud}?")
+    _apply(deployment, plan)
+    url = deployment.deployer.endpoint(deployment.actual())
+    err.print(f"deployed {deployment.target.name} to {cloud}" + (f": {url}" if url else ""))
+
+
+@cli.command()
+def destroy(
+    app: AppArg,
+    cloud: CloudOpt,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed; change nothing")] = False,
+    format: FormatOpt = "table",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="remove without asking")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Remove what nubes created for the app on CLOUD (tagged with its name); buckets and queues are kept."""
+    from nubes.deploy.engine import StateUnavailable
+
+    _format(format)
+    deployment = _open(app, cloud, config, None)
+    try:
+        plan = deployment.destroy_plan()
+    except StateUnavailable as exc:
+        _unreachable(exc)
+    except NubesError as exc:
+        fail(str(exc))
+    _show(plan, cloud, format, verbose=True)
+    if dry_run or plan.empty:
+        if plan.empty:
+            err.print("nothing deployed")
+        return
+    _confirm(yes, f"remove {len(plan.pending)} resource(s) from {cloud}?")
+    _apply(deployment, plan)
+    err.print(f"destroyed {deployment.target.name} on {cloud}")
+
+
+@cli.command()
+def status(app: AppArg, cloud: CloudOpt, format: FormatOpt = "table", config: ConfigOpt = None,
+           artifact: ArtifactOpt = None) -> None:
+    """The deployed version, URL and drift (what differs from the app and its config)."""
+    from nubes.deploy import render
+    from nubes.deploy.engine import StateUnavailable
+
+    _format(format)
+    deployment = _open(app, cloud, config, artifact)
+    try:
+        state = deployment.status()
+    except StateUnavailable as exc:
+        _unreachable(exc)
+    except NubesError as exc:
+        fail(str(exc))
+    if format == "json":
+        print(json.dumps(state, indent=2, default=str))
+    else:
+        _out().print(render.status_table(state))
+
+
+@cli.command("export")
+def export(
+    app: AppArg,
+    cloud: CloudOpt,
+    format: Annotated[str, typer.Option("--format", help="aws: sam | cloudformation | terraform; gcp, azure: terraform")],
+    out: Annotated[str | None, typer.Option("--out", "-o", help="write to this file instead of stdout")] = None,
+    config: ConfigOpt = None,
+    artifact: ArtifactOpt = None,
+) -> None:
+    """The same resources `nubes deploy` manages, as a template for your own pipeline (JSON)."""
+    deployment = _open(app, cloud, config, artifact)
+    try:
+        document = deployment.export(format)
+    except NubesError as exc:
+        fail(str(exc))
+    text = json.dumps(document, indent=2, sort_keys=False) + "\n"
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}")
+    else:
+        sys.stdout.write(text)

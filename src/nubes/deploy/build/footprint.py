@@ -1,0 +1,517 @@
+"""What each route imports: its footprint, derived from the code, never guessed.
+
+A route's footprint is the set of third-party modules its code can import, found statically with
+rapid type analysis over the app's and nubes' own Python code (the app is loaded, so names resolve
+to the live objects they denote):
+
+* a module's top-level imports always count (importing it runs them);
+* a function counts the imports in its body and everything it references: functions are followed
+  into their bodies, classes when they are instantiated (their ``__init__``) and then for every
+  method name called anywhere on a receiver of unknown type (``x.query(...)`` reaches ``query`` of
+  every class instantiated so far), attribute access on a receiver of known type (``self``, the
+  handler's ``ctx``, a parameter annotated with a class, ``x = Class(...)``) reaches that member only;
+* third-party code is not analysed: its distribution and that distribution's requirements count;
+* imports of a table library inside ``nubes.core`` functions convert values (a DuckDB relation is
+  encoded through Polars): they count for a route whose footprint already holds a table library
+  (:data:`TABLES`); nubes.core's other lazy imports (PyJWT for token checks) count where reached.
+
+What cannot be derived is reported, not guessed: an import by a computed name in the app's code is a
+:attr:`Need.dynamic` place, which the build refuses unless ``nubes.toml`` declares that route's
+footprint (``[build.footprints]``).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import importlib.util
+import inspect
+import sys
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TABLES = frozenset({"duckdb", "polars", "pyarrow"})
+_STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
+_NAMES_ON_ENTRY = ("__init__", "__post_init__", "__new__")
+# App methods whose function arguments are registered, not called: route handlers (analysed as their own
+# routes) and extension attributes (followed where code uses them)
+REGISTRATIONS = frozenset({"_internal", "route", "add_internal_route", "add_context_attribute", "add_attribute",
+                           "add_lazy_attribute"})
+
+
+@dataclass
+class Need:
+    """Third-party modules a piece of code needs (with the first place that needs each) and the
+    places that import by a computed name."""
+
+    modules: dict[str, str] = field(default_factory=dict)
+    dynamic: list[str] = field(default_factory=list)
+    converters: dict[str, str] = field(default_factory=dict)  # nubes.core's value-driven imports
+    missing: dict[str, str] = field(default_factory=dict)  # the app's imports of modules not installed here
+
+    def resolved(self) -> dict[str, str]:
+        """The modules needed, converters included when a table library is among them."""
+        out = dict(self.modules)
+        if any(m.split(".")[0] in TABLES for m in out):
+            for module, via in self.converters.items():
+                out.setdefault(module, via)
+        return out
+
+
+class Analysis:
+    """One rapid-type-analysis run; :meth:`fork` copies it so each route starts from the base."""
+
+    def __init__(self, first_party: Callable[[str], bool], handlers: Iterable[Any] = (),
+                 dynamic: Callable[[type, str], Any] | None = None) -> None:
+        self.first_party = first_party
+        # attributes an object resolves in __getattr__ (an app's extension attributes): (class, name) -> value or None
+        self.dynamic = dynamic or (lambda cls, name: None)
+        # route handlers are analysed as their own routes, not where the app registers them
+        self.handlers = frozenset(getattr(inspect.unwrap(h), "__code__", None) for h in handlers) - {None}
+        self.need = Need()
+        self.done: set[Any] = set()  # code objects, module names and (class, member) pairs analysed
+        self.classes: set[type] = set()
+        self.names: set[str] = set()
+        self.why: dict[str, str] = {}  # what reached each module / function first (for the plan's explanations)
+
+    def fork(self) -> Analysis:
+        other = Analysis(self.first_party, dynamic=self.dynamic)
+        other.handlers = self.handlers
+        other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters), dict(self.need.missing))
+        other.done, other.classes, other.names = set(self.done), set(self.classes), set(self.names)
+        other.why = dict(self.why)
+        return other
+
+    # -- what code is ours ---------------------------------------------------------------------
+    def ours(self, module: str | None) -> bool:
+        if not module:
+            return False
+        return module == "nubes" or module.startswith("nubes.") or self.first_party(module)
+
+    def _third_party(self, module: str, via: str, *, converter: bool = False) -> None:
+        top = module.split(".")[0]
+        if not top or top in _STDLIB or self.ours(module) or not _is_module(top):
+            return
+        target = self.need.converters if converter else self.need.modules
+        target.setdefault(module, via)
+
+    # -- modules -------------------------------------------------------------------------------
+    def module(self, name: str, via: str) -> None:
+        """Importing module ``name`` (its top-level code runs)."""
+        if name.split(".")[0] in _STDLIB:
+            return
+        if not self.ours(name):
+            self._third_party(name, via)
+            return
+        if ("module", name) in self.done:
+            return
+        self.done.add(("module", name))
+        self.why.setdefault(name, via)
+        module = _import(name)
+        if module is None:
+            return
+        parent = name.rpartition(".")[0]
+        if parent:
+            self.module(parent, via)
+        tree = _module_tree(getattr(module, "__file__", None))
+        if tree is None:
+            return
+        self._walk(_top_level(tree), module.__dict__, {}, name, getattr(module, "__file__", name), via=name)
+
+    def code(self, nodes: list[ast.AST], filename: str, *, via: str) -> None:
+        """Top-level code that is not a module on the path (a generated entry file)."""
+        self._walk(nodes, {}, {}, "", filename, via=via)
+
+    # -- objects -------------------------------------------------------------------------------
+    def reference(self, obj: Any, via: str) -> None:
+        """Code that names ``obj`` may use it: follow it."""
+        if isinstance(obj, types.ModuleType):
+            self.module(obj.__name__, via)
+        elif isinstance(obj, (staticmethod, classmethod)):
+            self.reference(obj.__func__, via)
+        elif isinstance(obj, functools.partial):
+            self.reference(obj.func, via)
+        elif isinstance(obj, types.MethodType):
+            self.reference(obj.__func__, via)
+        elif isinstance(obj, types.FunctionType):
+            if self.ours(obj.__module__):
+                self.function(obj, None, via)
+            else:
+                self._third_party(obj.__module__ or "", via)
+        elif isinstance(obj, type):
+            if self.ours(obj.__module__):
+                self.module(obj.__module__, via)  # naming a class is not making one: see _call
+            else:
+                self._third_party(obj.__module__, via)
+        elif isinstance(obj, types.BuiltinFunctionType):
+            self._third_party(getattr(obj, "__module__", None) or "", via)
+        elif obj is not None and not isinstance(obj, (str, bytes, int, float, bool, tuple, list, dict, set, frozenset)):
+            cls = type(obj)
+            if self.ours(cls.__module__):
+                self.instantiate(cls, via)  # an existing instance of our class
+            elif cls.__module__ not in ("builtins", "typing") and not cls.__module__.startswith("_"):
+                self._third_party(cls.__module__, via)
+
+    def instantiate(self, cls: type, via: str) -> None:
+        """An instance of ``cls`` exists: its constructor runs and called method names reach it."""
+        for klass in cls.__mro__:
+            if klass in self.classes or not self.ours(klass.__module__):
+                continue
+            self.classes.add(klass)
+            self.module(klass.__module__, via)
+            for name in _NAMES_ON_ENTRY:
+                self.member(klass, name, via)
+            for name in sorted(self.names):
+                self.member(klass, name, via)
+
+    def member(self, cls: type, name: str, via: str) -> None:
+        """Attribute ``name`` of ``cls`` is used."""
+        if ("member", cls, name) in self.done:
+            return
+        self.done.add(("member", cls, name))
+        try:
+            attr = inspect.getattr_static(cls, name)
+        except AttributeError:
+            value = self.dynamic(cls, name)
+            if value is not None:
+                self.reference(value, via)  # a lazy attribute's factory, or the attribute's value
+            return
+        owner = next((k for k in cls.__mro__ if name in vars(k)), cls)
+        if not self.ours(owner.__module__):
+            return
+        if isinstance(attr, property):
+            for fn in (attr.fget, attr.fset):
+                if fn is not None:
+                    self.function(fn, owner, via)
+        elif isinstance(attr, functools.cached_property):
+            self.function(attr.func, owner, via)
+        elif isinstance(attr, (staticmethod, classmethod)):
+            self.function(attr.__func__, owner, via)
+        elif isinstance(attr, types.FunctionType):
+            self.function(attr, owner, via)
+        else:
+            self.reference(attr, via)
+
+    def call_name(self, name: str, via: str) -> None:
+        """``<unknown>.name`` is used: every instantiated class's member ``name`` may run."""
+        if name in self.names:
+            return
+        self.names.add(name)
+        for cls in sorted(self.classes, key=lambda c: (c.__module__, c.__qualname__)):
+            self.member(cls, name, via)
+
+    # -- functions -----------------------------------------------------------------------------
+    def function(self, fn: Any, owner: type | None, via: str, *, first_param: type | None = None) -> None:
+        fn = inspect.unwrap(fn)
+        code = getattr(fn, "__code__", None)
+        if code is None or code in self.done or (code in self.handlers and first_param is None):
+            return
+        self.done.add(code)
+        module = getattr(fn, "__module__", None) or ""
+        self.module(module, via)
+        node = _function_node(code)
+        if node is None:
+            return
+        env: dict[str, type] = {}
+        params = [*node.args.posonlyargs, *node.args.args]
+        if owner is not None and params and not isinstance(inspect.getattr_static(owner, fn.__name__, None), staticmethod):
+            env[params[0].arg] = owner
+        elif first_param is not None and params:
+            env[params[0].arg] = first_param
+        scope = {**_closure(fn), **fn.__globals__}
+        for arg in params + node.args.kwonlyargs:
+            if arg.arg not in env and arg.annotation is not None:
+                cls = _annotation_class(arg.annotation, scope)
+                if cls is not None:
+                    env[arg.arg] = cls
+        where = f"{Path(code.co_filename).name}:{fn.__qualname__}"
+        self.why.setdefault(where, via)
+        self._walk([*node.body, *node.decorator_list], scope, env, module, code.co_filename, via=where)
+
+    # -- the walk ------------------------------------------------------------------------------
+    def _walk(self, body: Sequence[ast.AST], scope: dict[str, Any], env: dict[str, type], module: str, filename: str,
+              *, via: str) -> None:
+        converter = module == "nubes.core" or module.startswith("nubes.core.")
+        app_code = self.first_party(module)
+        local: dict[str, Any] = {}
+        nodes = list(_nodes(body))
+        registered = {id(arg) for node in nodes if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                      and node.func.attr in REGISTRATIONS for arg in node.args if isinstance(arg, ast.Name)}
+        for node in nodes:
+            if id(node) in registered:
+                continue  # a handler being registered: it is its own route
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and app_code:
+                self._note_missing(node, module, filename)
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self._import(alias.name, via, converter)
+                    if self.ours(alias.name):
+                        local[(alias.asname or alias.name).split(".")[0]] = _import(alias.name.split(".")[0])
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(node, module, filename)
+                for alias in node.names:
+                    self._import(base, via, converter)
+                    if not self.ours(base):
+                        continue
+                    obj = _attr_or_module(base, alias.name)
+                    if obj is not None:
+                        local[alias.asname or alias.name] = obj  # followed where the code uses the name
+                        if isinstance(obj, types.ModuleType):
+                            self.module(obj.__name__, via)
+            elif isinstance(node, ast.Call):
+                self._call(node, scope, local, via, app_code, filename)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                obj = local[node.id] if node.id in local else scope.get(node.id, _MISSING)
+                if obj is not _MISSING:
+                    self.reference(obj, via)
+            elif isinstance(node, ast.Attribute):
+                self._attribute(node, scope, local, env, via)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                self._bind(node, scope, local, env)
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                self.call_name("__enter__", via)
+                self.call_name("__exit__", via)
+                for item in node.items:
+                    if isinstance(item.optional_vars, ast.Name):
+                        cls = _constructed(item.context_expr, scope, local)
+                        if cls is not None:
+                            env[item.optional_vars.id] = cls
+            elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+                self.call_name("__iter__", via)
+
+    def _note_missing(self, node: ast.Import | ast.ImportFrom, module: str, filename: str) -> None:
+        """The app's own code imports a module this machine cannot import: the build must say so (nubes'
+        optional lazy imports of what is not installed are features the app cannot be using)."""
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else [_absolute(node, module, filename)]
+        for name in names:
+            top = name.split(".")[0]
+            if top and top not in _STDLIB and not self.ours(name) and not _is_module(top):
+                self.need.missing.setdefault(name, f"{Path(filename).name}:{node.lineno}")
+
+    def _import(self, name: str, via: str, converter: bool) -> None:
+        if converter and not self.ours(name) and name.split(".")[0] in TABLES:
+            self._third_party(name, via, converter=True)
+        else:
+            self.module(name, via)
+
+    def _call(self, node: ast.Call, scope: dict[str, Any], local: dict[str, Any], via: str, app_code: bool, filename: str) -> None:
+        func = node.func
+        dotted = _dotted(func)
+        if dotted in ("importlib.import_module", "import_module", "__import__"):
+            arg = node.args[0] if node.args else None
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                self.module(arg.value, via)
+            elif app_code:
+                self.need.dynamic.append(f"{Path(filename).name}:{node.lineno}")
+        target: Any = _MISSING
+        if isinstance(func, ast.Name):
+            target = local.get(func.id, scope.get(func.id, _MISSING))
+        elif isinstance(func, ast.Attribute):
+            holder = local.get(func.value.id, scope.get(func.value.id)) if isinstance(func.value, ast.Name) else None
+            if isinstance(holder, types.ModuleType):
+                target = getattr(holder, func.attr, _MISSING)
+        if isinstance(target, type) and self.ours(target.__module__):
+            self.instantiate(target, via)
+
+    def _attribute(self, node: ast.Attribute, scope: dict[str, Any], local: dict[str, Any], env: dict[str, type], via: str) -> None:
+        value = node.value
+        if isinstance(value, ast.Name) and value.id in env:
+            self.member(env[value.id], node.attr, via)
+            return
+        obj = _value(value, scope, local)
+        if obj is _MISSING:
+            self.call_name(node.attr, via)  # a receiver of unknown type
+        elif isinstance(obj, types.ModuleType):
+            target = getattr(obj, node.attr, _MISSING)
+            if target is _MISSING and self.ours(obj.__name__):
+                self.module(f"{obj.__name__}.{node.attr}", via)
+            elif target is not _MISSING:
+                self.reference(target, via)
+        elif isinstance(obj, type):
+            if self.ours(obj.__module__):
+                self.member(obj, node.attr, via)
+        elif self.ours(type(obj).__module__):
+            self.instantiate(type(obj), via)
+            self.member(type(obj), node.attr, via)
+        # an attribute of a third-party or built-in object: its module is already counted
+
+    def _bind(self, node: ast.Assign | ast.AnnAssign, scope: dict[str, Any], local: dict[str, Any], env: dict[str, type]) -> None:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        if node.value is None:
+            return
+        cls = _constructed(node.value, scope, local)
+        if cls is None and isinstance(node, ast.AnnAssign):
+            cls = _annotation_class(node.annotation, {**scope, **local})
+        for target in targets:
+            if isinstance(target, ast.Name):
+                if cls is not None:
+                    env[target.id] = cls
+                else:
+                    env.pop(target.id, None)
+
+
+_MISSING = object()
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+def _value(expr: ast.AST, scope: dict[str, Any], local: dict[str, Any]) -> Any:
+    """The live object a ``name`` or ``module.attr`` chain denotes, else ``_MISSING``."""
+    if isinstance(expr, ast.Name):
+        return local.get(expr.id, scope.get(expr.id, _MISSING))
+    if isinstance(expr, ast.Attribute):
+        base = _value(expr.value, scope, local)
+        if isinstance(base, (types.ModuleType, type)):
+            return getattr(base, expr.attr, _MISSING)
+    return _MISSING
+
+
+def _constructed(expr: ast.AST, scope: dict[str, Any], local: dict[str, Any]) -> type | None:
+    """The class ``expr`` instantiates when it is ``Class(...)``."""
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):
+        obj = local.get(expr.func.id, scope.get(expr.func.id))
+        if isinstance(obj, type):
+            return obj
+    return None
+
+
+def _annotation_class(annotation: ast.AST, scope: dict[str, Any]) -> type | None:
+    """The class a simple annotation names (``Context``, ``"Context"``, ``nubes.Context``), else None."""
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        try:
+            annotation = ast.parse(annotation.value, mode="eval").body
+        except SyntaxError:
+            return None
+    obj: Any = _MISSING
+    if isinstance(annotation, ast.Name):
+        obj = scope.get(annotation.id, _MISSING)
+    elif isinstance(annotation, ast.Attribute) and isinstance(annotation.value, ast.Name):
+        base = scope.get(annotation.value.id)
+        obj = getattr(base, annotation.attr, _MISSING) if isinstance(base, types.ModuleType) else _MISSING
+    return obj if isinstance(obj, type) and obj is not Any else None
+
+
+def _closure(fn: Any) -> dict[str, Any]:
+    cells = getattr(fn, "__closure__", None) or ()
+    out = {}
+    for name, cell in zip(fn.__code__.co_freevars, cells, strict=False):
+        try:
+            out[name] = cell.cell_contents
+        except ValueError:
+            continue
+    return out
+
+
+def _nodes(body: Iterable[ast.AST]) -> Iterable[ast.AST]:
+    """Every node under ``body``, skipping ``if TYPE_CHECKING:`` blocks (they never run)."""
+    stack = list(reversed(list(body)))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _dotted(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            stack.extend(reversed(node.orelse))
+            continue
+        yield node
+        children: list[ast.AST]
+        if isinstance(node, ast.AnnAssign):  # annotations are not evaluated (nubes uses postponed annotations)
+            children = [node.target] + ([node.value] if node.value is not None else [])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            children = [*node.decorator_list, *node.args.defaults, *(d for d in node.args.kw_defaults if d), *node.body]
+        elif isinstance(node, ast.arg):
+            children = []
+        else:
+            children = list(ast.iter_child_nodes(node))
+        stack.extend(reversed(children))
+
+
+def _top_level(tree: ast.Module) -> list[ast.AST]:
+    """Module statements that run on import: function bodies excluded, their decorators and defaults kept."""
+    out: list[ast.AST] = []
+
+    def visit(stmts: Iterable[ast.stmt]) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out.extend(stmt.decorator_list)
+                out.extend(d for d in stmt.args.defaults + stmt.args.kw_defaults if d is not None)
+            elif isinstance(stmt, ast.ClassDef):
+                out.extend(stmt.decorator_list + stmt.bases)
+                visit(stmt.body)
+            elif isinstance(stmt, ast.If) and _dotted(stmt.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                visit(stmt.orelse)
+            else:
+                out.append(stmt)
+
+    visit(tree.body)
+    return out
+
+
+def _absolute(node: ast.ImportFrom, module: str, filename: str) -> str:
+    if not node.level:
+        return node.module or ""
+    package = module if Path(filename).name == "__init__.py" else module.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_module(top: str) -> bool:
+    """Whether ``top`` names an importable top-level module (not a synthetic ``__module__`` value)."""
+    if top in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _import(name: str) -> types.ModuleType | None:
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        return None
+
+
+def _attr_or_module(base: str, name: str) -> Any:
+    module = _import(base)
+    if module is not None and hasattr(module, name):
+        return getattr(module, name)
+    return _import(f"{base}.{name}")
+
+
+@functools.lru_cache(maxsize=512)
+def _module_tree(filename: str | None) -> ast.Module | None:
+    if not filename or not filename.endswith(".py"):
+        return None
+    try:
+        return ast.parse(Path(filename).read_text(encoding="utf-8"), filename)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _function_node(code: types.CodeType) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+    tree = _module_tree(code.co_filename)
+    if tree is None:
+        return None
+    best = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == code.co_name:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if first <= code.co_firstlineno <= node.lineno:
+                return node
+            if best is None and node.lineno == code.co_firstlineno:
+                best = node
+    return best

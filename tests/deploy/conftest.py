@@ -1,0 +1,77 @@
+"""Deploy test helpers: a project (app + nubes.toml) in a temporary folder and a real built zip.
+
+Until ``nubes build`` lands, the artifact is made here the way the contract says: a zip with a
+``lambda_function.py`` importing the app, and a ``manifest.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import nubes
+from nubes.core.loader import load_app
+
+APPS = Path(__file__).parent / "apps"
+
+ENTRY = {
+    "aws": ("lambda_function.py", "from {module} import app\nfrom nubes.adapters.aws import handler as _h\nhandler = _h(app)\n"),
+    "gcp": ("main.py", "from {module} import app\nfrom nubes.adapters.gcp import cloud_event_function, http_function\n"
+                       "main, events = http_function(app), cloud_event_function(app)\n"),
+    "azure": ("function_app.py", "import {module}\nfrom nubes.adapters.azure import function_app\napp = function_app({module}.app)\n"),
+}
+
+
+class Project:
+    """``app.py`` (a copy of one of ``apps/``) and ``nubes.toml`` in a folder; ``spec`` is what the CLI takes."""
+
+    def __init__(self, root: Path, source: str) -> None:
+        self.root = root
+        self.file = root / f"{source}.py"
+        shutil.copy(APPS / f"{source}.py", self.file)
+        self.module = source
+        self.spec = f"{self.file}:app"
+        self.config = root / "nubes.toml"
+
+    def write_config(self, text: str) -> Path:
+        self.config.write_text(text, encoding="utf-8")
+        return self.config
+
+    def app(self) -> nubes.App:
+        return load_app(self.spec)
+
+    def artifact(self, cloud: str = "aws", *, arch: str = "x86_64", extra: bytes = b"", fmt: str = "zip") -> Path:
+        """Build a small real zip for ``cloud`` and its manifest; ``extra`` changes the code (a new hash)."""
+        return make_artifact(self.root / "build" / cloud, cloud, self.file, arch=arch, extra=extra, fmt=fmt)
+
+
+def make_artifact(out: Path, cloud: str, app_file: Path, *, arch: str = "x86_64", extra: bytes = b"", fmt: str = "zip") -> Path:
+    """A zip holding ``app_file`` and the cloud's entry module, and its ``manifest.json`` (the build contract)."""
+    name, entry = ENTRY[cloud]
+    module = app_file.stem
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{module}-{cloud}.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for member, data in ((name, entry.format(module=module).encode()), (app_file.name, app_file.read_bytes()),
+                             ("extra.bin", extra)):
+            z.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    data = path.read_bytes()
+    manifest = {"cloud": cloud, "format": fmt, "path": path.name, "python": "3.12", "arch": arch,
+                "unzipped_bytes": sum(i.file_size for i in zipfile.ZipFile(path).infolist()), "zipped_bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), "packages": [{"name": "nubes", "version": "0.1.0", "unzipped_bytes": 1}]}
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    return out / "manifest.json"
+
+
+@pytest.fixture
+def project_factory(tmp_path: Path) -> Iterator[type]:
+    def make(source: str = "shop") -> Project:
+        return Project(tmp_path, source)
+
+    yield make  # type: ignore[misc]
