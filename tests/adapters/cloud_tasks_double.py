@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import googleapiclient
+from tests.deploy.gcp_double import check as check_schema
 
 DISCOVERY = json.loads((Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" / "cloudtasks.v2.json")
                        .read_text(encoding="utf-8"))
@@ -35,42 +36,21 @@ _DURATION = re.compile(r"^\d+(\.\d{1,9})?s$")
 
 
 def check(value: Any, schema: dict[str, Any], where: str, ints: bool) -> list[str]:
-    """Problems of ``value`` against a discovery ``schema`` (empty when it conforms)."""
-    if "$ref" in schema:
-        return check(value, SCHEMAS[schema["$ref"]], where, ints)
-    kind = schema.get("type")
-    if kind == "object":
-        if not isinstance(value, dict):
-            return [f"{where}: expected an object"]
-        problems: list[str] = []
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties")
-        for key, item in value.items():
-            if key in props:
-                problems += check(item, props[key], f"{where}.{key}", ints)
-            elif extra is not None:
-                problems += check(item, extra, f"{where}.{key}", ints)
-            else:
-                problems.append(f'{where}: unknown field "{key}"')
-        return problems
-    if kind == "string":
-        if "enum" in schema:
-            ok = value in schema["enum"] or (ints and isinstance(value, int) and 0 <= value < len(schema["enum"]))
-            return [] if ok else [f"{where}: {value!r} is not one of {schema['enum']}"]
-        if not isinstance(value, str):
-            return [f"{where}: expected a string"]
-        if schema.get("format") == "google-duration" and not _DURATION.match(value):
-            return [f"{where}: {value!r} is not a duration such as '3.5s'"]
-        if schema.get("format") == "byte":
+    """Problems of ``value`` against a discovery ``schema``: the deploy doubles' checker (fields, types,
+    enums), plus the formats a task carries (durations, base64 bodies)."""
+    problems = check_schema(value, schema, SCHEMAS, where, ints)
+    task = value.get("task") if isinstance(value, dict) else None
+    if isinstance(task, dict):
+        deadline = task.get("dispatchDeadline")
+        if deadline is not None and not (isinstance(deadline, str) and _DURATION.match(deadline)):
+            problems.append(f"{where}.task.dispatchDeadline: {deadline!r} is not a duration such as '3.5s'")
+        body = (task.get("httpRequest") or {}).get("body")
+        if isinstance(body, str):
             try:
-                base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
+                base64.b64decode(body.replace("-", "+").replace("_", "/"), validate=True)
             except (binascii.Error, ValueError):
-                return [f"{where}: not base64"]
-        return []
-    if kind == "integer":
-        ok = isinstance(value, int) or (isinstance(value, str) and value.lstrip("-").isdigit())
-        return [] if ok else [f"{where}: expected an integer"]
-    return []
+                problems.append(f"{where}.task.httpRequest.body: not base64")
+    return problems
 
 
 class CloudTasksDouble:
