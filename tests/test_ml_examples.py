@@ -44,7 +44,18 @@ def test_classification_app_in_process(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("NUBES_STORAGE", f"file://{tmp_path}/home")
     app = load_app(f"{CLASSIFICATION / 'app.py'}:app")
     client = Client(app)
-    trained = client.post("/train", params={"estimator": "logistic"}).json()
+    submitted = client.post("/train", params={"estimator": "logistic"})
+    assert submitted.status_code == 202 and submitted.json()["status"] in ("queued", "running", "succeeded")
+    import time
+
+    for _ in range(600):
+        job = client.get(submitted.headers["location"]).json()
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.1)
+    assert job["status"] == "succeeded" and job["progress"]["value"] == 1.0, job
+    trained = client.get(submitted.headers["location"] + "/result").json()
+    assert trained == job["result"]
     assert trained["version"] == 1 and trained["metrics"]["roc_auc"] > 0.97 and trained["metrics"]["accuracy"] > 0.9
     assert len(trained["features"]) == 15 and len(trained["cv_scores"]) == 5
     assert client.post("/promote-best").json()["production"] == 1

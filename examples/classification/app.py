@@ -4,9 +4,10 @@ The data is the Wisconsin diagnostic breast cancer dataset that ships with sciki
 tumours, 30 measurements of their cell nuclei, diagnosis malignant or benign). On first use the app
 writes it as Parquet into its home store and declares it in the catalog as ``tumors``. Then:
 
-    POST /train?estimator=logistic   cross-validated grid search (5 folds, feature selection inside
-    POST /train?estimator=forest     the folds), holdout metrics, registered as a new version of
-                                     the model ``diagnosis`` with the dataset's etag recorded
+    POST /train?estimator=logistic   a job (202 + Location): cross-validated grid search (5 folds,
+    POST /train?estimator=forest     feature selection inside the folds), holdout metrics, registered
+                                     as a new version of the model ``diagnosis`` with the dataset's
+                                     etag recorded; poll GET /_nubes/jobs/{id} for progress and result
     POST /promote-best               point the ``production`` alias at the version with the best
                                      holdout ROC AUC
     POST /_nubes/models/diagnosis/predict    built in: JSON records, CSV or Parquet in, predictions
@@ -75,14 +76,20 @@ def candidate(kind: str) -> tuple[Any, dict[str, list[Any]], int | None]:
     return RandomForestClassifier(n_estimators=60), {"max_depth": [4, None]}, None
 
 
-@app.post("/train")
+@app.job("/train")
 def train_model(ctx: Context, estimator: Literal["logistic", "forest"] = "logistic") -> dict:
-    """Cross-validate a grid of models on ``tumors``, register the refit best as the next version."""
+    """Cross-validate a grid of models on ``tumors``, register the refit best as the next version.
+
+    A job: training outlasts what an HTTP front end waits (API Gateway: 30 s), so the caller gets 202
+    and polls; on a cloud it runs as that cloud's asynchronous invocation of the same function."""
     from nubes.ml import train
 
+    ctx.progress(0.0, "loading tumors")
     ensure_dataset(ctx)
     model, grid, select = candidate(estimator)
+    ctx.progress(0.1, f"cross-validating {estimator} over {len(next(iter(grid.values())))} settings")
     result = train(model, ctx.table("tumors"), target=TARGET, cv=5, search=grid, select=select, scoring="roc_auc")
+    ctx.progress(0.9, "registering")
     version = ctx.models.register(MODEL, result, inputs=["tumors"], tags=[estimator])
     return {"model": MODEL, "version": version.version, **result.summary()}
 

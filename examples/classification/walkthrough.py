@@ -1,4 +1,5 @@
-"""The classification walkthrough: train two models over HTTP, promote the better, serve predictions.
+"""The classification walkthrough: train two models as jobs over HTTP (submit, poll, result), promote
+the better, serve predictions.
 
     python examples/classification/walkthrough.py
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -58,8 +60,15 @@ def main() -> int:
         for col in ("estimator", "version", "best params", "cv roc_auc", "holdout accuracy", "holdout roc_auc", "features"):
             table.add_column(col)
         for kind in ("logistic", "forest"):
-            status, answer = call(base, "POST", f"/train?estimator={kind}")
-            assert status == 200, answer
+            status, job = call(base, "POST", f"/train?estimator={kind}")  # a job: 202 and where to poll
+            assert status == 202, job
+            console.print(f"POST /train?estimator={kind} → {status}: job {job['id'][:8]}… {job['status']}")
+            while job["status"] in ("queued", "running"):
+                time.sleep(0.2)
+                status, job = call(base, "GET", job["location"])
+            assert job["status"] == "succeeded", job
+            status, answer = call(base, "GET", job["location"] + "/result")
+            console.print(f"GET {job['location']} → {job['status']} after {job['attempts']} attempt(s); GET …/result → {status}")
             m = answer["metrics"]
             table.add_row(kind, str(answer["version"]), json.dumps(answer["best_params"]),
                           f"{answer['cv_mean']:.4f} ± {answer['cv_std']:.4f}", f"{m['accuracy']:.4f}", f"{m['roc_auc']:.4f}",

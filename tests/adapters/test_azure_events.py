@@ -148,7 +148,7 @@ def test_queue_message_reaches_every_handler_of_its_queue_once(events: Events) -
 
 def test_plain_func_queue_message_works_too(events: Events) -> None:
     events.fire("queue_orders", func.QueueMessage(id="m-2", body=b"\x00\x01"))
-    assert events.seen[0][1] == Message(id="m-2", body=b"\x00\x01", attributes={}, queue="orders")
+    assert events.seen[0][1] == Message(id="m-2", body=b"\x00\x01", attributes={}, queue="orders", source="orders")
 
 
 def test_failing_queue_handler_raises_so_azure_retries(events: Events) -> None:

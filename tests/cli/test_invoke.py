@@ -109,11 +109,12 @@ def test_module_spec_with_sibling_import(tmp_path: Path) -> None:
 
 def test_routes_lists_routes_as_json_and_table() -> None:
     r = run("routes", APP, "--format", "json")
-    rows = json.loads(r.stdout)
-    by_path = {row["path"]: row for row in rows}
+    listed = json.loads(r.stdout)
+    by_path = {row["path"]: row for row in listed["routes"]}
     assert by_path["/hello/{name}"]["methods"] == ["GET"]
     assert by_path["/hello/{name}"]["handler"] == "contract_app:hello"
     assert "name (path, required)" in by_path["/hello/{name}"]["parameters"]
-    assert not any(p.startswith("/_nubes") for p in by_path)
+    assert by_path["/hello/{name}"]["kind"] == "route" and by_path["/_nubes/openapi.json"]["kind"] == "built-in"
+    assert listed["events"] == []
     table = run("routes", APP).stdout.decode()
     assert "/orders/{order_id}" in table and "contract: " in table

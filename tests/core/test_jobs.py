@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nubes
 from nubes.core.auth import Auth, hash_key, new_key
@@ -26,8 +28,15 @@ class Held:
     def __init__(self) -> None:
         self.ids: list[str] = []
 
-    def submit(self, app: nubes.App, job_id: str) -> None:
+    def submit(self, app: nubes.App, job_id: str, token: str = "") -> None:
         self.ids.append(job_id)
+
+
+def hold(app: nubes.App) -> tuple[Held, Client]:
+    """Keep ``app``'s jobs queued until the test runs them; a client for it."""
+    held = Held()
+    app.jobs.dispatcher = held
+    return held, Client(app)
 
 
 def make_app(name: str) -> tuple[nubes.App, dict[str, Any]]:
@@ -106,9 +115,7 @@ def test_transient_failures_are_retried_then_fail_with_the_problem() -> None:
 
 def test_cancel_a_queued_job_and_not_a_finished_one() -> None:
     app, seen = make_app("cancel")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     cancelled = client.delete(location, headers={"x-api-key": OWNER})
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -146,9 +153,7 @@ def test_jobs_are_visible_to_their_submitter_and_admins_only() -> None:
 
 def test_exactly_one_runner_under_a_race() -> None:
     app, seen = make_app("race")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train?sleep=0.3", headers={"x-api-key": OWNER}).headers["location"]
     outcomes: list[str] = []
     threads = [threading.Thread(target=lambda: outcomes.append(app.run_job(held.ids[0]))) for _ in range(6)]
@@ -161,14 +166,12 @@ def test_exactly_one_runner_under_a_race() -> None:
 
 def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
     app, seen = make_app("crash")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[0]
-    claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
-    assert claimed is not None
-    assert app.run_job(job_id) == "done" and seen["runs"] == 0  # its lease is live: nobody else runs it
+    outcome, claimed = app.jobs.claim(job_id, lease_s=0.2)  # a runner claims it, then dies without a word
+    assert outcome == "claimed" and claimed is not None
+    assert app.run_job(job_id) == "busy" and seen["runs"] == 0  # its lease is live: nobody else runs it
     time.sleep(0.3)
     assert app.run_job(job_id) == "done" and seen["runs"] == 1  # expired: re-run once
     doc = poll(client, location, OWNER)
@@ -176,7 +179,7 @@ def test_a_crashed_runner_is_rerun_after_its_lease_and_bounded() -> None:
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = held.ids[1]
     for _ in range(3):  # three runners die
-        assert app.jobs.claim(job_id, lease_s=0.0) is not None
+        assert app.jobs.claim(job_id, lease_s=0.0)[0] == "claimed"
     time.sleep(0.05)
     app.run_job(job_id)
     failed = poll(client, location, OWNER)
@@ -199,9 +202,7 @@ def test_a_finished_job_is_kept_for_its_retention() -> None:
 
 def test_secrets_are_not_stored_with_the_request() -> None:
     app, _ = make_app("secrets")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    held, client = hold(app)
     client.post("/train", headers={"x-api-key": OWNER, "authorization": "Bearer xyz", "cookie": "s=1"})
     stored = app.jobs.store.get(f"_nubes/jobs/{held.ids[0]}/request.json").decode()
     assert OWNER not in stored and "xyz" not in stored and "s=1" not in stored
@@ -210,9 +211,7 @@ def test_secrets_are_not_stored_with_the_request() -> None:
 @pytest.mark.parametrize("path", ["/_nubes/jobs/{id}", "/_nubes/jobs/{id}/result"])
 def test_job_routes_answer_problems(path: str) -> None:
     app, _ = make_app("problems")
-    held = Held()
-    app.jobs.dispatcher = held
-    client = Client(app)
+    _, client = hold(app)
     location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
     job_id = location.rsplit("/", 1)[1]
     r = client.get(path.format(id=job_id), headers={"x-api-key": OWNER})
@@ -220,3 +219,114 @@ def test_job_routes_answer_problems(path: str) -> None:
         assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
     else:
         assert r.status_code == 200 and r.json()["status"] == "queued"
+
+
+def test_a_live_runner_renews_its_lease_so_no_second_runner_starts() -> None:
+    app, seen = make_app("renew")
+    app.jobs.lease_s = 0.3  # renewed every 0.1 s while the handler sleeps four leases long
+    held, client = hold(app)
+    location = client.post("/train?sleep=1.2", headers={"x-api-key": OWNER}).headers["location"]
+    first = threading.Thread(target=app.run_job, args=(held.ids[0],))
+    first.start()
+    time.sleep(0.2)
+    others = []
+    while first.is_alive():
+        others.append(app.run_job(held.ids[0]))
+        time.sleep(0.1)
+    first.join()
+    assert others and set(others) == {"busy"} and seen["runs"] == 1
+    assert poll(client, location, OWNER)["status"] == "succeeded"
+
+
+def test_a_poll_restarts_a_job_whose_runner_is_gone_and_fails_it_when_out_of_attempts() -> None:
+    app, seen = make_app("reap")
+    held, client = hold(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[0]
+    assert app.jobs.claim(job_id, lease_s=-10)[0] == "claimed"  # claimed, then the runner vanished
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "queued" and "attempt 1" in doc["problem"]["detail"] and held.ids == [job_id, job_id]
+    assert app.run_job(job_id) == "done" and seen["runs"] == 1
+    assert poll(client, location, OWNER)["attempts"] == 2
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    job_id = held.ids[-1]
+    for _ in range(3):
+        assert app.jobs.claim(job_id, lease_s=-10)[0] == "claimed"
+        app.jobs.expire(job_id, None, {"status": 500, "detail": "worker killed"}) if _ < 2 else None
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "failed" and doc["attempts"] == 3
+
+
+def test_a_delivery_with_the_wrong_token_is_refused() -> None:
+    app, seen = make_app("token")
+    held = Held()
+    app.jobs.dispatcher = held
+    Client(app).post("/train", headers={"x-api-key": OWNER})
+    assert app.run_job(held.ids[0], token="0" * 32) == "refused" and seen["runs"] == 0
+    token = app.jobs.load(held.ids[0])[0]["run_token"]
+    assert app.run_job(held.ids[0], token=token) == "done" and seen["runs"] == 1
+    public = Client(app).get(f"/_nubes/jobs/{held.ids[0]}", headers={"x-api-key": OWNER}).json()
+    assert "run_token" not in public and "runner" not in public and "lease_until" not in public
+
+
+def test_a_job_that_cannot_be_started_answers_503_and_is_failed() -> None:
+    app, _ = make_app("nostart")
+
+    class Broken:
+        def submit(self, app: nubes.App, job_id: str, token: str) -> None:
+            raise ConnectionError("queue unreachable")
+
+    app.jobs.dispatcher = Broken()
+    r = Client(app).post("/train", headers={"x-api-key": OWNER})
+    assert r.status_code == 503 and "queue unreachable" in r.json()["detail"]
+    doc, _ = app.jobs.load(r.json()["job"])
+    assert doc["status"] == "failed" and doc["problem"]["status"] == 503
+
+
+def test_delivery_payloads_are_parsed_strictly() -> None:
+    from nubes.core.job_runs import delivery, delivery_from_http, parse_delivery
+
+    good = delivery("a" * 32, "t" * 32)
+    assert parse_delivery(good) == ("a" * 32, "t" * 32)
+    for bad in ({}, {"nubes-job": "x"}, {"nubes-job": {"id": "short", "token": "t"}}, {**good, "extra": 1},
+                {"nubes-job": {"id": "a" * 32, "token": ""}}):
+        assert parse_delivery(bad) is None
+    body = json.dumps(good).encode()
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", body) == ("a" * 32, "t" * 32)
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'b' * 32}/run", body) is None  # path and body disagree
+    assert delivery_from_http("GET", f"/_nubes/jobs/{'a' * 32}/run", body) is None
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", b"{") is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(method=st.sampled_from(["POST", "GET", "PUT"]), path=st.text(max_size=80), body=st.binary(max_size=300),
+       payload=st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=40),
+                            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=12), kids, max_size=3),
+                            max_leaves=8))
+def test_job_deliveries_are_parsed_without_surprises(method: str, path: str, body: bytes, payload: Any) -> None:
+    """Whatever arrives at the delivery path (an untrusted request on GCP), parsing never raises and
+    accepts only the exact shape: POST /_nubes/jobs/{id}/run with {"nubes-job": {"id": id, "token": t}}."""
+    from nubes.core.job_runs import delivery_from_http, parse_delivery
+
+    for raw in (body, json.dumps(payload).encode()):
+        got = delivery_from_http(method, path, raw)
+        if got is not None:
+            job_id, token = got
+            assert method == "POST" and path == f"/_nubes/jobs/{job_id}/run" and len(job_id) == 32 and 0 < len(token) <= 64
+    parsed = parse_delivery(payload)
+    assert parsed is None or (isinstance(payload, dict) and set(payload) == {"nubes-job"})
+
+
+def test_a_lost_job_that_cannot_be_restarted_is_failed_not_left_queued() -> None:
+    app, _ = make_app("norestart")
+    held, client = hold(app)
+    location = client.post("/train", headers={"x-api-key": OWNER}).headers["location"]
+    assert app.jobs.claim(held.ids[0], lease_s=-10)[0] == "claimed"
+
+    class Broken:
+        def submit(self, app: nubes.App, job_id: str, token: str) -> None:
+            raise ConnectionError("queue gone")
+
+    app.jobs.dispatcher = Broken()
+    doc = client.get(location, headers={"x-api-key": OWNER}).json()
+    assert doc["status"] == "failed" and doc["problem"]["status"] == 503 and "queue gone" in doc["problem"]["detail"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from openapi_spec_validator import validate
 
+import nubes
 from nubes.testing import Client
 
 
@@ -29,7 +30,9 @@ def test_openapi_document_is_valid_and_derived_from_annotations(client: Client) 
     assert schema["required"] == ["item", "qty"] and schema["properties"]["qty"] == {"type": "integer"}
     assert "422" in order["responses"] and "/files/{path}" in doc["paths"]
     assert set(doc["paths"]["/multi"]) == {"get", "post"}
-    assert not any(p.startswith("/_nubes/") for p in doc["paths"])
+    builtin = {p for p in doc["paths"] if p.startswith("/_nubes/")}
+    assert "/_nubes/openapi.json" in builtin and "/_nubes/jobs/{job_id}" not in builtin  # no jobs: no job routes
+    assert all(op["tags"] == ["nubes"] for p in builtin for op in doc["paths"][p].values())
 
 
 def test_table_routes_advertise_their_formats(client: Client) -> None:
@@ -42,3 +45,36 @@ def test_openapi_can_be_disabled() -> None:
     import nubes
 
     assert Client(nubes.App("x", openapi=False)).get("/_nubes/openapi.json").status_code == 404
+
+
+def test_jobs_built_in_routes_and_event_handlers_are_listed() -> None:
+    app = nubes.App("listed", auth=False, models=False)
+
+    @app.job("/train")
+    def train(ctx: nubes.Context, rows: int = 10) -> dict:
+        """Train a model."""
+        return {}
+
+    @app.on_object_created("raw/", source="landing")
+    def landed(ctx: nubes.Context, event: nubes.ObjectCreated) -> None:
+        """Load a landed file."""
+
+    @app.on_message("orders")
+    def order(ctx: nubes.Context, message: nubes.Message) -> None:
+        pass
+
+    doc = Client(app).get("/_nubes/openapi.json").json()
+    validate(doc)
+    op = doc["paths"]["/train"]["post"]
+    assert set(op["responses"]) >= {"202", "422"} and "200" not in op["responses"]
+    assert op["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/NubesJob"}
+    assert op["x-nubes-job"]["status"] == "/_nubes/jobs/{job_id}"
+    assert "Idempotency-Key" in {p["name"] for p in op["parameters"]}
+    assert doc["components"]["schemas"]["NubesJob"]["properties"]["status"]["enum"][0] == "queued"
+    assert {"/_nubes/jobs/{job_id}", "/_nubes/jobs/{job_id}/result", "/_nubes/catalog"} <= set(doc["paths"])
+    assert "/_nubes/models" not in doc["paths"]  # disabled built-ins are not listed
+    assert set(doc["paths"]["/_nubes/jobs/{job_id}"]) == {"get", "delete"}
+    events = {e["handler"].rsplit(".", 1)[1]: e for e in doc["x-nubes-events"]}
+    assert events["landed"]["source"] == "landing" and events["landed"]["prefix"] == "raw/"
+    assert events["landed"]["summary"] == "Load a landed file." and events["order"]["queue"] == "orders"
+    assert set(events["landed"]["bindings"]) == {"aws", "gcp", "azure"}

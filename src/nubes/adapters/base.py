@@ -14,6 +14,9 @@ Sections (each consumer's part of the protocol):
 * emulation — ``emulation(**settings)`` returns the cloud's :class:`~nubes.adapters.emulator.profile.Profile`
   (front-end limits and answers, payloads in and out, event payloads) and ``target(app, settings)``
   the worker-side function as deployed;
+* jobs and triggers — ``job_dispatcher(app, request=...)`` (how a job starts on this cloud:
+  :mod:`nubes.core.job_runs`) and ``binding_problems(sources, queues)`` (this cloud's naming rules for
+  ``[deploy.<cloud>.sources]`` / ``[deploy.<cloud>.queues]``: :mod:`nubes.core.triggers`);
 * packaging — ``packaging`` (see :class:`Packaging`, used by :mod:`nubes.deploy.build`);
 * deployment — ``deployer`` (used by :mod:`nubes.deploy`).
 """
@@ -52,6 +55,16 @@ class Cloud(Protocol):
     def emulation(self, **settings: Any) -> Profile:
         """The cloud's emulation profile configured with ``timeout``, ``memory``, ``function_name``,
         ``front`` (how HTTP reaches the function) and ``request_limit``; ConfigError names the fix."""
+        ...
+
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """A :class:`~nubes.core.job_runs.JobDispatcher` starting jobs by this cloud's asynchronous
+        execution of the same function (``request``: the submitting request, for its URL)."""
+        ...
+
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses among logical sources (name -> store URI) and queues (name -> its
+        queue/topic name), each problem naming the rule; empty when all are valid."""
         ...
 
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:

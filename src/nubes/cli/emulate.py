@@ -11,11 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from nubes.cli.common import AppArg, cli, err, fail, load
+from nubes.core.clouds import names as _cloud_names
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import NubesError
-
-from nubes.core.clouds import names as _cloud_names
 
 PROVIDERS = _cloud_names()
 
@@ -28,6 +27,10 @@ TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS"
 MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
                                                 help="with --emulate: the function's memory (default: the provider's)")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="with --emulate: function instances serving requests at once")]
+JobTimeoutOpt = Annotated[float | None, typer.Option("--job-timeout", metavar="SECONDS",
+                                                     help="with --emulate: how long a job's attempt may run (default: the cloud's)")]
+JobRetryOpt = Annotated[float | None, typer.Option("--job-retry-delay", metavar="SECONDS",
+                                                   help="with --emulate: retry a failed job after this long (default: the cloud's delays)")]
 
 
 def _check(emulate: str | None, aws_event: str | None, timeout: float | None, memory: int | None, workers: int | None) -> None:
@@ -47,23 +50,29 @@ def _check(emulate: str | None, aws_event: str | None, timeout: float | None, me
 
 
 def _emulator(spec: str, emulate: str, aws_event: str | None, timeout: float | None, memory: int | None, workers: int,
-              request_limit: int | None = None) -> Any:
+              request_limit: int | None = None, **jobs: Any) -> Any:
     from nubes.adapters.emulator import Emulator
 
     try:
         return Emulator(load(spec), emulate, aws_event=aws_event, timeout=timeout, memory=memory, workers=workers,
-                        request_limit=request_limit, spec=spec)
+                        request_limit=request_limit, spec=spec, **jobs)
     except NubesError as exc:
         fail(str(exc))
 
 
 def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str | None, timeout: float | None,
-                   memory: int | None, workers: int, request_limit: int | None = None) -> None:
+                   memory: int | None, workers: int, request_limit: int | None = None, job_timeout: float | None = None,
+                   job_retry_delay: float | None = None) -> None:
     """``nubes serve APP --emulate PROVIDER``: serve until Ctrl+C / SIGTERM, then stop every worker."""
     from nubes.adapters.emulator import EmulatorServer
 
     _check(emulate, aws_event, timeout, memory, workers)
-    emulator = _emulator(spec, emulate, aws_event, timeout, memory, workers, request_limit)
+    if job_timeout is not None and job_timeout <= 0:
+        fail(f"--job-timeout {job_timeout:g}: a job's attempt needs more than 0 seconds")
+    if job_retry_delay is not None and job_retry_delay < 0:
+        fail(f"--job-retry-delay {job_retry_delay:g}: must be 0 or more seconds")
+    emulator = _emulator(spec, emulate, aws_event, timeout, memory, workers, request_limit, job_timeout=job_timeout,
+                         job_retry_delay=job_retry_delay)
     application = emulator.app
     try:
         server = EmulatorServer(emulator, application, host, port)
@@ -73,6 +82,11 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
     settings = emulator.provider.settings
     err.print(f"nubes: emulating {emulator.provider.label} for {application.name!r} on [bold]{server.url}[/]  "
               f"(timeout {settings.timeout:g} s, memory {settings.memory} MB, up to {workers} workers; Ctrl+C to stop)")
+    if any(r.options.get("job") for r in application.routes):
+        profile = emulator.provider
+        delays = [job_retry_delay] * 2 if job_retry_delay is not None else profile.job_retry_delays(application.jobs.max_attempts)
+        err.print(f"       jobs: each attempt up to {job_timeout or profile.job_timeout:g} s, {application.jobs.max_attempts} attempts, "
+                  f"retried after {', '.join(f'{d:g}' for d in delays) or '-'} s (--job-timeout, --job-retry-delay)")
 
     try:
         server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
@@ -89,7 +103,11 @@ def invoke_emulated(spec: str, request: Request, emulate: str, aws_event: str | 
     _check(emulate, aws_event, timeout, memory, None)
     emulator = _emulator(spec, emulate, aws_event, timeout, memory, 1)
     try:
-        return emulator.handle(request)
+        response: Response = emulator.handle(request)
+        if emulator._jobs is not None:  # the request submitted a job: let it run before the workers stop
+            err.print("nubes: waiting for the job this request submitted (Ctrl+C stops it)")
+            emulator.jobs.drain()
+        return response
     finally:
         emulator.close()
 
@@ -102,7 +120,11 @@ def emit(
     emulate: EmulateOpt = None,
     bucket: Annotated[str | None, typer.Option("--bucket", help="object-created: bucket / container (default: the app's home store's, else nubes-emulated)")] = None,
     size: Annotated[int, typer.Option("--size", help="object-created: object size in bytes")] = 0,
-    queue: Annotated[str | None, typer.Option("--queue", help="message: queue / topic name")] = None,
+    queue: Annotated[str | None, typer.Option(
+        "--queue", help="message: the queue (a logical name bound in nubes.toml, or the queue / topic itself)")] = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", help="object-created: the logical source (bound per cloud in nubes.toml [deploy.CLOUD.sources]); "
+                         "KEY is relative to it")] = None,
     timeout: TimeoutOpt = None,
     memory: MemoryOpt = None,
 ) -> None:
@@ -117,12 +139,12 @@ def emit(
         fail(f"--size {size}: must be 0 or more")
     if emulate is None:
         _check(None, None, timeout, memory, None)
-        _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue)
+        _emit_local(load(app), kind, value, bucket=bucket, size=size, queue=queue, source=source)
         return
     _check(emulate, None, timeout, memory, None)
     emulator = _emulator(app, emulate, None, timeout, memory, 1)
     try:
-        result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue)
+        result = emulator.emit(kind, value, bucket=bucket, size=size, queue=queue, source=source)
     except NubesError as exc:
         fail(str(exc))
     finally:
@@ -133,7 +155,8 @@ def emit(
         raise typer.Exit(1)
 
 
-def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, size: int, queue: str | None) -> None:
+def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, size: int, queue: str | None,
+                source: str | None = None) -> None:
     """Without --emulate: the cloud-neutral event straight to :meth:`App.handle_event`."""
     from datetime import datetime
 
@@ -141,7 +164,7 @@ def _emit_local(application: Any, kind: str, value: str, *, bucket: str | None, 
 
     if kind == "object-created":
         store = f"file://{bucket}" if bucket else application.storage_uri
-        event: Any = ObjectCreated(store=store, key=value, size=size, time=datetime.now(UTC))
+        event: Any = ObjectCreated(store=store, key=value, size=size, time=datetime.now(UTC), source=source)
     elif kind == "message":
         event = Message(id="local-1", body=value.encode("utf-8"), queue=queue or "")
     else:

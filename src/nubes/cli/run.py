@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from nubes.cli.common import METHODS, AppArg, cli, err, fail, load, request_parts
-from nubes.cli.emulate import AwsEventOpt, EmulateOpt, MemoryOpt, TimeoutOpt, WorkersOpt
+from nubes.cli.emulate import AwsEventOpt, EmulateOpt, JobRetryOpt, JobTimeoutOpt, MemoryOpt, TimeoutOpt, WorkersOpt
 
 
 @cli.command()
@@ -84,6 +84,8 @@ def serve(
     workers: WorkersOpt = 2,
     request_limit: Annotated[int | None, typer.Option("--request-limit", metavar="BYTES", hidden=True,
                                                       help="with --emulate: override the front end's request limit (testing)")] = None,
+    job_timeout: JobTimeoutOpt = None,
+    job_retry_delay: JobRetryOpt = None,
 ) -> None:
     """Serve the app over HTTP for development (Ctrl+C stops).
 
@@ -97,12 +99,12 @@ def serve(
     if not 0 <= port <= 65535:
         fail(f"--port {port} is not a TCP port (0-65535)")
     _check(emulate, aws_event, timeout, memory, workers)
-    if request_limit is not None and emulate is None:
-        fail("--request-limit needs --emulate")
+    if emulate is None and (request_limit, job_timeout, job_retry_delay) != (None, None, None):
+        fail("--request-limit, --job-timeout and --job-retry-delay need --emulate")
     if emulate is not None:
         from nubes.cli.emulate import serve_emulated
 
-        serve_emulated(app, host, port, emulate, aws_event, timeout, memory, workers, request_limit)
+        serve_emulated(app, host, port, emulate, aws_event, timeout, memory, workers, request_limit, job_timeout, job_retry_delay)
         return
     application = load(app)
     try:
@@ -125,27 +127,51 @@ def routes(
     app: AppArg,
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
-    """List the app's routes: methods, path, handler, parameters."""
+    """List everything the app answers: its routes (jobs marked), the built-in /_nubes/ routes that are
+    enabled, and its event handlers with what each cloud binds them to (nubes.toml [deploy.CLOUD.*])."""
+    from nubes.core.triggers import listing
+
     if format not in ("table", "json"):
         fail(f"--format {format!r} is not one of: table, json")
     application = load(app)
-    rows = [
+    ordered = sorted(application.router.routes, key=lambda r: r.internal)
+    rows: list[dict[str, Any]] = [
         {
             "methods": sorted(r.methods),
             "path": r.path,
             "handler": r.name,
             "parameters": [f"{p.name} ({p.source}{', required' if p.required else ''})" for p in r.params],
             "summary": r.summary or "",
+            "kind": "built-in" if r.internal else "job" if r.options.get("job") else "route",
         }
-        for r in application.routes
+        for r in ordered
     ]
+    events = listing(application)
     if format == "json":
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"routes": rows, "events": events}, indent=2))
         return
-    table = Table(title=f"{application.name}: {len(rows)} routes", caption="* required")
-    for col in ("methods", "path", "handler", "parameters", "summary"):
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    table = Table(title=f"{application.name}: {len(rows)} routes", caption="* required; job: answers 202 and runs in the background")
+    for col in ("methods", "path", "kind", "handler", "parameters", "summary"):
         table.add_column(col, overflow="fold")
-    for r, row in zip(application.routes, rows):
+    for r, row in zip(ordered, rows, strict=True):
         params = ", ".join(f"{p.name}{'*' if p.required else ''} ({p.source})" for p in r.params)
-        table.add_row(", ".join(row["methods"]), row["path"], row["handler"], params, row["summary"])
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+        table.add_row(", ".join(row["methods"]), row["path"], row["kind"], row["handler"], params, row["summary"])
+    console.print(table)
+    if events:
+        clouds = sorted({c for e in events for c in e.get("bindings", {})})
+        second = Table(title=f"{application.name}: {len(events)} event handlers",
+                       caption="bindings from nubes.toml [deploy.CLOUD.sources|queues]")
+        for col in ("event", "listens to", "handler", *clouds):
+            second.add_column(col, overflow="fold")
+        for e in events:
+            if e["kind"] == "object_created":
+                what = f"store {e['store']}" if e.get("store") else f"source {e['source']}"
+                what += f", prefix {e['prefix']!r}" if e.get("prefix") else ""
+            elif e["kind"] == "message":
+                what = f"queue {e['queue']}" if e.get("queue") else "any queue"
+            else:
+                what = f"schedule {e['schedule']}" + (f" ({e['cron']})" if e.get("cron") else "")
+            bound = e.get("bindings", {})
+            second.add_row(e["kind"], what, e["handler"], *[str(bound.get(c) or "-") for c in clouds])
+        console.print(second)

@@ -169,12 +169,14 @@ class App(Extensible, EventHandlers):
         return self._jobs
 
     def run_job(self, job_id: str, *, platform: Platform | None = None, deadline: float | None = None,
-                request_id: str | None = None) -> str:
+                request_id: str | None = None, token: str | None = None) -> str:
         """Run one attempt of job ``job_id`` here, if no one else is: ``"done"`` (it finished, or had
-        nothing to do) or ``"retry"`` (the attempt failed and the job is queued for another)."""
-        from nubes.core.jobs import run_job
+        nothing to do), ``"retry"`` (the attempt failed and the job is queued for another), ``"busy"``
+        (another runner holds it) or ``"refused"`` (``token``, from a delivery, is not the job's);
+        see :mod:`nubes.core.job_runs`."""
+        from nubes.core.job_runs import run_job
 
-        return run_job(self, job_id, platform=platform, deadline=deadline, request_id=request_id)
+        return run_job(self, job_id, platform=platform, deadline=deadline, request_id=request_id, token=token)
 
     def _internal(self, path: str, methods: list[str], fn: Callable[..., Any], **kw: Any) -> None:
         self._add(path, methods, fn, internal=True, **kw)
@@ -334,7 +336,7 @@ class App(Extensible, EventHandlers):
                 kwargs = bind(route.params, request, values)
                 encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
                 if job is None and route.options.get("job"):
-                    response = self.jobs.submit(route, request, principal)
+                    response = self.jobs.submit(route, request, principal, platform)
                 else:
                     ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
                                              platform=platform, options=route.options, principal=principal, job=job)

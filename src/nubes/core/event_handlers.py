@@ -28,17 +28,35 @@ class EventHandlers:
     _end: Callable[..., dict[str, Any]]
     _finish: Callable[..., None]
 
-    def on_object_created(self, prefix: str = "", *, store: str | None = None, **options: Any) -> Callable[[F], F]:
+    def on_object_created(self, prefix: str = "", *, source: str | None = None, store: str | None = None,
+                          **options: Any) -> Callable[[F], F]:
         """Call the decorated ``handler(ctx, event: ObjectCreated)`` when an object whose key starts
-        with ``prefix`` is created (in ``store``, a URI such as ``s3://bucket``; any store if None)."""
+        with ``prefix`` is created in the logical ``source`` (bound per cloud in ``nubes.toml``
+        ``[deploy.<cloud>.sources]``; the home store when None). ``store`` (a URI such as
+        ``s3://bucket/path``) filters on one store instead. See :mod:`nubes.core.triggers`."""
         from nubes.core.events import EventRoute
+        from nubes.core.triggers import check_name
 
-        return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, options=options))
+        if source is not None and store is not None:
+            raise ConfigError(f"on_object_created(source={source!r}, store={store!r}): name a logical source "
+                              "(bound per cloud in nubes.toml) or a store URI, not both")
+        if source is not None:
+            check_name("on_object_created source", source)
+        if store is not None and "://" not in str(store):
+            raise ConfigError(f"on_object_created(store={store!r}): a store is a URI such as s3://bucket/path; "
+                              "for a name bound per cloud use source=")
+        return self._on(EventRoute("object_created", _nothing, "", prefix=prefix, store=store, source=source,
+                                   options=options))
 
     def on_message(self, queue: str | None = None, **options: Any) -> Callable[[F], F]:
-        """Call the decorated ``handler(ctx, message: Message)`` for each message of ``queue`` (any queue if None)."""
+        """Call the decorated ``handler(ctx, message: Message)`` for each message of the logical
+        ``queue`` (bound per cloud in ``nubes.toml`` ``[deploy.<cloud>.queues]`` to an SQS queue, a
+        Pub/Sub topic or a Storage queue; the name itself when unbound); any queue if None."""
         from nubes.core.events import EventRoute
+        from nubes.core.triggers import check_name
 
+        if queue not in (None, "*"):
+            check_name("on_message queue", str(queue))
         return self._on(EventRoute("message", _nothing, "", queue=queue, options=options))
 
     def on_schedule(self, name: str, *, cron: str | None = None, **options: Any) -> Callable[[F], F]:
@@ -88,25 +106,30 @@ class EventHandlers:
         (e.g. the message in SQS ``batchItemFailures``). One JSON log line per call.
         """
         started = time.perf_counter()
+        from nubes.core import triggers
         from nubes.core.app import new_request_id, run_awaitable
 
         rid = request_id or new_request_id()
         log = self.log.bind(request_id=rid)
-        routes = [r for r in self.event_routes if r.matches(event)]
+        bindings = triggers.for_platform(self, platform)
+        matched = [(r, r.match(event, bindings)) for r in self.event_routes]
+        pairs = [(r, e) for r, e in matched if e is not None]
+        routes = [r for r, _ in pairs]
         if not routes:
+            where = f" on {bindings.cloud}" if bindings.cloud else ""
             log.warning("no handler", event=type(event).__name__, detail=_describe(event))
-            raise NoHandler(f"no handler in app {self.name!r} for {_describe(event)}; registered: "
-                            + (", ".join(r.describe() for r in self.event_routes) or "none"))
+            raise NoHandler(f"no handler in app {self.name!r} for {_describe(event)}{where}; compared with: "
+                            + ("; ".join(triggers.describe(r, bindings) for r in self.event_routes) or "no event handlers"))
         results = []
         outcome = "ok"
         inv = self._begin(rid, "event", platform, started, event=event, route=",".join(r.name for r in routes))
         token = CURRENT_IO.set(inv.io) if inv is not None else None
         try:
-            for route in routes:
-                ctx = self.context_class(None, self, rid, log, deadline=deadline, route=route.name, event=event,
-                                         platform=platform, options=route.options)
+            for route, seen in pairs:
+                ctx = self.context_class(None, self, rid, log, deadline=deadline,  # type: ignore[arg-type]  # self is the App
+                                         route=route.name, event=seen, platform=platform, options=route.options)
                 try:
-                    result = route.handler(ctx, event)
+                    result = route.handler(ctx, seen)
                     if hasattr(result, "__await__"):
                         result = run_awaitable(result)
                 finally:

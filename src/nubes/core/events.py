@@ -25,6 +25,8 @@ class ObjectCreated:
     size: int | None = None
     etag: str | None = None
     time: datetime | None = None
+    source: str | None = None
+    """The logical source (``on_object_created(source=...)``) the event came through, once matched."""
 
     @property
     def url(self) -> str:
@@ -39,6 +41,8 @@ class Message:
     body: bytes
     attributes: Mapping[str, str] = field(default_factory=dict)
     queue: str = ""
+    source: str | None = None
+    """The logical queue name (``on_message("orders")``) the message matched, when it was bound."""
 
     def text(self) -> str:
         return self.body.decode("utf-8")
@@ -85,23 +89,26 @@ class EventRoute:
     handler: Callable[..., Any]
     name: str
     prefix: str = ""  # object_created: key prefix
-    store: str | None = None  # object_created: the store URI (None: any store)
-    queue: str | None = None  # message: queue name (None: any queue)
+    store: str | None = None  # object_created: an explicit store URI filter
+    source: str | None = None  # object_created: the logical source (None with no store: the home store)
+    queue: str | None = None  # message: logical queue name (None: any queue)
     schedule: str | None = None  # schedule: the rule/job/timer name
     cron: str | None = None  # schedule: when it fires (deploy and Azure timers use it)
     options: dict[str, Any] = field(default_factory=dict)
 
-    def matches(self, event: Event) -> bool:
-        if isinstance(event, ObjectCreated):
-            if self.kind != "object_created":
-                return False
-            if self.store is None:
-                return event.key.startswith(self.prefix)
-            return event.url.startswith(self.store.rstrip("/") + "/" + self.prefix)
-        if isinstance(event, Message):
-            return self.kind == "message" and (self.queue in (None, "*") or self.queue == event.queue)
-        return self.kind == "schedule" and self.schedule == event.name
+    def matches(self, event: Event, bindings: Any = None) -> bool:
+        """Whether this route takes ``event`` (under ``bindings``, see :mod:`nubes.core.triggers`)."""
+        return self.match(event, bindings) is not None
 
-    def describe(self) -> str:
-        what = {"object_created": f"prefix={self.prefix!r}", "message": f"queue={self.queue!r}", "schedule": f"name={self.schedule!r}"}
-        return f"{self.kind}({what[self.kind]}) -> {self.name}"
+    def match(self, event: Event, bindings: Any = None) -> Event | None:
+        """The event as this route's handler gets it (re-based on its source), or None."""
+        from nubes.core import triggers
+
+        if bindings is None:
+            bindings = triggers.Bindings(None, {}, {}, "")
+        return triggers.match(self, event, bindings)
+
+    def describe(self, bindings: Any = None) -> str:
+        from nubes.core import triggers
+
+        return triggers.describe(self, bindings if bindings is not None else triggers.Bindings(None, {}, {}, ""))

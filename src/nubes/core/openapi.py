@@ -39,6 +39,27 @@ _PROBLEM = {
     },
     "required": ["type", "title", "status"],
 }
+_JOB = {
+    "type": "object",
+    "description": "A job (nubes.core.jobs): poll GET /_nubes/jobs/{id}; the result is at /_nubes/jobs/{id}/result",
+    "properties": {
+        "id": {"type": "string"}, "route": {"type": "string"}, "method": {"type": "string"}, "path": {"type": "string"},
+        "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+        "submitted": {"type": "string", "format": "date-time"},
+        "started": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "finished": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "attempts": {"type": "integer"},
+        "progress": {"type": "object", "properties": {"value": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                                                       "message": {"anyOf": [{"type": "string"}, {"type": "null"}]}}},
+        "result": {"description": "The handler's JSON result (under 256 KiB) once succeeded"},
+        "result_type": {"type": "string"},
+        "problem": {"anyOf": [{"$ref": "#/components/schemas/Problem"}, {"type": "null"}]},
+        "cost_usd": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+        "expires": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]},
+        "location": {"type": "string"},
+    },
+    "required": ["id", "route", "status", "submitted", "attempts", "location"],
+}
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
     int: {"type": "integer"},
@@ -58,7 +79,7 @@ class _Schemas:
     """Builds JSON Schemas, collecting named dataclass/pydantic schemas under components."""
 
     def __init__(self) -> None:
-        self.components: dict[str, Any] = {"Problem": _PROBLEM}
+        self.components: dict[str, Any] = {"Problem": _PROBLEM, "NubesJob": _JOB}
 
     def of(self, tp: Any) -> dict[str, Any]:
         tp, nullable = _strip(tp)
@@ -111,7 +132,10 @@ def _is_table_type(tp: Any) -> bool:
 
 
 def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": f"{route.handler.__name__}_{method.lower()}" if len(route.methods) > 1 else route.handler.__name__}
+    name = route.handler.__name__
+    if route.internal:  # built-in handlers are named after what they do, not unique across extensions
+        name = "nubes_" + "_".join(p.strip("{}").replace(".", "_") for p in route.path.split("/")[2:] if p)
+    op: dict[str, Any] = {"operationId": f"{name}_{method.lower()}" if len(route.methods) > 1 or route.internal else name}
     if route.summary:
         op["summary"] = route.summary
     if route.description:
@@ -139,6 +163,7 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
     if parameters:
         op["parameters"] = parameters
     if body is not None:
+        content: dict[str, Any]
         if body.annotation is bytes:
             content = {"application/octet-stream": {"schema": {}}}
         elif body.annotation is str:
@@ -171,6 +196,17 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
     else:
         schema = {} if getattr(ret, "__name__", "") == "Response" else schemas.of(ret)
         responses["200"] = {"description": "Success", "content": {"application/json": {"schema": schema}}}
+    if route.options.get("job"):
+        result = responses.pop("200", None) or responses.pop("204", None)
+        responses.clear()
+        responses["202"] = {"description": "Accepted as a job: poll the Location (GET /_nubes/jobs/{job_id})",
+                            "headers": {"Location": {"schema": {"type": "string"}, "description": "/_nubes/jobs/{job_id}"}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NubesJob"}}}}
+        op["x-nubes-job"] = {"status": "/_nubes/jobs/{job_id}", "result": "/_nubes/jobs/{job_id}/result",
+                             "result_response": result or {}}
+        parameters = op.setdefault("parameters", [])
+        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 255},
+                           "description": "A retried submit with the same key returns the same job"})
     problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     if route.params:
         responses["422"] = {"description": "A parameter or the body did not validate", **problem}
@@ -182,15 +218,21 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
 
 
 def document(app: App) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for ``app``'s own routes."""
+    """The OpenAPI 3.1 document for everything ``app`` answers: its routes (jobs answer 202 with the
+    ``Job`` schema and carry ``x-nubes-job``), the built-in ``/_nubes/`` routes that are enabled
+    (tagged ``nubes``), and its event handlers with their bindings per cloud (``x-nubes-events``)."""
+    from nubes.core.triggers import listing
+
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     auth = app.auth
-    for route in app.routes:
+    for route in sorted(app.router.routes, key=lambda r: r.internal):
         item = paths.setdefault(route.template.openapi_path(), {})
         needed = auth.requirement_for(route)
         for method in sorted(route.methods):
             op = item[method.lower()] = _operation(route, method, schemas)
+            if route.internal:
+                op["tags"] = ["nubes"]
             if needed is not None:
                 _secure(op, needed.describe())
     info: dict[str, Any] = {"title": app.title, "version": app.version}
@@ -202,7 +244,12 @@ def document(app: App) -> dict[str, Any]:
         "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                    "description": "A JWT from the issuer configured under [auth.jwt]"},
     }}
-    return {"openapi": "3.1.0", "info": info, "paths": paths, "components": components}
+    doc: dict[str, Any] = {"openapi": "3.1.0", "info": info, "paths": paths, "components": components,
+                           "tags": [{"name": "nubes", "description": "Built-in routes of nubes (enabled ones only)"}]}
+    events = listing(app)
+    if events:
+        doc["x-nubes-events"] = events
+    return doc
 
 
 def _secure(op: dict[str, Any], needs: str) -> None:

@@ -52,7 +52,9 @@ class Client:
     ``timeout`` is reported once the handler returns but not stopped, ``memory`` is not enforced);
     ``isolate=True`` runs it in up to ``workers`` worker processes that stop an overrunning handler
     and enforce ``memory`` (MB, resident). Close the client (or use ``with``) to stop them.
-    ``request_limit`` overrides the front end's request limit in bytes.
+    ``request_limit`` overrides the front end's request limit in bytes. Jobs (``@app.job``) are
+    delivered as the emulated cloud delivers them, each attempt bounded by ``job_timeout`` (default:
+    the cloud's timeout for a job), retried after the cloud's delays (``job_retry_delay`` overrides them).
     """
 
     def __init__(
@@ -67,6 +69,8 @@ class Client:
         isolate: bool = False,
         workers: int = 1,
         request_limit: int | None = None,
+        job_timeout: float | None = None,
+        job_retry_delay: float | None = None,
     ) -> None:
         if not isinstance(app, App):
             raise TypeError(f"Client needs a nubes.App, not {type(app).__name__}")
@@ -77,7 +81,8 @@ class Client:
             from nubes.adapters.emulator import Emulator
 
             self.emulator = Emulator(app, emulate, aws_event=aws_event, timeout=timeout, memory=memory,
-                                     workers=workers, isolate=isolate, request_limit=request_limit)
+                                     workers=workers, isolate=isolate, request_limit=request_limit,
+                                     job_timeout=job_timeout, job_retry_delay=job_retry_delay)
 
     def close(self) -> None:
         """Stop the emulator's worker processes, if any."""

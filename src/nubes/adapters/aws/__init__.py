@@ -2,7 +2,8 @@
 
 The returned ``handler(event, context)`` picks the event source whose ``infer`` predicate accepts
 the payload, in this order: Application Load Balancer, Lambda Function URL, API Gateway HTTP API
-(payload 2.0), API Gateway REST API / payload 1.0, S3 ObjectCreated, SQS, EventBridge schedule.
+(payload 2.0), API Gateway REST API / payload 1.0, S3 ObjectCreated, SQS, EventBridge schedule, and
+a job's asynchronous invocation (:mod:`nubes.adapters.aws.jobs`).
 HTTP payloads go through :meth:`nubes.App.handle` and come back as the source's proxy result (see
 :mod:`nubes.adapters.aws.http`); the others through :meth:`nubes.App.handle_event` (see
 :mod:`nubes.adapters.aws.events`). The Lambda context gives the request id, deadline and platform
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from nubes.adapters.aws.context import Invocation, invocation
 from nubes.adapters.aws.events import EventBridgeSchedule, S3ObjectCreated, SqsBatch, unreadable
 from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, HttpSource, RestApi
+from nubes.adapters.aws.jobs import JobDelivery
 from nubes.adapters.aws.logs import configure_logging
 from nubes.core.app import App
 from nubes.errors import ConfigError
@@ -44,7 +46,8 @@ class Source(Protocol):
 
 def sources(*, base_path: str | None = None) -> tuple[Source, ...]:
     """The event sources, in the order their predicates are tried."""
-    return (Alb(), FunctionUrl(), HttpApi(), RestApi(base_path), S3ObjectCreated(), SqsBatch(), EventBridgeSchedule())
+    return (Alb(), FunctionUrl(), HttpApi(), RestApi(base_path), S3ObjectCreated(), SqsBatch(), EventBridgeSchedule(),
+            JobDelivery())
 
 
 def handler(app: App, *, base_path: str | None = None) -> LambdaHandler:

@@ -28,6 +28,18 @@ class AwsCloud:
 
         return AwsProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.aws.sources]`` / ``[deploy.aws.queues]`` (its naming rules)."""
+        from nubes.adapters.aws.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by an asynchronous invocation of this same function (:mod:`nubes.adapters.aws.jobs`)."""
+        from nubes.adapters.aws.jobs import LambdaDispatcher
+
+        return LambdaDispatcher.from_environment()
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.aws.emulation import AwsTarget
 

@@ -135,6 +135,16 @@ class AwsProfile(Profile):
             event = ev.schedule_event(arg)
         return {"op": "aws", "request_id": request_id}, json.dumps(event).encode("utf-8")
 
+    def job_retry_delays(self, attempts: int) -> list[float]:
+        """Lambda's asynchronous retries: at most two, one minute then two minutes later."""
+        schedule = [self.figure("async.first_retry_delay_s"), self.figure("async.second_retry_delay_s")]
+        return schedule[: max(0, min(attempts - 1, int(self.figure("async.retries"))))]
+
+    def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
+        from nubes.core.job_runs import delivery
+
+        return {"op": "aws", "request_id": request_id}, json.dumps(delivery(job_id, token)).encode()
+
     def event_result(self, meta: Mapping[str, Any], body: bytes) -> EventResult:
         if not meta.get("ok"):
             return super().event_result(meta, body)

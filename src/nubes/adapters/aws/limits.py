@@ -8,6 +8,7 @@ from nubes.adapters.base import Figure
 MB = 1024 * 1024
 _QUOTAS = "docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"
 _ALB = "docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html"
+_ASYNC = "docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html"
 
 FIGURES: dict[str, Figure] = {
     # Lambda quotas: "Invocation payload (request and response): 6 MB each for request and response
@@ -30,4 +31,12 @@ FIGURES: dict[str, Figure] = {
     # function is 1 MB" and "the response JSON ... is 1 MB".
     "alb.body_bytes": Figure(1 * MB, _ALB),
     "alb.response_bytes": Figure(1 * MB, _ALB),
+    # Jobs run as asynchronous invocations of the same function: an attempt runs up to the function's
+    # timeout (900 s at most); a failed attempt (error, timeout, out of memory) is retried twice by
+    # default, "with a one-minute wait between the first two attempts, and two minutes between the
+    # second and third" (docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+    "job_timeout_s": Figure(900, _QUOTAS + " (function timeout, also for asynchronous invocations)"),
+    "async.retries": Figure(2, _ASYNC),
+    "async.first_retry_delay_s": Figure(60, _ASYNC),
+    "async.second_retry_delay_s": Figure(120, _ASYNC),
 }

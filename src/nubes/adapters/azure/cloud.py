@@ -28,6 +28,18 @@ class AzureCloud:
 
         return AzureProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.azure.sources]`` / ``[deploy.azure.queues]`` (its naming rules)."""
+        from nubes.adapters.azure.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by a Storage queue message to this function app (:mod:`nubes.adapters.azure.jobs`)."""
+        from nubes.adapters.azure.jobs import QueueDispatcher
+
+        return QueueDispatcher.for_app(app)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.azure.emulation import AzureTarget
 

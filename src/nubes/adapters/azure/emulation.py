@@ -62,6 +62,19 @@ class AzureProfile(Profile):
             return {"op": "azure-event", "request_id": request_id, "trigger": "queue", "key": queue or "nubes-queue"}, arg.encode("utf-8")
         return {"op": "azure-event", "request_id": request_id, "trigger": "timer", "key": arg}, b""
 
+    def job_retry_delays(self, attempts: int) -> list[float]:
+        """A queue message whose function failed is visible again after host.json ``visibilityTimeout``,
+        by default 00:00:00: at once (learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json)."""
+        return [0.0] * max(0, attempts - 1)
+
+    def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
+        """The job's message on the app's jobs queue, for the queue-triggered ``nubes_jobs``."""
+        from nubes.adapters.azure.jobs import jobs_queue
+        from nubes.core.job_runs import delivery
+
+        return ({"op": "azure-event", "request_id": request_id, "trigger": "queue", "key": jobs_queue(app)},
+                json.dumps(delivery(job_id, token)).encode())
+
     def event_result(self, meta: Mapping[str, Any], body: bytes) -> EventResult:
         if not meta.get("ok"):
             return super().event_result(meta, body)

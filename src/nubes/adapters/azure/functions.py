@@ -11,6 +11,10 @@
   routes on ``s3://`` / ``gs://`` stores are skipped with a warning (they run on those clouds).
 * a queue trigger per queue of ``on_message`` routes (Azure Storage queues need a name).
 * a timer trigger per ``on_schedule`` name (its ``cron``, six-field NCRONTAB, is required).
+* with job routes, the queue trigger ``nubes_jobs`` on the app's jobs queue (:mod:`.jobs`).
+
+Blob and queue triggers follow the logical names of ``nubes.toml`` ``[deploy.azure.sources]`` /
+``[deploy.azure.queues]`` (:mod:`nubes.core.triggers`).
 
 One function per container / queue / schedule so a blob or message invokes exactly one function,
 which calls :meth:`App.handle_event`: every matching handler runs once. Handler exceptions propagate
@@ -68,10 +72,11 @@ from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
-__all__ = ["HTTP_FUNCTION", "function_app", "host_json", "message_event", "object_created_event", "scheduled_event",
+__all__ = ["HTTP_FUNCTION", "JOBS_FUNCTION", "function_app", "host_json", "message_event", "object_created_event", "scheduled_event",
            "to_func_response", "to_nubes_request", "write_project"]
 
 HTTP_FUNCTION = "nubes_http"
+JOBS_FUNCTION = "nubes_jobs"
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
 DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
@@ -191,9 +196,16 @@ def function_app(
         fn = _blob_function(app, runtime, plan)
         _register(fa, fn, names.take(f"blob_{container}"),
                   fa.blob_trigger(arg_name="blob", path=plan.path, connection=connection, source=source))
-    for queue in _group(app, "message", _queue_of):
+    from nubes.adapters.azure.jobs import has_jobs, jobs_function, jobs_queue
+    from nubes.core import triggers
+
+    bound = triggers.read(app, "azure")
+    for queue in _group(app, "message", lambda r: _queue_of(r, bound)):
         _register(fa, _queue_function(app, runtime, queue), names.take(f"queue_{queue}"),
                   fa.queue_trigger(arg_name="msg", queue_name=queue, connection=connection))
+    if has_jobs(app):
+        _register(fa, jobs_function(app, runtime, _request_id), names.take(JOBS_FUNCTION),
+                  fa.queue_trigger(arg_name="msg", queue_name=jobs_queue(app), connection=connection))
     for schedule, routes in _group(app, "schedule", lambda r: r.schedule or "").items():
         cron = _cron_of(schedule, routes)
         _register(fa, _timer_function(app, runtime, schedule), names.take(f"timer_{schedule}"),
@@ -259,12 +271,22 @@ class _BlobPlan:
 
 
 def _blob_plans(app: App) -> dict[str, _BlobPlan]:
+    from nubes.core import triggers
+
     plans: dict[str, _BlobPlan] = {}
     home = app.storage_uri
+    bound = triggers.read(app, "azure")
     for route in app.event_routes:
         if route.kind != "object_created":
             continue
-        store = route.store or (home if _is_az(home) else None)
+        if route.source is not None:
+            store = bound.source_uri(route.source)
+            if store is None:
+                app.log.warning("azure: on_object_created source is not bound; not bound to a blob trigger (bind it under "
+                                "[deploy.azure.sources] in nubes.toml)", route=route.name, source=route.source)
+                continue
+        else:
+            store = route.store or (home if _is_az(home) else None)
         if store is None:
             app.log.warning("azure: on_object_created route with no store and a home store that is not az://; "
                             "not bound to a blob trigger", route=route.name, home=home)
@@ -306,16 +328,19 @@ def _blob_function(app: App, runtime: _Runtime, plan: _BlobPlan) -> Callable[...
 
 
 # -- queue triggers -------------------------------------------------------------------------------
-def _queue_of(route: EventRoute) -> str:
+def _queue_of(route: EventRoute, bound: Any) -> str:
+    """The Storage queue ``route`` listens to: its logical name's binding, else the name itself."""
     queue = route.queue
     if queue in (None, "*"):
         raise ConfigError(
             f"on_message route {route.name} listens to any queue, but an Azure queue trigger binds one named "
             "queue; name it: @app.on_message('orders')")
-    if not _QUEUE_NAME.match(queue):
-        raise ConfigError(f"on_message route {route.name}: {queue!r} is not a valid Azure Storage queue name "
-                          "(3-63 lower-case letters, digits and single hyphens)")
-    return queue
+    real = bound.queue_name(queue)
+    if not _QUEUE_NAME.match(real):
+        raise ConfigError(f"on_message route {route.name}: {real!r} is not a valid Azure Storage queue name "
+                          "(3-63 lower-case letters, digits and single hyphens); bind the logical name "
+                          f"{queue!r} to one under [deploy.azure.queues] in nubes.toml")
+    return str(real)
 
 
 def _queue_function(app: App, runtime: _Runtime, queue: str) -> Callable[..., None]:
@@ -376,6 +401,11 @@ def host_json(app: App | None = None, *, route_prefix: str = "", timeout: float 
         "extensions": {"http": {"routePrefix": route_prefix.strip("/")}},
         "logging": {"logLevel": {"default": "Information"}},
     }
+    if app is not None:
+        from nubes.adapters.azure.jobs import has_jobs
+
+        if has_jobs(app):  # a job's queue message is tried as many times as the job has attempts
+            doc["extensions"]["queues"] = {"maxDequeueCount": app.jobs.max_attempts}
     if timeout is not None:
         seconds = int(timeout)
         doc["functionTimeout"] = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -20,6 +20,13 @@ FIGURES: dict[str, Figure] = {
     "timeout_max_s": Figure(600, _SCALE + "#timeout"),
     "default_memory_mb": Figure(1536, _SCALE + "#service-limits"),
     "memory_max_mb": Figure(1536, _SCALE + "#service-limits"),
+    # Jobs run as a queue-triggered function: an attempt runs up to functionTimeout; nubes deploys
+    # Flex Consumption, whose default is 30 minutes and maximum unbounded (set it in host.json). A
+    # failed message is visible again after host.json queues.visibilityTimeout (default 00:00:00, at once),
+    # up to maxDequeueCount deliveries (default 5; nubes writes [jobs] max_attempts)
+    # (learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json).
+    "job_timeout_s": Figure(1800, _SCALE + "#timeout (Flex Consumption default; unbounded when configured)"),
+    "queue.max_dequeue_count": Figure(5, "learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json"),
     "memory_min_mb": Figure(128, "nubes emulation floor: Consumption has no memory setting and bills observed "
                                  "memory rounded up to 128 MB (learn.microsoft.com/azure/azure-functions/functions-consumption-costs)"),
 }

@@ -172,6 +172,24 @@ class Profile:
         ``schedule`` (the name) event; ``home`` is the app's home store URI (the default bucket)."""
         raise NotImplementedError
 
+    # -- jobs (see nubes.adapters.emulator.jobs) ----------------------------------------------------
+    @property
+    def job_timeout(self) -> float:
+        """How long one attempt of a job may run on this cloud (figure ``job_timeout_s``)."""
+        return self.figure("job_timeout_s")
+
+    def job_retry_delays(self, attempts: int) -> list[float]:
+        """The waits before each retry of a job's delivery, for ``attempts`` attempts in all."""
+        return [0.0] * max(0, attempts - 1)
+
+    def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
+        """The payload delivering one attempt of a job, as this cloud delivers it to the function."""
+        raise NotImplementedError
+
+    def job_outcome(self, meta: Mapping[str, Any], body: bytes) -> str:
+        """``"done"`` when the adapter's answer to a job delivery needs no other delivery, else ``"retry"``."""
+        return "done" if meta.get("ok") and 200 <= int(meta.get("status") or 200) < 300 else "retry"
+
     def event_result(self, meta: Mapping[str, Any], body: bytes) -> EventResult:
         """What the adapter's answer to an event payload means."""
         if not meta.get("ok"):

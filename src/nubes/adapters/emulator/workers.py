@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         from nubes.adapters.emulator.targets import make_target
+        from nubes.core.job_runs import collect
         from nubes.core.loader import load_app
 
         target = make_target(config["provider"], load_app(config["spec"]), config["settings"])
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         except EOFError:
             return 0
         try:
-            reply, data = target.invoke(meta, body)
+            with collect() as sent:  # the jobs this invocation dispatched go back to the emulator with the reply
+                reply, data = target.invoke(meta, body)
+            if sent:
+                reply["jobs"] = sent
         except BaseException as exc:  # noqa: BLE001 - never leave the parent without an answer
             reply, data = {"ok": False, "error_type": type(exc).__name__, "error": str(exc)}, b""
         write_frame(out, reply, data)

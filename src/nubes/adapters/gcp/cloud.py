@@ -28,6 +28,18 @@ class GcpCloud:
 
         return GcpProfile.configure(**settings)
 
+    def binding_problems(self, sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
+        """What this cloud refuses in ``[deploy.gcp.sources]`` / ``[deploy.gcp.queues]`` (its naming rules)."""
+        from nubes.adapters.gcp.triggers import binding_problems
+
+        return binding_problems(sources, queues)
+
+    def job_dispatcher(self, app: App, *, request: Any = None) -> Any:
+        """Jobs run by a Cloud Tasks HTTP task to this same function (:mod:`nubes.adapters.gcp.jobs`)."""
+        from nubes.adapters.gcp.jobs import CloudTasksDispatcher
+
+        return CloudTasksDispatcher.from_environment(request)
+
     def target(self, app: App, settings: Mapping[str, Any]) -> Any:
         from nubes.adapters.gcp.emulation import GcpTarget
 

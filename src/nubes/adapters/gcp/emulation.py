@@ -74,6 +74,25 @@ class GcpProfile(Profile):
         return {"op": "gcp-event", "request_id": request_id, "headers": dict(headers)}, data
 
 
+    def job_retry_delays(self, attempts: int) -> list[float]:
+        """Cloud Tasks' backoff: from ``minBackoff`` (0.1 s), doubling."""
+        return [self.figure("tasks.min_backoff_s") * 2**n for n in range(max(0, attempts - 1))]
+
+    def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
+        """The HTTP request Cloud Tasks sends to the function for the job's task."""
+        import json
+
+        from nubes.core.job_runs import RUN_PATH, delivery
+
+        body = json.dumps(delivery(job_id, token)).encode()
+        headers = [("host", "localhost"), ("content-type", "application/json"), ("content-length", str(len(body))),
+                   ("user-agent", "Google-Cloud-Tasks"), ("x-cloudtasks-queuename", "nubes-jobs"),
+                   ("x-cloudtasks-taskname", request_id.replace("-", "")), ("function-execution-id", request_id)]
+        meta = {"op": "gcp-http", "request_id": request_id, "method": "POST", "raw_path": RUN_PATH.format(job_id=job_id),
+                "query": "", "headers": headers, "scheme": "https"}
+        return meta, body
+
+
 _APP: list[App] = []
 _MEMORY: list[int | None] = [None]  # the emulated function's memory (MB), for the generated main.py
 

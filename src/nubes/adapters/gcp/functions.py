@@ -42,6 +42,9 @@ Cloud Scheduler, by the nubes convention:
   anyone who can call the function could fire schedules: turn it on only for a function that
   requires authentication (Scheduler sends an OIDC token).
 
+Jobs: ``POST /_nubes/jobs/{id}/run`` carrying a job's delivery (a Cloud Tasks task, :mod:`.jobs`)
+runs one attempt of the job instead of a route (200 done, 503 retry, 403 wrong token).
+
 Every invocation carries a :class:`~nubes.Platform`: ``function_name`` from ``K_SERVICE`` (else
 ``FUNCTION_TARGET``), ``memory_mb`` from ``FUNCTION_MEMORY_MB``, ``region`` from
 ``FUNCTION_REGION`` / ``GOOGLE_CLOUD_REGION``, ``cold_start`` for the first invocation of the
@@ -69,6 +72,7 @@ from urllib.parse import quote, unquote, urlsplit
 from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
 from nubes.core.events import Event, Message, ObjectCreated, Platform, Scheduled
+from nubes.core.job_runs import delivery_from_http
 from nubes.core.request import Request, is_text
 from nubes.core.response import Response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
@@ -212,7 +216,10 @@ def _serve(
     except Exception:
         log.exception("unreadable request", adapter="gcp")
         return _problem(400, "the request cannot be read", rid)
-    if schedules and nubes_request.path.startswith(SCHEDULE_PATH):
+    job = delivery_from_http(nubes_request.method, nubes_request.path, nubes_request.body)
+    if job is not None:
+        response = _run_job(app, job, rid, deadline, platform)
+    elif schedules and nubes_request.path.startswith(SCHEDULE_PATH):
         response = _fire_schedule(app, nubes_request, rid, deadline, platform)
     else:
         response = app.handle(nubes_request, request_id=rid, deadline=deadline, platform=platform)
@@ -247,6 +254,17 @@ def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask
 def _problem(status: int, detail: str, rid: str | None, request: Request | None = None) -> Response:
     rid = rid or os.urandom(16).hex()
     response = problem_response(HTTPError(status, detail), request or Request("POST", "/"), rid)
+    response.headers["x-nubes-request-id"] = rid
+    return response
+
+
+def _run_job(app: App, job: tuple[str, str], rid: str, deadline: float | None, platform: Platform) -> Response:
+    """One attempt of a job a Cloud Tasks task delivers (:mod:`.jobs`): 200 when it needs no other
+    attempt, 503 (Cloud Tasks retries) when it failed or another runner holds it, 403 for a wrong token."""
+    job_id, token = job
+    outcome = app.run_job(job_id, token=token, platform=platform, deadline=deadline, request_id=rid)
+    status = {"done": 200, "refused": 403}.get(outcome, 503)
+    response = Response.json({"job": job_id, "outcome": outcome}, status=status)
     response.headers["x-nubes-request-id"] = rid
     return response
 

@@ -139,4 +139,25 @@ class Azurite(ServerProcess):
         return f"{super().__repr__()[:-1]} location={self.location}>"
 
 
-__all__ = ["DEV_ACCOUNT", "DEV_ACCOUNT_KEY", "Azurite", "azurite_executable", "find_azurite"]
+class AzuriteQueue(Azurite):
+    """Azurite's queue service (``azurite-queue``, beside ``azurite-blob``) on ``127.0.0.1:port``: the
+    Storage queues Azure Functions' queue triggers read (jobs, ``on_message``)."""
+
+    name = "Azurite queue"
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};"
+                f"QueueEndpoint={self.endpoint};")
+
+    def command(self) -> list[str]:
+        executable = azurite_executable().with_name(azurite_executable().name.replace("blob", "queue"))
+        self.location.mkdir(parents=True, exist_ok=True)
+        return [str(executable), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--location", str(self.location),
+                "--queueHost", self.host, "--queuePort", str(self.port)]
+
+    def env(self) -> dict[str, str]:
+        return {"AzureWebJobsStorage": self.connection_string}
+
+
+__all__ = ["DEV_ACCOUNT", "DEV_ACCOUNT_KEY", "Azurite", "AzuriteQueue", "azurite_executable", "find_azurite"]
