@@ -73,7 +73,23 @@ def test_extrapolation_follows_superlinear_growth() -> None:
     assert extrapolate([1.0], [7.0]) == 7.0
 
 
-def test_memory_over_the_default_is_said_and_quoted_at_the_smallest_size_that_fits(heavy: nubes.App) -> None:
+def test_memory_over_the_default_is_said_and_quoted_at_the_smallest_size_that_fits() -> None:
+    """Resident memory is a property of the whole process: in a suite that has already run hundreds of tests,
+    the allocator's free lists hide a run's growth. The comparison runs in a fresh interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    here = Path(__file__).resolve()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"{here}::test_memory_quote_inner"],
+                       cwd=here.parents[2], env={**os.environ, "NUBES_QUOTE_MEMORY_INNER": "1"},
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-4000:]
+
+
+@pytest.mark.skipif(__import__("os").environ.get("NUBES_QUOTE_MEMORY_INNER") != "1",
+                    reason="run in a fresh interpreter by the test above (resident memory is per process)")
+def test_memory_quote_inner(heavy: nubes.App) -> None:
     data = body(bytes_per_row=2500)  # 120,000 rows: ~300 MB held at the whole dataset
     result = quote(heavy, "POST", "/train", body=data, budget_s=15)
     assert result["basis"] == "sample" and result["body_bytes"] == len(data)
