@@ -141,6 +141,11 @@ class Ledger:
         return ok
 
     def _compaction_due(self) -> bool:
+        """Due after enough records or objects, and only where DuckDB is installed: a function built
+        without it (its footprint has no table library) leaves compaction to one that has it, to the
+        next bill, or to ``nubes costs --compact``."""
+        if not _duckdb_installed():
+            return False
         state = self.journal.extras["compaction"]
         limit_records, limit_objects = self.journal.extras["compact_at"]
         return bool(self.journal.written - state["base"] >= limit_records or state["objects"] >= limit_objects)
@@ -186,3 +191,15 @@ def records(store: ObjectStore, since: str | None = None, until: str | None = No
         names = [d[0] for d in cur.description]
         for row in cur.fetchall():
             yield dict(zip(names, row, strict=True))
+
+
+def _duckdb_installed() -> bool:
+    global _DUCKDB
+    if _DUCKDB is None:
+        import importlib.util
+
+        _DUCKDB = importlib.util.find_spec("duckdb") is not None
+    return _DUCKDB
+
+
+_DUCKDB: bool | None = None

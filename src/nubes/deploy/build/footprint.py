@@ -14,6 +14,8 @@ to the live objects they denote):
 * imports of a table library inside ``nubes.core`` functions convert values (a DuckDB relation is
   encoded through Polars): they count for a route whose footprint already holds a table library
   (:data:`TABLES`); nubes.core's other lazy imports (PyJWT for token checks) count where reached.
+  The ledger's compaction (:data:`WHERE_INSTALLED`) is treated the same way: it runs only in a
+  function that has DuckDB anyway (the ledger checks), so it never adds DuckDB to a footprint.
 
 What cannot be derived is reported, not guessed: an import by a computed name in the app's code is a
 :attr:`Need.dynamic` place, which the build refuses unless ``nubes.toml`` declares that route's
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 TABLES = frozenset({"duckdb", "polars", "pyarrow"})
+# nubes modules whose table-library imports run only where that library is installed already
+WHERE_INSTALLED = frozenset({"nubes.metering.rollup"})
 _STDLIB = frozenset(sys.stdlib_module_names) | {"__future__"}
 _NAMES_ON_ENTRY = ("__init__", "__post_init__", "__new__")
 # App methods whose function arguments are registered, not called: route handlers (analysed as their own
@@ -52,12 +56,18 @@ class Need:
     dynamic: list[str] = field(default_factory=list)
     converters: dict[str, str] = field(default_factory=dict)  # nubes.core's value-driven imports
     missing: dict[str, str] = field(default_factory=dict)  # the app's imports of modules not installed here
+    if_present: dict[str, str] = field(default_factory=dict)  # imports that run only where that library is
 
     def resolved(self) -> dict[str, str]:
-        """The modules needed, converters included when a table library is among them."""
+        """The modules needed, converters included when a table library is among them (and the
+        :data:`WHERE_INSTALLED` imports only when their own library is)."""
         out = dict(self.modules)
         if any(m.split(".")[0] in TABLES for m in out):
             for module, via in self.converters.items():
+                out.setdefault(module, via)
+        tops = {m.split(".")[0] for m in out}
+        for module, via in self.if_present.items():
+            if module.split(".")[0] in tops:
                 out.setdefault(module, via)
         return out
 
@@ -81,7 +91,8 @@ class Analysis:
     def fork(self) -> Analysis:
         other = Analysis(self.first_party, dynamic=self.dynamic)
         other.handlers = self.handlers
-        other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters), dict(self.need.missing))
+        other.need = Need(dict(self.need.modules), list(self.need.dynamic), dict(self.need.converters), dict(self.need.missing),
+                          dict(self.need.if_present))
         other.done, other.classes, other.names = set(self.done), set(self.classes), set(self.names)
         other.why = dict(self.why)
         return other
@@ -92,11 +103,11 @@ class Analysis:
             return False
         return module == "nubes" or module.startswith("nubes.") or self.first_party(module)
 
-    def _third_party(self, module: str, via: str, *, converter: bool = False) -> None:
+    def _third_party(self, module: str, via: str, *, converter: bool | str = False) -> None:
         top = module.split(".")[0]
         if not top or top in _STDLIB or self.ours(module) or not _is_module(top):
             return
-        target = self.need.converters if converter else self.need.modules
+        target = self.need.if_present if converter == "if_present" else self.need.converters if converter else self.need.modules
         target.setdefault(module, via)
 
     # -- modules -------------------------------------------------------------------------------
@@ -235,7 +246,7 @@ class Analysis:
     # -- the walk ------------------------------------------------------------------------------
     def _walk(self, body: Sequence[ast.AST], scope: dict[str, Any], env: dict[str, type], module: str, filename: str,
               *, via: str) -> None:
-        converter = module == "nubes.core" or module.startswith("nubes.core.")
+        converter: bool | str = "if_present" if module in WHERE_INSTALLED else (module == "nubes.core" or module.startswith("nubes.core."))
         app_code = self.first_party(module)
         local: dict[str, Any] = {}
         nodes = list(_nodes(body))
@@ -292,9 +303,9 @@ class Analysis:
             if top and top not in _STDLIB and not self.ours(name) and not _is_module(top):
                 self.need.missing.setdefault(name, f"{Path(filename).name}:{node.lineno}")
 
-    def _import(self, name: str, via: str, converter: bool) -> None:
+    def _import(self, name: str, via: str, converter: bool | str) -> None:
         if converter and not self.ours(name) and name.split(".")[0] in TABLES:
-            self._third_party(name, via, converter=True)
+            self._third_party(name, via, converter=converter)
         else:
             self.module(name, via)
 
