@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from nubes.deploy.build.errors import BuildError
-from nubes.deploy.build.footprint import Analysis, Need, _top_level
+from nubes.deploy.build.footprint import Analysis, Need
+from nubes.deploy.build.footprint_ast import _top_level
 from nubes.deploy.build.plan import Unit, api_route
 
 
@@ -45,6 +46,9 @@ def store_classes(uris: list[str]) -> list[type]:
     for uri in uris:
         backend = registered().get(uri.split("://", 1)[0].lower()) if "://" in uri else None
         if backend is None or backend.sdk is None:
+            continue
+        if not isinstance(backend.target, str):  # a class registered directly: already imported
+            out.append(backend.target)
             continue
         module, _, attr = backend.target.partition(":")
         try:
