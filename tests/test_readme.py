@@ -18,6 +18,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     quickstart, tests = readme_commands()
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert tests in ci
+    gates = ci[ci.index(tests) + 1 :]
+    assert gates and all(g in " ".join(gates) for g in ("ruff check", "mypy", "lint-imports"))
     assert "examples/quickstart/tour.py" in quickstart and quickstart.startswith("python3 -m venv .venv")
 
 

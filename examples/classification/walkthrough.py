@@ -20,18 +20,18 @@ from pathlib import Path
 
 os.environ.setdefault("NUBES_LOG_LEVEL", "warning")  # the walkthrough prints answers, not log lines
 
-from nubes.core.auth import hash_key, new_key  # noqa: E402
+from nubes.core.auth import hash_key, new_key
 
 # The model routes under /_nubes/ need the admin role: the walkthrough mints a key for itself (only the
 # key's hash is configured; in a project, under [auth.api_keys] in nubes.toml).
 ADMIN_KEY = new_key()
 os.environ["NUBES_API_KEYS"] = json.dumps({hash_key(ADMIN_KEY): {"id": "walkthrough", "roles": ["admin"]}})
 
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console  # noqa: E402 (after the environment above)
+from rich.table import Table  # noqa: E402 (after the environment above)
 
-from nubes.adapters.local import make_server
-from nubes.core.loader import load_app
+from nubes.adapters.local import make_server  # noqa: E402 (after the environment above)
+from nubes.core.loader import load_app  # noqa: E402 (after the environment above)
 
 HERE = Path(__file__).resolve().parent
 console = Console()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("NUBES_LOG_LEVEL", "warning")  # the tour prints answers, not log lines
 
-from nubes.core.auth import hash_key, new_key  # noqa: E402
+from nubes.core.auth import hash_key, new_key
 
 # The built-in /_nubes/ routes need the admin role: the tour mints a key for itself. Only the key's hash
 # is configured (here by environment; in a project, under [auth.api_keys] in nubes.toml).

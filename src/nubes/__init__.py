@@ -61,6 +61,6 @@ __all__ = [
     "Request",
     "Response",
     "Scheduled",
-    "errors",
     "__version__",
+    "errors",
 ]

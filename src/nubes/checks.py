@@ -6,4 +6,4 @@ for the contracts. Importing this module loads no data library.
 """
 
 from nubes.data.checks import *  # noqa: F403
-from nubes.data.checks import __all__ as __all__  # noqa: F401
+from nubes.data.checks import __all__ as __all__

@@ -16,13 +16,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
-
 from tests.adapters.mangum_probe import mangum_scope
 
 import nubes
 from nubes.adapters.aws import handler, sources
-from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
 from nubes.adapters.aws.builders import LambdaContext
+from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
 
 DATA = Path(__file__).parent.parent / "data" / "aws"
 

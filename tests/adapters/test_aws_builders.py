@@ -4,15 +4,15 @@ sent through builder -> ``handler(app)`` -> ``to_response`` gets what ``App.hand
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import nubes
-from nubes.adapters.aws import handler
 from nubes.adapters.aws import builders as ev
+from nubes.adapters.aws import handler
 
 DATA = Path(__file__).parent.parent / "data" / "aws"
 
@@ -44,7 +44,8 @@ def assert_same_shape(built: Any, real: Any, where: str = "event") -> None:
         return
     if isinstance(real, dict):
         assert isinstance(built, dict), f"{where}: expected an object, got {built!r}"
-        assert sorted(built) == sorted(real), f"{where}: keys differ: extra {sorted(set(built) - set(real))}, missing {sorted(set(real) - set(built))}"
+        extra, missing = sorted(set(built) - set(real)), sorted(set(real) - set(built))
+        assert sorted(built) == sorted(real), f"{where}: keys differ: extra {extra}, missing {missing}"
         for key in real:
             assert_same_shape(built[key], real[key], f"{where}.{key}")
     elif isinstance(real, list):
@@ -200,7 +201,8 @@ def test_round_trip_matches_app_handle(contract_app: nubes.App, fmt: str, option
 def test_to_response_rules() -> None:
     assert ev.to_response({"hello": 1}, "http").body == b'{"hello": 1}'  # 2.0: no statusCode -> JSON body
     assert ev.to_response({"hello": 1}, "rest").status == 502
-    merged = ev.to_response({"statusCode": 201, "headers": {"a": "1", "b": "x"}, "multiValueHeaders": {"b": ["y", "z"]}, "body": "aGk=", "isBase64Encoded": True}, "rest")
+    answer = {"statusCode": 201, "headers": {"a": "1", "b": "x"}, "multiValueHeaders": {"b": ["y", "z"]}}
+    merged = ev.to_response({**answer, "body": "aGk=", "isBase64Encoded": True}, "rest")
     assert merged.status == 201 and merged.body == b"hi" and merged.headers.getlist("b") == ["y", "z"] and merged.headers["a"] == "1"
     with pytest.raises(ValueError):
         ev.to_response({}, "gcp")  # type: ignore[arg-type]
@@ -214,5 +216,5 @@ def test_lambda_context() -> None:
 
 
 def test_schedule_builder_time() -> None:
-    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    when = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert ev.schedule_event("r", when)["time"] == "2025-01-02T03:04:05Z"

@@ -8,12 +8,12 @@ import sys
 
 import azure.functions as func
 import pytest
+from tests.adapters.test_azure_support import CONTRACT_APP, EVENTS_APP, Indexed, assert_worker_loads, fresh
 
 from nubes import App, Context, Request
+from nubes.adapters.azure.builders import from_http_response, invocation_context, to_http_request
 from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app, host_json, to_nubes_request
 from nubes.core.response import Response
-from nubes.adapters.azure.builders import from_http_response, invocation_context, to_http_request
-from tests.adapters.test_azure_support import CONTRACT_APP, EVENTS_APP, Indexed, assert_worker_loads, fresh
 
 
 @pytest.fixture

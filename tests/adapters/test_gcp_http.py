@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,7 @@ def test_response_over_the_limit_is_500(monkeypatch: pytest.MonkeyPatch, fn: Wer
 
 
 def test_schedule_over_http(web: WerkzeugClient, tmp_path: Path) -> None:
-    when = datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc)
+    when = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
     r = web.post("/_nubes/schedule/nightly", headers={"X-CloudScheduler": "true", "X-CloudScheduler-JobName": "nightly",
                                                       "X-CloudScheduler-ScheduleTime": "2026-03-01T02:00:00Z"})
     assert r.status_code == 200, r.get_data(as_text=True)

@@ -38,16 +38,15 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import pytest
-
 from tests.adapters.mangum_probe import mangum_scope
 
 import nubes
 from nubes import Request, Response
+from nubes.adapters.aws import builders as aws_events
 from nubes.adapters.aws import handler as aws_handler
 from nubes.adapters.aws.http import Alb, FunctionUrl, HttpApi, RestApi
 from nubes.core.loader import load_app
 from nubes.testing import Client
-from nubes.adapters.aws import builders as aws_events
 
 APP_FILE = Path(__file__).resolve().parent.parent / "apps" / "parity_app.py"
 PATHS = ("local", "aws-v1", "aws-v2", "aws-alb", "aws-alb-multi", "aws-url", "gcp", "gcp-framework", "azure")
@@ -200,8 +199,8 @@ def _run_aws(fmt: str, **kw: Any) -> Callable[[Request], Response]:
 
 
 def run_gcp(request: Request) -> Response:
-    from nubes.adapters.gcp.functions import http_function
     from nubes.adapters.gcp.builders import from_flask_response, to_flask_request
+    from nubes.adapters.gcp.functions import http_function
 
     return from_flask_response(http_function(app())(to_flask_request(request)))
 
@@ -248,12 +247,12 @@ def run_gcp_framework(request: Request) -> Response:
 
 def run_azure(request: Request) -> Response:
     global _AZURE
-    from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app
     from nubes.adapters.azure.builders import (
         from_http_response,
         invocation_context,
         to_http_request,
     )
+    from nubes.adapters.azure.functions import HTTP_FUNCTION, function_app
 
     if _AZURE is None:  # get_functions() may be called once per FunctionApp
         functions = {f.get_function_name(): f for f in function_app(app()).get_functions()}
@@ -546,7 +545,7 @@ def assert_same(got: Outcome, want: Outcome) -> None:
 
 def _body_diff(got: bytes, want: bytes) -> str:
     if len(got) > 2000 or len(want) > 2000:
-        at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+        at = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
         return f"bodies differ: {len(got)} vs {len(want)} bytes, first difference at {at}: {got[at:at+60]!r} vs {want[at:at+60]!r}"
     return f"{got!r} != {want!r}"
 

@@ -56,7 +56,8 @@ def broken(ctx: Context, event: Scheduled) -> None:
 
 @app.get("/platform")
 def where(ctx: Context) -> dict[str, Any]:
-    return {"platform": ctx.platform, "request_id": ctx.request_id, "remaining": ctx.remaining(), "url": ctx.request.url if ctx.request else None}
+    url = ctx.request.url if ctx.request else None
+    return {"platform": ctx.platform, "request_id": ctx.request_id, "remaining": ctx.remaining(), "url": url}
 
 
 events = cloud_event_function(app)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from tests.build.conftest import APP, PYTHON, STORE
+
 from nubes.deploy.build import BuildOptions, BuildResult
 from nubes.deploy.build.engine import inputs_of
-from tests.build.conftest import APP, PYTHON, STORE
 
 
 def test_the_manifest_records_the_inputs_a_fresh_digest_reproduces(aws_build: BuildResult) -> None:

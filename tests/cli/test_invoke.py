@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import CONTRACT_APP
 
 NUBES = str(Path(sys.executable).with_name("nubes"))

@@ -58,9 +58,9 @@ def test_storage_errors_in_handlers_become_http_answers() -> None:
 
 def test_bad_storage_uri_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="no storage backend for scheme 'ftp://'"):
-        nubes.App("x", storage="ftp://host/path").storage
+        _ = nubes.App("x", storage="ftp://host/path").storage
     with pytest.raises(ConfigError, match="has no scheme"):
-        nubes.App("x", storage="just-a-folder").storage
+        _ = nubes.App("x", storage="just-a-folder").storage
 
 
 def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

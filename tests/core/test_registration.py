@@ -43,7 +43,7 @@ def test_path_parameter_without_handler_parameter() -> None:
 def test_unsupported_query_annotation() -> None:
     def handler(ctx, filters: dict) -> None: ...
 
-    with pytest.raises(ConfigError, match="'filters'.*name it 'body'"):
+    with pytest.raises(ConfigError, match=r"'filters'.*name it 'body'"):
         make().get("/x")(handler)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from urllib.parse import quote
 
 import nubes
 from nubes import Request
@@ -59,7 +60,11 @@ def seg(ctx, value: str, rest: str) -> dict:
 _text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 
 
-@given(value=_text, rest=st.lists(_text.filter(lambda s: "/" not in s), min_size=1, max_size=3), q=st.lists(st.text(max_size=10), max_size=3))
+@given(
+    value=_text,
+    rest=st.lists(_text.filter(lambda s: "/" not in s), min_size=1, max_size=3),
+    q=st.lists(st.text(max_size=10), max_size=3),
+)
 def test_any_text_round_trips_through_path_and_query(value: str, rest: list[str], q: list[str]) -> None:
     path = f"/seg/{quote(value, safe='')}/" + "/".join(quote(r, safe="") for r in rest)
     result = Client(app).get(path, params=[("q", v) for v in q]).json()

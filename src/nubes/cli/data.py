@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nubes.cli.common import AppArg, load, fail
+from nubes.cli.common import AppArg, fail, load
 
 
 def catalog(
@@ -33,8 +33,10 @@ def catalog(
         table.add_column(col, overflow="fold")
     for e in entries:
         columns = ", ".join(f"{k} {v}" for k, v in (e.get("schema") or {}).items())
-        table.add_row(e["name"], e["uri"], e["format"], columns, str(e.get("objects", "")), f"{e.get('bytes', 0):,}" if "bytes" in e else "",
-                      "" if e.get("rows") is None else f"{e['rows']:,}", e["owner"], e.get("status", "") + (f": {e['error']}" if e.get("error") else ""))
+        size = f"{e.get('bytes', 0):,}" if "bytes" in e else ""
+        rows = "" if e.get("rows") is None else f"{e['rows']:,}"
+        status = e.get("status", "") + (f": {e['error']}" if e.get("error") else "")
+        table.add_row(e["name"], e["uri"], e["format"], columns, str(e.get("objects", "")), size, rows, e["owner"], status)
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 

@@ -20,8 +20,14 @@ PROVIDERS = _cloud_names()
 
 EmulateOpt = Annotated[str | None, typer.Option("--emulate", metavar="PROVIDER",
                                                 help="answer as this provider would: aws, gcp or azure (its payloads, adapter, limits)")]
-AwsEventOpt = Annotated[str | None, typer.Option("--aws-event", "--front", help="with --emulate aws: the front end: http (API Gateway HTTP API, "
-                                                               "payload 2.0), rest (REST API), alb, url (Function URL)")]
+AwsEventOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-event",
+        "--front",
+        help="with --emulate aws: the front end: http (API Gateway HTTP API, payload 2.0), rest (REST API), alb, url (Function URL)",
+    ),
+]
 TimeoutOpt = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS",
                                                   help="with --emulate: the function's timeout (default: the provider's)")]
 MemoryOpt = Annotated[int | None, typer.Option("--memory", metavar="MB",
@@ -118,7 +124,10 @@ def emit(
     kind: Annotated[str, typer.Argument(metavar="EVENT", help="object-created, message or schedule")],
     value: Annotated[str, typer.Argument(metavar="VALUE", help="the object KEY, the message BODY, or the schedule NAME")],
     emulate: EmulateOpt = None,
-    bucket: Annotated[str | None, typer.Option("--bucket", help="object-created: bucket / container (default: the app's home store's, else nubes-emulated)")] = None,
+    bucket: Annotated[
+        str | None,
+        typer.Option("--bucket", help="object-created: bucket / container (default: the app's home store's, else nubes-emulated)"),
+    ] = None,
     size: Annotated[int, typer.Option("--size", help="object-created: object size in bytes")] = 0,
     queue: Annotated[str | None, typer.Option(
         "--queue", help="message: the queue (a logical name bound in nubes.toml, or the queue / topic itself)")] = None,

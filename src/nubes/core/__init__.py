@@ -1,1 +1,5 @@
-"""The cloud-neutral core: app, routing, binding, Request/Response, Context, encoding, errors, logs, catalog, analytics, checks, lineage, metering. Imports no cloud SDK; heavy libraries load on first use."""
+"""The cloud-neutral HTTP kernel: app, routing, binding, Request/Response, Context, encoding, hooks, logs.
+
+OpenAPI and the extension mechanism live here too. Imports no feature package and no cloud SDK; heavy
+libraries load on first use.
+"""

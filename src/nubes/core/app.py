@@ -25,10 +25,11 @@ from nubes.storage.current import CURRENT_IO
 if TYPE_CHECKING:
     from nubes.core.asgi import ASGIApp
     from nubes.core.auth import Auth
-    from nubes.core.jobs import Jobs, JobRun
     from nubes.core.events import EventRoute, Platform
     from nubes.core.extensions import Extension
     from nubes.core.hooks import Invocation, InvocationHook
+    from nubes.core.job_runs import JobRun
+    from nubes.core.jobs import Jobs
     from nubes.storage.base import ObjectStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -395,7 +396,9 @@ class App(Extensible, EventHandlers):
         from nubes.storage.base import IOStats
 
         if platform is None:
-            from nubes.core.events import LOCAL as platform
+            from nubes.core.events import LOCAL
+
+            platform = LOCAL
         inv = Invocation(self, rid, kind, platform, started, datetime.now(UTC), IOStats(), **what)
         inv.state["hooks"] = hooks
         for hook in hooks:

@@ -20,9 +20,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Union, get_args, get_origin
 from urllib.parse import parse_qsl
 
-from nubes.errors import ConfigError, HTTPError, ValidationError
 from nubes.core.request import Request
-
+from nubes.errors import ConfigError, HTTPError, ValidationError
 
 
 class _Empty:
@@ -49,7 +48,7 @@ class Param:
     ``many`` marks ``list[...]`` (every repeat of the query key).
     """
 
-    __slots__ = ("name", "source", "annotation", "required", "default", "many", "nullable")
+    __slots__ = ("annotation", "default", "many", "name", "nullable", "required", "source")
 
     def __init__(self, name: str, source: str, annotation: Any, required: bool, default: Any, many: bool,
                  nullable: bool) -> None:

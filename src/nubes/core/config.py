@@ -52,4 +52,5 @@ def section(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, 
         value = value.get(part, {}) if isinstance(value, dict) else None
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: [{name}] must be a table")
-    return value
+    table: dict[str, Any] = value
+    return table

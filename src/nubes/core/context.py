@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
     from nubes.core.app import App
     from nubes.core.auth import Principal
-    from nubes.core.jobs import JobRun
     from nubes.core.events import Event, Platform
+    from nubes.core.job_runs import JobRun
     from nubes.storage.base import ObjectStore
 
 

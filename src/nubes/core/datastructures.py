@@ -36,7 +36,7 @@ def _pairs(source: Pairs) -> list[tuple[str, str]]:
 class MultiDict(Mapping[str, str]):
     """An immutable ordered multi-mapping of str to str."""
 
-    __slots__ = ("_items", "_index")
+    __slots__ = ("_index", "_items")
 
     def _norm(self, key: str) -> str:
         return key
@@ -115,9 +115,9 @@ class MutableHeaders(Headers):
         self._set(key, [str(value)])
 
     def add(self, key: str, value: str) -> None:
-        self._set(key, self.getlist(key) + [str(value)])
+        self._set(key, [*self.getlist(key), str(value)])
 
-    def setdefault(self, key: str, value: str) -> str:  # type: ignore[override]
+    def setdefault(self, key: str, value: str) -> str:
         if key not in self:
             self[key] = value
         return self[key]

@@ -92,7 +92,7 @@ class Extensible:
         if name in self.extensions:
             raise ConfigError(f"extension {name!r} is already included in app {self.name!r}")
         self.extensions[name] = extension
-        extension.setup(self)
+        extension.setup(self)  # type: ignore[arg-type]  # the mixin is only ever part of App
         return self
 
     def add_internal_route(self, path: str, methods: Iterable[str], fn: Callable[..., Any], **kw: Any) -> None:

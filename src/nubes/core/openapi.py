@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import inspect
@@ -152,10 +153,8 @@ def _operation(route: Route, method: str, schemas: _Schemas) -> dict[str, Any]:
         if p.nullable:
             schema = {"anyOf": [schema, {"type": "null"}]}
         if p.default is not _EMPTY and p.default is not None and not p.many:
-            try:
+            with contextlib.suppress(TypeError):
                 schema["default"] = p.default.value if isinstance(p.default, enum.Enum) else p.default
-            except TypeError:
-                pass
         entry: dict[str, Any] = {"name": p.name, "in": p.source, "required": p.source == "path" or p.required, "schema": schema}
         if p.many:
             entry["explode"] = True

@@ -78,7 +78,7 @@ class PathTemplate:
         elif len(segments) <= len(fixed):
             return None
         values: dict[str, str] = {}
-        for (kind, spec), raw in zip(fixed, segments):
+        for (kind, spec), raw in zip(fixed, segments, strict=False):
             text = unquote(raw)
             if kind == "literal":
                 if text != spec:

@@ -245,7 +245,7 @@ class Session(DatasetWriter):
         if resolved is None:
             resolved = self.view(dataset.name)
         key = (dataset.name, resolved.fingerprint)
-        cached = self.app.check_cache.get(key)
+        cached: list[CheckResult] | None = self.app.check_cache.get(key)
         if cached is not None:
             return cached
         self._create_view(dataset.name, resolved)

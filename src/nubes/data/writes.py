@@ -68,6 +68,7 @@ class DatasetWriter:
             raise ConfigError(f"ctx.write mode must be 'overwrite' or 'append', not {mode!r}")
         if isinstance(partition_by, str):
             partition_by = [partition_by]
+        dataset: Dataset
         if target in self.app.catalog:
             dataset = self.app.catalog.get(target)
         elif "://" in target:

@@ -359,7 +359,7 @@ class Sandbox:
 
 
 def _job_run_type() -> type:
-    from nubes.core.jobs import JobRun
+    from nubes.core.job_runs import JobRun
 
     class SampleJob(JobRun):
         """A job attempt for a sample run: the handler runs in the sandbox; its progress goes nowhere."""

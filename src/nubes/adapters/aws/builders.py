@@ -30,7 +30,7 @@ import json
 import time as _time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote_plus
 
@@ -63,7 +63,7 @@ __all__ = [
 
 # -- pieces ------------------------------------------------------------------------------------
 def _now(when: datetime | None) -> datetime:
-    return (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return (when or datetime.now(UTC)).astimezone(UTC)
 
 
 def _body(request: Request) -> tuple[str | None, bool]:
@@ -353,7 +353,10 @@ def s3_put_event(
                 "eventName": event_name,
                 "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
                 "requestParameters": {"sourceIPAddress": SOURCE_IP},
-                "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+                "responseElements": {
+                    "x-amz-request-id": "C3D13FE58DE4C810",
+                    "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD",
+                },
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "nubes",
@@ -365,11 +368,13 @@ def s3_put_event(
     }
 
 
-def sqs_event(messages: Iterable[str | bytes | Mapping[str, Any]], queue_arn: str = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:MyQueue") -> dict[str, Any]:
+def sqs_event(
+    messages: Iterable[str | bytes | Mapping[str, Any]], queue_arn: str = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:MyQueue"
+) -> dict[str, Any]:
     """An SQS batch: each message is a body (str/bytes) or ``{"body", "attributes", "id"}`` (string attributes)."""
     region = queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else REGION
     sent = str(int(_time.time() * 1000))
-    records = []
+    records: list[dict[str, Any]] = []
     for item in messages:
         spec: Mapping[str, Any] = item if isinstance(item, Mapping) else {"body": item}
         body = spec.get("body", "")
@@ -395,7 +400,11 @@ def sqs_event(messages: Iterable[str | bytes | Mapping[str, Any]], queue_arn: st
         }
         if queue_arn.endswith(".fifo"):
             record["attributes"].update(
-                {"SequenceNumber": str(10**19 + len(records)), "MessageGroupId": str(spec.get("group", "1")), "MessageDeduplicationId": record["messageId"]}
+                {
+                    "SequenceNumber": str(10**19 + len(records)),
+                    "MessageGroupId": str(spec.get("group", "1")),
+                    "MessageDeduplicationId": record["messageId"],
+                }
             )
         records.append(record)
     return {"Records": records}
@@ -440,7 +449,7 @@ class LambdaContext:
         self.memory_limit_in_mb = str(memory_mb)
         self.aws_request_id = request_id or str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
         self.identity = None
         self.client_context = None
         self._deadline = _time.monotonic() + timeout_s

@@ -10,7 +10,7 @@ header name and each ``Set-Cookie`` through ``http.cookies.SimpleCookie``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -133,7 +133,7 @@ def blob_input_stream(
     ``name`` is the worker's ``BlobTrigger`` metadata (``CONTAINER/NAME``); ``blob_properties`` has
     the host's property names (``ContentLength``, ``ETag``, ``LastModified``, ``ContentType``).
     """
-    modified = last_modified or datetime.now(timezone.utc)
+    modified = last_modified or datetime.now(UTC)
     props: dict[str, Any] = {"ContentLength": len(data), "ContentType": content_type,
                              "LastModified": modified.isoformat(), "BlobType": "BlockBlob"}
     if etag is not None:
@@ -148,11 +148,11 @@ def blob_input_stream(
     )
 
 
-def queue_message(body: bytes | str, *, id: str | None = None, dequeue_count: int = 1,  # noqa: A002 - the worker's name
+def queue_message(body: bytes | str, *, id: str | None = None, dequeue_count: int = 1,
                   pop_receipt: str | None = "AgAAAAMAAAAAAAAA") -> func.QueueMessage:
     """The ``func.QueueMessage`` a queue trigger gets (with the worker's metadata fields)."""
-    now = datetime.now(timezone.utc)
-    return QueueMessage(
+    now = datetime.now(UTC)
+    return QueueMessage(  # type: ignore[no-untyped-call]
         id=id or str(uuid.uuid4()),
         body=body,
         dequeue_count=dequeue_count,
@@ -163,7 +163,7 @@ def queue_message(body: bytes | str, *, id: str | None = None, dequeue_count: in
     )
 
 
-def timer_request(*, past_due: bool = False, last: datetime | None = None, next: datetime | None = None,  # noqa: A002
+def timer_request(*, past_due: bool = False, last: datetime | None = None, next: datetime | None = None,
                   ) -> func.TimerRequest:
     """The ``func.TimerRequest`` a timer trigger gets; ``last`` / ``next`` fill ``schedule_status``."""
     status: dict[str, str] = {}
@@ -172,5 +172,5 @@ def timer_request(*, past_due: bool = False, last: datetime | None = None, next:
     if next is not None:
         status["Next"] = next.isoformat()
     if status:
-        status["LastUpdated"] = datetime.now(timezone.utc).isoformat()
+        status["LastUpdated"] = datetime.now(UTC).isoformat()
     return TimerRequest(past_due=past_due, schedule_status=status or None, schedule={"AdjustForDST": True})

@@ -23,9 +23,15 @@ from nubes.core.response import Response
 # some report 500, MicrosoftDocs/azure-docs#94418 — nubes follows the documentation).
 ANSWERS: dict[tuple[str, str], Answer] = {
     ("azure", "request_too_large"): Answer(413, b"", None, "learn.microsoft.com/azure/azure-functions/functions-scale#service-limits"),
-    ("azure", "function_error"): Answer(500, b"", None, "github.com/Azure/azure-functions-host (FunctionTimeoutException / unhandled -> 500)"),
-    ("azure", "gateway_timeout"): Answer(502, b"The specified CGI application encountered an error and the server terminated the process.",
-                                         "text/html", "learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits"),
+    ("azure", "function_error"): Answer(
+        500, b"", None, "github.com/Azure/azure-functions-host (FunctionTimeoutException / unhandled -> 500)"
+    ),
+    ("azure", "gateway_timeout"): Answer(
+        502,
+        b"The specified CGI application encountered an error and the server terminated the process.",
+        "text/html",
+        "learn.microsoft.com/azure/azure-functions/functions-bindings-http-webhook-trigger#limits",
+    ),
 }
 
 
@@ -90,7 +96,7 @@ class AzureTarget:
         self.settings = settings
         fa = function_app(app, timeout=float(settings["timeout"]),
                           memory_mb=int(settings["memory"]) if settings.get("memory") else None)
-        self.functions = {f.get_function_name(): f for f in fa.get_functions()}
+        self.functions: dict[str, Any] = {str(f.get_function_name()): f for f in fa.get_functions()}
 
     def _trigger(self, name: str) -> dict[str, Any]:
         bindings = json.loads(self.functions[name].get_function_json())["bindings"]

@@ -108,7 +108,8 @@ class Profile:
         """A profile with these settings (defaults from the figures); ConfigError names the allowed range."""
         timeout = float(timeout) if timeout is not None else cls.figure("default_timeout_s")
         memory = int(memory) if memory is not None else int(cls.figure("default_memory_mb"))
-        max_timeout, min_memory, max_memory = cls.figure("timeout_max_s"), int(cls.figure("memory_min_mb")), int(cls.figure("memory_max_mb"))
+        max_timeout = cls.figure("timeout_max_s")
+        min_memory, max_memory = int(cls.figure("memory_min_mb")), int(cls.figure("memory_max_mb"))
         if not 0 < timeout <= max_timeout:
             raise ConfigError(f"--timeout {timeout:g}: {cls.name} functions time out after 1 to {max_timeout:g} seconds")
         if not min_memory <= memory <= max_memory:

@@ -18,6 +18,7 @@ memory size would fail imports; the resident set is what the providers meter.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         from nubes.core.loader import load_app
 
         target = make_target(config["provider"], load_app(config["spec"]), config["settings"])
-    except BaseException as exc:  # noqa: BLE001 - Lambda's Runtime.ImportModuleError / init failure
+    except BaseException as exc:
         write_frame(out, {"ok": False, "error_type": "Runtime.InitError", "error": f"{type(exc).__name__}: {exc}"})
         return 1
     write_frame(out, {"ok": True, "init_ms": round((time.perf_counter() - started) * 1000, 1), "pid": os.getpid()})
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 reply, data = target.invoke(meta, body)
             if sent:
                 reply["jobs"] = sent
-        except BaseException as exc:  # noqa: BLE001 - never leave the parent without an answer
+        except BaseException as exc:
             reply, data = {"ok": False, "error_type": type(exc).__name__, "error": str(exc)}, b""
         write_frame(out, reply, data)
 
@@ -265,25 +266,17 @@ class Worker:
         if self.proc.poll() is None:
             tree = descendants(self.pid)  # before the kill: orphans are re-parented and lost from view
             if os.name == "posix":
-                try:
+                with contextlib.suppress(OSError):
                     os.killpg(self.pid, signal.SIGKILL)
-                except OSError:
-                    pass
             self.proc.kill()
             for pid in tree:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         for f in (self._out, self._in):
-            try:
+            with contextlib.suppress(OSError):
                 f.close()
-            except OSError:
-                pass
 
 
 class Pool:

@@ -25,7 +25,7 @@ import hashlib
 import json
 import random
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -189,12 +189,12 @@ def scheduler_request(name: str, *, time: datetime | None = None, project: str =
 
 def _utc(when: datetime | None) -> datetime:
     if when is None:
-        return datetime.now(timezone.utc)
-    return when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _rfc3339(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _numeric_id() -> str:

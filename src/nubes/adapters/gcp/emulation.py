@@ -24,9 +24,13 @@ from nubes.core.response import Response
 # memory limit exceeded) 503 (cloud.google.com/run/docs/troubleshooting: "The request failed
 # because either the HTTP response was malformed or connection to the instance had an error").
 ANSWERS: dict[tuple[str, str], Answer] = {
-    ("gcp", "request_too_large"): Answer(413, b"<!DOCTYPE html>\n<title>Error 413 (Request Entity Too Large)!!1</title>\n"
-                                         b"<p><b>413.</b> That\xe2\x80\x99s an error.\n<p>Your client issued a request that was too large.\n",
-                                         "text/html; charset=UTF-8", "cloud.google.com/functions/quotas (32 MiB)"),
+    ("gcp", "request_too_large"): Answer(
+        413,
+        b"<!DOCTYPE html>\n<title>Error 413 (Request Entity Too Large)!!1</title>\n"
+        b"<p><b>413.</b> That\xe2\x80\x99s an error.\n<p>Your client issued a request that was too large.\n",
+        "text/html; charset=UTF-8",
+        "cloud.google.com/functions/quotas (32 MiB)",
+    ),
     ("gcp", "response_too_large"): Answer(500, b"Internal Server Error", "text/plain", "cloud.google.com/functions/quotas (32 MiB)"),
     ("gcp", "function_error"): Answer(503, b"Service Unavailable", "text/plain",
                                       "cloud.google.com/run/docs/troubleshooting#503-malformed-or-connection-error"),
@@ -129,7 +133,7 @@ class GcpTarget:
         self._dir = tempfile.TemporaryDirectory(prefix="nubes-gcf-")
         source = Path(self._dir.name) / "main.py"
         source.write_text(_MAIN, encoding="utf-8")
-        self.http = functions_framework.create_app("main", str(source), "http").test_client()
+        self.http = _create_app(functions_framework)("main", str(source), "http").test_client()
         self._source = str(source)
         self._events: Any = None
 
@@ -149,10 +153,15 @@ class GcpTarget:
         import functions_framework
 
         if self._events is None:
-            self._events = functions_framework.create_app("on_event", self._source, "cloudevent").test_client()
+            self._events = _create_app(functions_framework)("on_event", self._source, "cloudevent").test_client()
         resp = self._events.post("/", headers=meta["headers"], data=body)
         ok = 200 <= resp.status_code < 300
         out: dict[str, Any] = {"ok": ok, "status": resp.status_code}
         if not ok:
             out["error_type"] = "FunctionError"
         return out, resp.get_data()
+
+
+def _create_app(module: Any) -> Any:
+    """``functions_framework.create_app`` (the package ships no type hints)."""
+    return module.create_app

@@ -23,8 +23,8 @@ from typing import Any
 from nubes.core.auth.principal import Principal
 from nubes.errors import ConfigError
 
-ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-SYMMETRIC = ("HS256", "HS384", "HS512")
+ASYMMETRIC: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+SYMMETRIC: tuple[str, ...] = ("HS256", "HS384", "HS512")
 MAX_TOKEN_CHARS = 8192
 _SETTINGS = {"issuer", "audience", "jwks", "secret_env", "algorithms", "leeway", "roles_claim", "scopes_claim",
              "tenant_claim", "subject_claim", "cache_size"}

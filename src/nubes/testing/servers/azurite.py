@@ -14,6 +14,7 @@ orphan ``node`` process behind). Data persists in ``location`` on disk, so ``sto
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -113,7 +114,7 @@ class Azurite(ServerProcess):
 
     def _probe(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2):  # noqa: S310 - loopback
+            with urllib.request.urlopen(f"{self.endpoint}?comp=list", timeout=2):
                 return True
         except urllib.error.HTTPError:
             return True  # any HTTP answer (an unsigned request gets 403) means it is serving
@@ -123,11 +124,8 @@ class Azurite(ServerProcess):
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import BlobServiceClient
 
-        with BlobServiceClient.from_connection_string(self.connection_string) as service:
-            try:
-                service.create_container(name)
-            except ResourceExistsError:
-                pass
+        with BlobServiceClient.from_connection_string(self.connection_string) as service, contextlib.suppress(ResourceExistsError):
+            service.create_container(name)
 
     def close(self) -> None:
         """Stop the server and delete its location if this object created it."""

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from nubes.testing.servers.process import ServerProcess
 
-
 # The emulator's own entry point (what the ``gcp-storage-emulator`` script runs), with changes that
 # leave its API behaviour alone and only make it keep up with the contract suite:
 # * its single-threaded ``http.server.HTTPServer`` listens with the socketserver default backlog of
@@ -119,7 +118,7 @@ class GCSEmulator(ServerProcess):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=10):
                 pass
         except urllib.error.HTTPError as exc:
             if exc.code != 409:

@@ -61,7 +61,7 @@ class MotoServer(ServerProcess):
         }
 
     def _probe(self) -> bool:
-        with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2) as resp:
             return bool(resp.status == 200)
 
     def client(self) -> Any:

@@ -9,10 +9,10 @@ import subprocess
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 
 def free_port() -> int:
@@ -43,10 +43,8 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _end_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -93,7 +91,7 @@ class ServerProcess:
         self.log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout = startup_timeout
         self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[..., None] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     # -- what a subclass supplies --------------------------------------------------------------
     def command(self) -> list[str]:
