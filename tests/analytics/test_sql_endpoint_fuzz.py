@@ -146,8 +146,12 @@ def test_any_text_never_fails_the_server(client: Client, text: str) -> None:
 @pytest.mark.parametrize("depth", [200, 400, 990])
 @pytest.mark.parametrize("shape", ["abs({})", "[{}]", "(1 + {})", "NOT ({})", "(SELECT {})"])
 def test_deep_nesting_is_a_400_not_a_500(client: Client, shape: str, depth: int) -> None:
-    """Nesting within DuckDB's expression depth still nests its parse tree deeper than Python's JSON reader goes."""
+    """Nesting within DuckDB's expression depth still nests its parse tree deeper than Python's JSON reader goes.
+
+    A 200-deep list type can exceed the endpoint's memory bound under DuckDB 2 (a 422 naming the limit).
+    """
     text = "true" if shape.startswith("NOT") else "1"
     for _ in range(depth):
         text = shape.replace("{}", text)
-    assert _check(client, "SELECT " + text).status_code in (200, 400)
+    response = _check(client, "SELECT " + text)
+    assert response.status_code in (200, 400) or (response.status_code == 422 and "memory" in response.json()["detail"])

@@ -82,16 +82,7 @@ def _finish(ctx: Context) -> None:
     if session is None:
         return
     try:
-        from nubes.storage.current import CURRENT_IO
-
-        io = CURRENT_IO.get()
-        if io is not None and session._bridge is not None:
-            io.merge(session._bridge.stats)
-        entry = session.lineage()
-        if entry is not None:
-            from nubes.data import lineage
-
-            lineage.record(ctx.app.storage, {"request_id": ctx.request_id, "app": ctx.app.name, "route": ctx.route, **entry})
+        session.account(ctx.request_id, ctx.route)
     finally:
         session.close()
 

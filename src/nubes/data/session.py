@@ -276,3 +276,16 @@ class Session(DatasetWriter):
         if not reads and not self.writes:
             return None
         return {"reads": reads, "writes": self.writes}
+
+    def account(self, request_id: str, route: str | None) -> None:
+        """Count this session's storage reads in the invocation's I/O stats and record its lineage."""
+        from nubes.storage.current import CURRENT_IO
+
+        io = CURRENT_IO.get()
+        if io is not None and self._bridge is not None:
+            io.merge(self._bridge.stats)
+        entry = self.lineage()
+        if entry is not None:
+            from nubes.data import lineage
+
+            lineage.record(self.app.storage, {"request_id": request_id, "app": self.app.name, "route": route, **entry})

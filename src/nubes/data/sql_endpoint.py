@@ -232,15 +232,6 @@ def _account(ctx: Context, session: Session) -> None:
     """Count the sandbox's storage reads in the invocation's I/O and record its lineage, as the app does
     for ``ctx.sql`` (never fails the request)."""
     try:
-        from nubes.storage.current import CURRENT_IO
-
-        io = CURRENT_IO.get()
-        if io is not None and session._bridge is not None:
-            io.merge(session._bridge.stats)
-        entry = session.lineage()
-        if entry is not None:
-            from nubes.data import lineage
-
-            lineage.record(ctx.app.storage, {"request_id": ctx.request_id, "app": ctx.app.name, "route": ctx.route, **entry})
+        session.account(ctx.request_id, ctx.route)
     except Exception:
         ctx.log.exception("could not record the query's reads", route=ctx.route)
