@@ -73,7 +73,7 @@ def test_a_job_app_may_invoke_itself_and_retries_as_many_times_as_its_jobs(proje
                        ("update", "aws.lambda.function"): {"code_sha256"}}  # the app file changed: new code
     without.apply(without.plan())
     assert "InvokeSelf" not in _statements(aws, "lab-nubes")
-    with pytest.raises(Exception, match="EventInvokeConfig|ResourceNotFound"):
+    with pytest.raises(Exception, match=r"EventInvokeConfig|ResourceNotFound"):
         aws("lambda").get_function_event_invoke_config(FunctionName="lab")
     assert _open(project).plan().empty
 

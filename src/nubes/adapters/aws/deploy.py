@@ -36,8 +36,18 @@ import re
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import (TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, jobs, join_key,
-                                       split_store)
+from nubes.adapters.deployment import (
+    TAG_APP,
+    TAG_VERSION,
+    Artifact,
+    ModuleDeployer,
+    Resource,
+    Target,
+    bindings,
+    jobs,
+    join_key,
+    split_store,
+)
 
 MEMORY_MB = (128, 10_240)  # 1 MB steps
 TIMEOUT_S = (1, 900)

@@ -5,8 +5,9 @@ expects by default) on the app's jobs queue (``NUBES_JOBS_QUEUE``, else ``<app n
 the storage connection the triggers use (the app setting named by ``connection``, by default
 ``AzureWebJobsStorage``): a connection string, or, as ``nubes deploy`` configures it, identity-based
 (``AzureWebJobsStorage__accountName`` or ``__queueServiceUri``, with ``DefaultAzureCredential``
-from ``azure-identity``: the app's managed identity holds Storage Queue Data Contributor). :func:`nubes.adapters.azure.function_app` registers the queue-triggered
-function ``nubes_jobs`` on that queue for an app with job routes; it runs one attempt.
+from ``azure-identity``: the app's managed identity holds Storage Queue Data Contributor).
+:func:`nubes.adapters.azure.function_app` registers the queue-triggered function ``nubes_jobs`` on
+that queue for an app with job routes; it runs one attempt.
 
 Retries are the queue trigger's: a function that raises (or times out) leaves the message to be
 dequeued again, up to ``maxDequeueCount`` times, then moves it to ``<queue>-poison``. nubes writes
