@@ -5,15 +5,12 @@ gets neither, and removing the jobs removes them."""
 from __future__ import annotations
 
 import json
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from nubes.deploy.engine import Deployment
 from nubes.errors import ConfigError
-from nubes.testing.servers.moto import MotoServer
 
 pytest.importorskip("boto3")
 
@@ -25,20 +22,6 @@ timeout = 300
 storage = "s3://lab-home/apps/lab"
 http = "function-url"
 """
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server, server.environment():
-        yield server
-
-
-@pytest.fixture
-def aws(moto: MotoServer) -> Iterator[Any]:
-    import boto3
-
-    urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-    yield lambda service: boto3.client(service, region_name="us-east-1")
 
 
 def _open(project: Any, name: str = "lab", extra: str = "") -> Deployment:

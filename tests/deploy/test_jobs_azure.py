@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.deploy.azure_double import AzureDouble, StaticToken
+from tests.deploy.azure_double import AzureDouble
+from tests.deploy.conftest import azure_double
 
-from nubes.adapters.azure import deploy_state
 from nubes.deploy.engine import Deployment
 
 pytest.importorskip("azure.mgmt.web")
@@ -32,14 +32,7 @@ ACCOUNT = f"{GROUP}/Microsoft.Storage/storageAccounts/labdata"
 
 @pytest.fixture
 def double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(tmp_path) as server:
-        server.store[ACCOUNT] = {"id": ACCOUNT, "name": "labdata", "location": "westeurope", "kind": "StorageV2",
-                                 "sku": {"name": "Standard_LRS"}, "properties": {}}
-        monkeypatch.setenv("NUBES_AZURE_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("NUBES_AZURE_SCM_ENDPOINT", f"{server.endpoint}/scm")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca))
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
-        monkeypatch.setattr(deploy_state, "credential", StaticToken)
+    with azure_double(monkeypatch, tmp_path, ACCOUNT) as server:
         yield server
 
 
