@@ -100,3 +100,13 @@ def test_the_dispatcher_uses_the_identity_based_connection_the_deploy_sets(proje
     dispatcher = QueueDispatcher.for_app(app)
     assert (dispatcher.account_url, dispatcher.queue, dispatcher.connection_string) == (
         "https://labdata.queue.core.windows.net", "lab-jobs", None)
+
+
+def test_a_message_handler_on_the_jobs_queue_is_refused(project_factory: Any) -> None:
+    from nubes.errors import ConfigError
+
+    project = project_factory("lab")
+    project.file.write_text(project.file.read_text() + "\n\n@app.on_message(\"orders\")\ndef queued(ctx, message) -> None:\n    pass\n")
+    with pytest.raises(ConfigError, match="'lab-jobs', the queue of the app's jobs"):
+        _open(project, '[deploy.azure.queues]\norders = "lab-jobs"\n')
+    assert _open(project, '[deploy.azure.queues]\norders = "lab-orders"\n').desired()

@@ -114,6 +114,12 @@ class AzureDeployer(ModuleDeployer):
             if not _QUEUE.match(queue):
                 p.append(f"[deploy.azure.queues] {logical} = {queue!r}: a Storage queue name is 3-63 lower-case letters, digits, '-'")
         found, _ = bindings(app, target)
+        needs = jobs(app)
+        if needs is not None and jobs_queue_name(target.name) in found.queues:
+            p.append(f"[deploy.azure.queues] binds a message handler to {jobs_queue_name(target.name)!r}, the queue of the app's "
+                     "jobs (nubes_jobs consumes it): bind the handler to another queue")
+        if needs is not None and needs.max_attempts < 1:
+            p.append(f"[jobs] max_attempts = {needs.max_attempts}: a job needs at least one attempt")
         for store in found.objects:
             if not store.startswith("az://"):
                 p.append(f"an object-created handler is bound to {store!r}; on Azure bind it to az://<container>")
