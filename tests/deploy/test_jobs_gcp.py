@@ -121,3 +121,25 @@ def test_jobs_need_the_http_function(project_factory: Any) -> None:
 
     with pytest.raises(ConfigError, match='http = "none": the app has jobs'):
         _open(project_factory("lab"), http="none")
+
+
+def test_a_project_without_the_cloud_tasks_api_still_plans_an_app_without_jobs(project_factory: Any, double: GcpDouble,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.deploy import gcp_semantics
+
+    from nubes.adapters.deployment import StateUnavailable
+
+    lab = _open(project_factory("lab"))
+    lab.apply(lab.plan())
+
+    def disabled(*args: Any) -> tuple[int, Any]:  # what Google answers when the API is not enabled
+        return 403, {"error": {"code": 403, "message": "Cloud Tasks API has not been used in project", "status": "PERMISSION_DENIED"}}
+
+    monkeypatch.setattr(gcp_semantics, "_queue", disabled)
+    with pytest.raises(StateUnavailable, match="Cloud Tasks API"):  # an app with jobs needs the API: the plan says so
+        lab.plan()
+    plain = project_factory("plain")
+    plain.write_config(CONFIG.format(http="public").replace("lab-home/apps/lab", "plain-home/p"))
+    d = Deployment.open(plain.app(), "gcp", config=plain.config, artifact=plain.artifact("gcp"))
+    d.apply(d.plan())
+    assert d.plan().empty  # read back (the account exists now) without the Cloud Tasks API

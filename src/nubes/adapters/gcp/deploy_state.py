@@ -174,7 +174,7 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
             raise ConfigError(f"a service account {sa} exists but nubes did not create it for {name!r}; choose another "
                               f"{target.where('name')} or remove it")
         out.append(Resource("gcp.iam.service_account", sa, {"description": account.get("description")}, {}, 1))
-        out += _jobs_state(apis, deployer, target, sa)
+        out += _jobs_state(apis, deployer, target, sa, wanted=any(r.kind == "gcp.tasks.queue" for r in desired))
     functions = [f for f in apis.functions.list_functions(parent=apis.parent) if dict(f.labels).get(LABEL) == name]
     for fn in functions:
         short = fn.name.rsplit("/", 1)[-1]
@@ -211,12 +211,20 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     return out
 
 
-def _jobs_state(apis: Apis, deployer: Any, target: Target, sa: str) -> list[Resource]:
-    """The jobs queue (with our account's enqueuer grant) and the account's grant on itself, when they exist."""
+def _jobs_state(apis: Apis, deployer: Any, target: Target, sa: str, *, wanted: bool) -> list[Resource]:
+    """The jobs queue (with our account's enqueuer grant) and the account's grant on itself, when they exist.
+
+    The queue is looked up even when the app has no jobs (so removing them deletes it), but then a
+    project without the Cloud Tasks API (403) simply has no queue."""
     member, out = f"serviceAccount:{sa}", []
     queues = apis.tasks.projects().locations().queues()
     path = f"{apis.parent}/queues/{deployer.jobs_queue(target)}"
-    queue = _get(queues.get(name=path).execute)
+    try:
+        queue = _get(queues.get(name=path).execute)
+    except Exception as exc:
+        if wanted or getattr(getattr(exc, "resp", None), "status", None) != 403:
+            raise
+        queue = None
     if queue is not None:
         retry = queue.get("retryConfig") or {}
         policy = queues.getIamPolicy(resource=path, body={}).execute()
