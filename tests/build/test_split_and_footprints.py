@@ -140,3 +140,24 @@ def test_an_import_of_something_not_installed_is_named(tmp_path: Path) -> None:
                                       "@app.get('/x')\ndef x(ctx):\n    import no_such_module_nubes\n    return {}\n")
     with pytest.raises(BuildError, match=r"GET /x imports 'no_such_module_nubes' \(miss.py:5\), which is not installed"):
         build(BuildOptions(f"{tmp_path / 'miss.py'}:app", "aws", out=tmp_path / "out", storage=STORE))
+
+
+@pytest.mark.parametrize(("cloud", "store", "client", "dist"), [
+    ("gcp", "gs://b/p", "google.cloud.tasks_v2", "google-cloud-tasks"),
+    ("azure", "az://c/p", "azure.storage.queue", "azure-storage-queue"),
+])
+def test_a_job_route_carries_its_clouds_dispatch_client(cloud: str, store: str, client: str, dist: str, tmp_path: Path) -> None:
+    from nubes.core import clouds
+    from nubes.deploy.build.derive import host_distribution
+
+    (tmp_path / "lab.py").write_text("import nubes\napp = nubes.App('lab', models=False)\n"
+                                     "@app.get('/plain')\ndef plain(ctx):\n    return {'ok': 1}\n"
+                                     "@app.job('/train')\ndef train(ctx):\n    return {'done': 1}\n")
+    source = locate(f"{tmp_path / 'lab.py'}:app")
+    _, units, _ = analyse(source.app, source.module, "import nubes\n", [store], source.scope, clouds.get(cloud))
+    by = {u.key: u.modules for u in units}
+    assert client in by["POST /train"] and "jobs.py" in by["POST /train"][client]  # reached through the cloud's dispatcher
+    assert host_distribution(client) == dist
+    assert client not in by["GET /plain"]  # a route that submits no job does not carry it
+    _, without, _ = analyse(source.app, source.module, "import nubes\n", [store], source.scope)
+    assert client not in {m for u in without for m in u.modules}  # no cloud given: nothing assumed

@@ -6,12 +6,14 @@ Until ``nubes build`` lands, the artifact is made here the way the contract says
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +77,49 @@ def project_factory(tmp_path: Path) -> Iterator[type]:
         return Project(tmp_path, source)
 
     yield make  # type: ignore[misc]
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Any]:
+    """A moto_server for the module, with the AWS environment pointing at it."""
+    from nubes.testing.servers.moto import MotoServer
+
+    with MotoServer() as server, server.environment():
+        yield server
+
+
+@pytest.fixture
+def aws(moto: Any) -> Iterator[Any]:
+    """``aws("lambda")``: a boto3 client of the freshly reset moto_server."""
+    import urllib.request
+
+    import boto3
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in clients:
+            clients[service] = boto3.client(service, region_name="us-east-1")
+        return clients[service]
+
+    yield client
+
+
+@contextlib.contextmanager
+def azure_double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, account: str) -> Iterator[Any]:
+    """The Azure double (``azure_double.py``) holding the storage account ``account`` (an ARM id), with the
+    environment sending the management calls and the zip deploy there."""
+    from tests.deploy.azure_double import AzureDouble, StaticToken
+
+    from nubes.adapters.azure import deploy_state
+
+    with AzureDouble(tmp_path) as server:
+        server.store[account] = {"id": account, "name": account.rsplit("/", 1)[1], "location": "westeurope", "kind": "StorageV2",
+                                 "sku": {"name": "Standard_LRS"}, "properties": {}}
+        monkeypatch.setenv("NUBES_AZURE_ENDPOINT", server.endpoint)
+        monkeypatch.setenv("NUBES_AZURE_SCM_ENDPOINT", f"{server.endpoint}/scm")
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca))
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
+        monkeypatch.setattr(deploy_state, "credential", StaticToken)  # no identity service on loopback
+        yield server

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from tests.deploy.doubles import json_handler
 
 APIS = (("cloudfunctions", "v2"), ("eventarc", "v1"), ("cloudscheduler", "v1"), ("pubsub", "v1"), ("iam", "v1"),
-        ("run", "v2"), ("cloudresourcemanager", "v3"), ("storage", "v1"))
+        ("run", "v2"), ("cloudresourcemanager", "v3"), ("storage", "v1"), ("cloudtasks", "v2"))
 # Google's system parameters, accepted by every API with a $ prefix (https://cloud.google.com/apis/docs/system-parameters)
 SYSTEM = frozenset({"$alt", "$callback", "$fields", "$key", "$prettyPrint", "$quotaUser", "$userIp", "$userProject"})
 LRO_TYPES = {"cloudfunctions": "type.googleapis.com/google.cloud.functions.v2.Function",

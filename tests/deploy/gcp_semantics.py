@@ -90,6 +90,13 @@ def serve(double: Any, method: Any, groups: tuple[str, ...], query: dict[str, st
             del store[name]
             return 200, {}
         return 200, store[name]
+    if mid.startswith("cloudtasks.projects.locations.queues."):
+        return _queue(double, verb, groups, query, body)
+    if mid in ("iam.projects.serviceAccounts.getIamPolicy", "iam.projects.serviceAccounts.setIamPolicy"):
+        name = f"projects/{groups[0]}/serviceAccounts/{groups[1]}"
+        if name in store:
+            double.policies.setdefault(name, {"etag": "BwE="})
+        return _policy(double, name, verb, body)
     if mid.startswith("iam.projects.serviceAccounts."):
         project = groups[0]
         if verb == "create":
@@ -104,6 +111,7 @@ def serve(double: Any, method: Any, groups: tuple[str, ...], query: dict[str, st
             return NOT_FOUND
         if verb == "delete":
             del store[name]
+            double.policies.pop(name, None)
             return 200, {}
         if verb == "patch":
             store[name] = {**store[name], **body["serviceAccount"]}
@@ -136,6 +144,34 @@ def serve(double: Any, method: Any, groups: tuple[str, ...], query: dict[str, st
         return 200, {"kind": "storage#objects", "items": []}
     double.violations.append(f"{mid}: valid, but not served by the double")
     return 501, {"error": {"code": 501, "message": f"{mid} not served"}}
+
+
+def _queue(double: Any, verb: str, groups: tuple[str, ...], query: dict[str, str], body: Any) -> tuple[int, Any]:
+    """Cloud Tasks queues: create (409 if it exists), get, patch by updateMask, delete, and their IAM policy."""
+    store, parent = double.store, f"projects/{groups[0]}/locations/{groups[1]}"
+    if verb == "create":
+        name = body.get("name", "")
+        if not name.startswith(f"{parent}/queues/"):
+            return 400, {"error": {"code": 400, "message": f"queue name {name!r} is not under {parent}", "status": "INVALID_ARGUMENT"}}
+        if name in store:
+            return CONFLICT
+        store[name] = {**body, "state": "RUNNING"}
+        double.policies[name] = {"etag": "BwE="}
+        return 200, store[name]
+    name = f"{parent}/queues/{groups[2]}"
+    if name not in store:
+        return NOT_FOUND
+    if verb in ("getIamPolicy", "setIamPolicy"):
+        return _policy(double, name, verb, body)
+    if verb == "delete":
+        del store[name]
+        double.policies.pop(name, None)
+        return 200, {}
+    if verb == "patch":
+        for key in (_camel(k).split(".")[0] for k in query.get("updateMask", "").split(",") if k):
+            if key in body:
+                store[name][key] = body[key]
+    return 200, store[name]
 
 
 def _policy(double: Any, name: str, verb: str, body: Any) -> tuple[int, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +10,6 @@ import pytest
 from nubes.adapters.aws import deploy as aws_deploy
 from nubes.deploy.engine import Deployment
 from nubes.errors import ConfigError
-from nubes.testing.servers.moto import MotoServer
 
 pytest.importorskip("boto3")
 
@@ -33,27 +30,6 @@ landing = "s3://shop-landing/raw/"
 [deploy.aws.queues]
 orders = "shop-orders"
 """
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server, server.environment():
-        yield server
-
-
-@pytest.fixture
-def aws(moto: MotoServer) -> Iterator[Any]:
-    import boto3
-
-    urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-    clients: dict[str, Any] = {}
-
-    def client(service: str) -> Any:
-        if service not in clients:
-            clients[service] = boto3.client(service, region_name="us-east-1")
-        return clients[service]
-
-    yield client
 
 
 def _open(project: Any, *, name: str = "shop", memory: int = 512, http: str = "http-api", artifact: bool = True, **kw: Any) -> Deployment:

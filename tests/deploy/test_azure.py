@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.deploy.azure_double import AzureDouble, StaticToken, check
+from tests.deploy.azure_double import AzureDouble, check
+from tests.deploy.conftest import azure_double
 from tests.deploy.test_config import AZURE
 
-from nubes.adapters.azure import deploy_state
 from nubes.deploy.engine import Deployment
 
 pytest.importorskip("azure.mgmt.web")
@@ -21,14 +21,7 @@ ACCOUNT = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/sh
 
 @pytest.fixture
 def double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[AzureDouble]:
-    with AzureDouble(tmp_path) as server:
-        server.store[ACCOUNT] = {"id": ACCOUNT, "name": "shopdata", "location": "westeurope", "kind": "StorageV2",
-                                 "sku": {"name": "Standard_LRS"}, "properties": {}}
-        monkeypatch.setenv("NUBES_AZURE_ENDPOINT", server.endpoint)
-        monkeypatch.setenv("NUBES_AZURE_SCM_ENDPOINT", f"{server.endpoint}/scm")
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca))
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
-        monkeypatch.setattr(deploy_state, "credential", StaticToken)  # no identity service on loopback
+    with azure_double(monkeypatch, tmp_path, ACCOUNT) as server:
         yield server
 
 

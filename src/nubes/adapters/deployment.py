@@ -228,6 +228,24 @@ def bindings(app: Any, target: Target) -> tuple[Bindings, list[str]]:
                     {k: tuple(sorted(v)) for k, v in sorted(queues.items())}, dict(sorted(schedules.items()))), problems
 
 
+@dataclass(frozen=True)
+class JobsNeeds:
+    """What an app's jobs ask of a deployment: ``routes`` (``"POST /train"``) and ``max_attempts``
+    (``[jobs] max_attempts``: each cloud's retry count is set to match, see ``nubes.core.jobs``)."""
+
+    routes: tuple[str, ...]
+    max_attempts: int
+
+
+def jobs(app: Any) -> JobsNeeds | None:
+    """The jobs ``app`` declares (``@app.job``, ``job=True``), or None: an app without jobs gets no job resources."""
+    routes = tuple(sorted(f"{m} {r.path}" for r in getattr(app, "routes", ()) if (getattr(r, "options", None) or {}).get("job")
+                          for m in sorted(getattr(r, "methods", ()))))
+    if not routes:
+        return None
+    return JobsNeeds(routes, int(app.jobs.max_attempts))
+
+
 class ModuleDeployer:
     """The engine hooks every cloud delegates the same way: ``actual``/``apply`` to ``<package>.deploy_state``
     (``read``, ``apply``) and ``export`` to ``<package>.deploy_export`` (``render``), imported on first use
@@ -265,5 +283,5 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
-__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "ModuleDeployer", "Resource", "StateUnavailable", "Target",
-           "bindings", "join_key", "split_store"]
+__all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "JobsNeeds", "ModuleDeployer", "Resource",
+           "StateUnavailable", "Target", "bindings", "jobs", "join_key", "split_store"]

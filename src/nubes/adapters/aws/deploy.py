@@ -15,6 +15,11 @@ Resources (kind: name), each tagged ``nubes:app = <name>``:
 * ``aws.s3.notification: <bucket>`` (its ``nubes-<name>-*`` configurations only),
   ``aws.lambda.event_source_mapping: <queue>`` (``ReportBatchItemFailures``),
   ``aws.events.rule: nubes-<name>-<schedule>`` (EventBridge ``cron(...)``).
+* jobs (only for an app with ``@app.job`` routes; :mod:`.jobs` invokes the function itself
+  asynchronously): the role may also ``lambda:InvokeFunction`` its own function (and its versions),
+  and ``aws.lambda.event_invoke_config: <name>`` sets the asynchronous invocation's
+  ``MaximumRetryAttempts`` to ``[jobs] max_attempts`` - 1 (Lambda allows 0-2, so ``max_attempts``
+  above 3 is refused) and ``MaximumEventAgeInSeconds`` to Lambda's 6 h.
 
 Reading state and applying changes (boto3) is :mod:`.deploy_state`; SAM, CloudFormation and
 Terraform renderings are :mod:`.deploy_export`. Limits below are AWS's published quotas
@@ -31,7 +36,18 @@ import re
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, join_key, split_store
+from nubes.adapters.deployment import (
+    TAG_APP,
+    TAG_VERSION,
+    Artifact,
+    ModuleDeployer,
+    Resource,
+    Target,
+    bindings,
+    jobs,
+    join_key,
+    split_store,
+)
 
 MEMORY_MB = (128, 10_240)  # 1 MB steps
 TIMEOUT_S = (1, 900)
@@ -39,6 +55,8 @@ GATEWAY_TIMEOUT_S = 30  # API Gateway integration timeout (HTTP API hard limit; 
 DIRECT_ZIP_BYTES = 50 * 1024 * 1024  # larger zips go through S3
 UNZIPPED_BYTES = 262_144_000
 ENV_BYTES = 4096
+ASYNC_RETRIES = (0, 2)  # MaximumRetryAttempts of an asynchronous invocation
+ASYNC_EVENT_AGE_S = 21_600  # MaximumEventAgeInSeconds: Lambda's default and maximum (6 h)
 HTTP_FRONTS = ("http-api", "function-url", "rest", "none")
 ARCHITECTURES = ("x86_64", "arm64")
 ACCOUNT = "${AWS::AccountId}"  # stands for the account until it is known (exports keep it)
@@ -134,6 +152,10 @@ class AwsDeployer(ModuleDeployer):
             elif t > function_timeout:
                 p.append(f"[deploy.aws.routes.{key!r}] timeout = {t} exceeds the function's timeout ({function_timeout} s): "
                          f"raise {where('timeout')}")
+        needs = jobs(app)
+        if needs is not None and not 1 <= needs.max_attempts <= ASYNC_RETRIES[1] + 1:
+            p.append(f"[jobs] max_attempts = {needs.max_attempts}: a job on Lambda is retried by its asynchronous invocation, "
+                     f"which makes 1-{ASYNC_RETRIES[1] + 1} attempts; set max_attempts to at most {ASYNC_RETRIES[1] + 1}")
         found, _ = bindings(app, target)
         for name, cron in found.schedules.items():
             try:
@@ -172,6 +194,12 @@ class AwsDeployer(ModuleDeployer):
         out.append(Resource("aws.iam.role", self.role(target), {"path": "/nubes/", "assume": "lambda.amazonaws.com",
                                                                  "policy": policy}, mine, rank=1))
         out.append(Resource("aws.lambda.function", name, self._function(target, artifact), tags, rank=2))
+        needs = jobs(app)
+        if needs is not None:
+            retries = min(max(needs.max_attempts - 1, ASYNC_RETRIES[0]), ASYNC_RETRIES[1])
+            out.append(Resource("aws.lambda.event_invoke_config", name, {
+                "function": name, "maximum_retry_attempts": retries, "maximum_event_age_s": ASYNC_EVENT_AGE_S}, {}, rank=3,
+                info={"jobs": list(needs.routes)}))
         front = target.http or "http-api"
         timeouts = {k: int(v["timeout"]) for k, v in target.routes.items() if "timeout" in v}
         if front == "http-api":
@@ -239,6 +267,10 @@ class AwsDeployer(ModuleDeployer):
                                "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
                                           "sqs:ChangeMessageVisibility"],
                                "Resource": [f"arn:aws:sqs:{region}:{account}:{q}" for q in queues]})
+        if jobs(app) is not None:  # a job starts as an asynchronous invocation of this same function (jobs.py)
+            arn = f"arn:aws:lambda:{region}:{account}:function:{target.name}"
+            statements.append({"Sid": "InvokeSelf", "Effect": "Allow", "Action": ["lambda:InvokeFunction"],
+                               "Resource": [arn, f"{arn}:*"]})
         return {"Version": "2012-10-17", "Statement": statements}
 
     # -- names and helpers ----------------------------------------------------------------------------

@@ -264,6 +264,17 @@ def event_source_mapping(client: Client, change: Change, target: Target, artifac
         lam.update_event_source_mapping(UUID=uuid, FunctionName=fn, **settings)
 
 
+def event_invoke_config(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
+    """The retries of the function's asynchronous invocations, which run its jobs (see :mod:`.jobs`)."""
+    lam, props = client("lambda"), change.resource.properties
+    fn = props.get("function") or target.name
+    if change.action == "delete":
+        _ignore(("ResourceNotFoundException",), lambda: lam.delete_function_event_invoke_config(FunctionName=fn))
+        return
+    lam.put_function_event_invoke_config(FunctionName=fn, MaximumRetryAttempts=props["maximum_retry_attempts"],
+                                         MaximumEventAgeInSeconds=props["maximum_event_age_s"])
+
+
 def rule(client: Client, change: Change, target: Target, artifact: Artifact | None) -> None:
     events, name, props = client("events"), change.resource.name, change.resource.properties
     fn = props.get("function") or target.name
@@ -285,6 +296,7 @@ HANDLERS: dict[str, Callable[[Client, Change, Target, Artifact | None], None]] =
     "aws.lambda.function": function, "aws.lambda.url": url, "aws.apigatewayv2.api": http_api,
     "aws.apigateway.rest_api": rest_api, "aws.s3.notification": notification,
     "aws.lambda.event_source_mapping": event_source_mapping, "aws.events.rule": rule,
+    "aws.lambda.event_invoke_config": event_invoke_config,
 }
 
 __all__ = ["HANDLERS"]

@@ -139,6 +139,14 @@ def cloudformation(resources: list[Resource], target: Target, artifact: Artifact
         else:
             out[logical(esm.kind, esm.name)] = {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
                 "FunctionName": {"Ref": fn_id}, "EventSourceArn": _sub(esm.properties["queue_arn"]), **spec}}
+    for invoke in by_kind.get("aws.lambda.event_invoke_config", []):  # jobs' asynchronous invocations
+        retry = {"MaximumRetryAttempts": invoke.properties["maximum_retry_attempts"],
+                 "MaximumEventAgeInSeconds": invoke.properties["maximum_event_age_s"]}
+        if sam:
+            out[fn_id]["Properties"]["EventInvokeConfig"] = retry
+        else:
+            out[logical(invoke.kind, invoke.name)] = {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
+                "FunctionName": {"Ref": fn_id}, "Qualifier": "$LATEST", **retry}}
     for rule in by_kind.get("aws.events.rule", []):
         rid = logical(rule.kind, rule.name)
         if sam:
@@ -274,6 +282,10 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
             add("aws_lambda_event_source_mapping", r.name, {"function_name": f"${{{fn_ref}.arn}}", "event_source_arn": p["queue_arn"],
                                                             "batch_size": p["batch_size"], "enabled": p["enabled"],
                                                             "function_response_types": list(p["function_response_types"])})
+        elif r.kind == "aws.lambda.event_invoke_config":
+            add("aws_lambda_function_event_invoke_config", "jobs", {
+                "function_name": f"${{{fn_ref}.function_name}}", "maximum_retry_attempts": p["maximum_retry_attempts"],
+                "maximum_event_age_in_seconds": p["maximum_event_age_s"]})
         elif r.kind == "aws.events.rule":
             rule_ref = add("aws_cloudwatch_event_rule", r.name, {"name": r.name, "schedule_expression": p["schedule"],
                                                                  "state": p["state"], "tags": dict(r.tags)})

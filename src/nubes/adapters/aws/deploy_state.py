@@ -198,6 +198,14 @@ def _triggers(client: Callable[[str], Any], target: Target, function_arn: str) -
     except Exception as exc:
         if _code(exc) != "ResourceNotFoundException":
             raise
+    try:
+        invoke = lam.get_function_event_invoke_config(FunctionName=name)
+        out.append(Resource("aws.lambda.event_invoke_config", name, {
+            "function": name, "maximum_retry_attempts": invoke.get("MaximumRetryAttempts"),
+            "maximum_event_age_s": invoke.get("MaximumEventAgeInSeconds")}, {}, rank=3))
+    except Exception as exc:
+        if _code(exc) != "ResourceNotFoundException":
+            raise
     for esm in lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", []):
         queue = esm["EventSourceArn"].rsplit(":", 1)[-1]
         out.append(Resource("aws.lambda.event_source_mapping", queue, {

@@ -16,6 +16,12 @@ Resources (kind: name), tagged ``nubes:app = <name>``:
   Storage Queue Data Contributor when it consumes queues) on that one account, nothing else.
 * ``azure.eventgrid.subscription``: blob triggers on Flex Consumption are Event Grid based: one
   subscription per watched container, to the function's blob webhook.
+* jobs (only for an app with ``@app.job`` routes; :mod:`.jobs` puts each on a Storage queue that the
+  package's queue-triggered ``nubes_jobs`` function consumes): ``azure.storage.queue:
+  <account>/<name>-jobs`` (retained like the other queues), the app setting ``NUBES_JOBS_QUEUE``, and
+  Storage Queue Data Contributor for the app's identity (the dispatcher sends and the trigger
+  receives with it). The retries are host.json's ``maxDequeueCount`` = ``[jobs] max_attempts``,
+  written by ``nubes build`` into the package (shown in the plan's ``info``).
 
 Timers need no resource: the cron is declared with the function in ``function_app.py`` (NCRONTAB,
 taken as written). Limits: https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan
@@ -29,7 +35,7 @@ import uuid
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, split_store
+from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, jobs, split_store
 
 PLANS = {"flex": ("FC1", "FlexConsumption"), "consumption": ("Y1", "Dynamic")}
 FLEX_MEMORY_MB = (512, 2048, 4096)
@@ -40,6 +46,12 @@ ROLES = {"Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
          "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,38}[a-z0-9]\Z")
 _QUEUE = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]\Z")
+
+
+def jobs_queue_name(name: str) -> str:
+    """``<name>-jobs`` made a valid Storage queue name (3-63 lower-case letters, digits, single '-')."""
+    slug = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", name.lower()))[:58].strip("-") or "nubes"
+    return f"{slug}-jobs"
 
 
 def container_of(uri: str) -> tuple[str, str]:
@@ -102,6 +114,12 @@ class AzureDeployer(ModuleDeployer):
             if not _QUEUE.match(queue):
                 p.append(f"[deploy.azure.queues] {logical} = {queue!r}: a Storage queue name is 3-63 lower-case letters, digits, '-'")
         found, _ = bindings(app, target)
+        needs = jobs(app)
+        if needs is not None and jobs_queue_name(target.name) in found.queues:
+            p.append(f"[deploy.azure.queues] binds a message handler to {jobs_queue_name(target.name)!r}, the queue of the app's "
+                     "jobs (nubes_jobs consumes it): bind the handler to another queue")
+        if needs is not None and needs.max_attempts < 1:
+            p.append(f"[jobs] max_attempts = {needs.max_attempts}: a job needs at least one attempt")
         for store in found.objects:
             if not store.startswith("az://"):
                 p.append(f"an object-created handler is bound to {store!r}; on Azure bind it to az://<container>")
@@ -128,8 +146,10 @@ class AzureDeployer(ModuleDeployer):
         containers = dict.fromkeys([container, *(container_of(u)[0] for u in target.sources.values()),
                                     *(container_of(s)[0] for s in found.objects)])
         out += [Resource("azure.storage.container", f"{account}/{c}", {}, {}, rank=0, retain=True) for c in containers if c]
+        needs = jobs(app)
+        jobs_queue = jobs_queue_name(name) if needs is not None else None
         out += [Resource("azure.storage.queue", f"{account}/{q}", {}, {}, rank=0, retain=True)
-                for q in dict.fromkeys(target.queues.values())]
+                for q in dict.fromkeys([*target.queues.values(), *([jobs_queue] if jobs_queue else [])])]
         deploy_container = f"nubes-{name}-deploy"[:63]
         out.append(Resource("azure.storage.container", f"{account}/{deploy_container}", {}, tags, rank=1))
         plan = target.extra.get("plan", "flex")
@@ -142,6 +162,8 @@ class AzureDeployer(ModuleDeployer):
                     "AzureFunctionsJobHost__functionTimeout": f"{timeout // 3600:02d}:{timeout % 3600 // 60:02d}:{timeout % 60:02d}"}
         if plan == "consumption":
             settings.update(FUNCTIONS_WORKER_RUNTIME="python", FUNCTIONS_EXTENSION_VERSION="~4")
+        if jobs_queue:
+            settings["NUBES_JOBS_QUEUE"] = jobs_queue
         site = {"plan": f"{name}-plan", "location": location, "runtime": "python",
                 "runtime_version": artifact.python if artifact else "3.12", "app_settings": settings,
                 "instance_memory_mb": (target.memory or 2048) if plan == "flex" else CONSUMPTION_MEMORY_MB,
@@ -150,9 +172,12 @@ class AzureDeployer(ModuleDeployer):
                 "code_sha256": artifact.sha256 if artifact else None}
         declared = {"timers": {f"timer_{n}": c for n, c in found.schedules.items()},  # in function_app.py, not ARM
                     "queue_triggers": {q: list(logical) for q, logical in found.queues.items()}}
+        if needs is not None:
+            declared["jobs"] = {"function": "nubes_jobs", "queue": jobs_queue, "max_dequeue_count": needs.max_attempts,
+                                "routes": list(needs.routes)}
         out.append(Resource("azure.web.site", name, site, {**tags, TAG_VERSION: str(getattr(app, "version", ""))}, rank=3,
                             info=declared))
-        roles = ["Storage Blob Data Owner", *(["Storage Queue Data Contributor"] if found.queues else [])]
+        roles = ["Storage Blob Data Owner", *(["Storage Queue Data Contributor"] if found.queues or needs else [])]
         for role in roles:
             assignment = str(uuid.uuid5(uuid.NAMESPACE_URL, f"nubes:{account_id}:{name}:{role}"))
             out.append(Resource("azure.authorization.role_assignment", assignment, {

@@ -3,8 +3,11 @@
 :class:`QueueDispatcher` puts ``{"nubes-job": {"id", "token"}}`` (base64, as the queue trigger
 expects by default) on the app's jobs queue (``NUBES_JOBS_QUEUE``, else ``<app name>-jobs``) through
 the storage connection the triggers use (the app setting named by ``connection``, by default
-``AzureWebJobsStorage``). :func:`nubes.adapters.azure.function_app` registers the queue-triggered
-function ``nubes_jobs`` on that queue for an app with job routes; it runs one attempt.
+``AzureWebJobsStorage``): a connection string, or, as ``nubes deploy`` configures it, identity-based
+(``AzureWebJobsStorage__accountName`` or ``__queueServiceUri``, with ``DefaultAzureCredential``
+from ``azure-identity``: the app's managed identity holds Storage Queue Data Contributor).
+:func:`nubes.adapters.azure.function_app` registers the queue-triggered function ``nubes_jobs`` on
+that queue for an app with job routes; it runs one attempt.
 
 Retries are the queue trigger's: a function that raises (or times out) leaves the message to be
 dequeued again, up to ``maxDequeueCount`` times, then moves it to ``<queue>-poison``. nubes writes
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func  # the worker resolves the jobs function's annotations in this module
@@ -39,37 +41,57 @@ def has_jobs(app: App) -> bool:
 
 
 def jobs_queue(app: App) -> str:
-    """The Storage queue of ``app``'s jobs: ``NUBES_JOBS_QUEUE``, else ``<app name>-jobs`` made a valid queue name."""
-    name = os.environ.get("NUBES_JOBS_QUEUE")
-    if name:
-        return name
-    slug = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", app.name.lower())).strip("-")[:58] or "nubes"
-    return f"{slug}-jobs" if len(slug) >= 1 else "nubes-jobs"
+    """The Storage queue of ``app``'s jobs: ``NUBES_JOBS_QUEUE`` (``nubes deploy`` sets it), else
+    :func:`~nubes.adapters.azure.deploy.jobs_queue_name` of the app's name."""
+    from nubes.adapters.azure.deploy import jobs_queue_name
+
+    return os.environ.get("NUBES_JOBS_QUEUE") or jobs_queue_name(app.name)
 
 
 class QueueDispatcher:
     """Starts a job by putting its delivery on the jobs queue (created if missing)."""
 
-    def __init__(self, queue: str, connection_string: str) -> None:
+    def __init__(self, queue: str, connection_string: str | None = None, *, account_url: str | None = None,
+                 credential: Any = None) -> None:
+        if not (connection_string or account_url):
+            raise ValueError("a QueueDispatcher needs a connection string or an account URL")
         self.queue = queue
         self.connection_string = connection_string
+        self.account_url = account_url
+        self._credential = credential
 
     @classmethod
     def for_app(cls, app: App, connection: str = CONNECTION) -> QueueDispatcher:
+        """Through the connection ``connection`` names: its connection string, else its identity-based settings."""
         from nubes.errors import ConfigError
 
         conn = os.environ.get(connection)
-        if not conn:
-            raise ConfigError(f"jobs on Azure go through a Storage queue, but the app setting {connection} (the storage "
-                              "connection string the triggers use) is not set")
-        return cls(jobs_queue(app), conn)
+        if conn:
+            return cls(jobs_queue(app), conn)
+        account = os.environ.get(f"{connection}__accountName")
+        url = os.environ.get(f"{connection}__queueServiceUri") or (f"https://{account}.queue.core.windows.net" if account else None)
+        if url:
+            return cls(jobs_queue(app), account_url=url)
+        raise ConfigError(f"jobs on Azure go through a Storage queue, but neither the app setting {connection} (a connection "
+                          f"string) nor {connection}__accountName (identity-based, as nubes deploy sets it) is set")
+
+    def _client(self) -> Any:
+        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+        if self.connection_string:
+            return QueueClient.from_connection_string(self.connection_string, self.queue,
+                                                      message_encode_policy=TextBase64EncodePolicy())
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential  # the app's managed identity when deployed
+
+            self._credential = DefaultAzureCredential()
+        return QueueClient(str(self.account_url), self.queue, credential=self._credential,
+                           message_encode_policy=TextBase64EncodePolicy())
 
     def submit(self, app: App, job_id: str, token: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
-        from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-        with QueueClient.from_connection_string(self.connection_string, self.queue,
-                                                message_encode_policy=TextBase64EncodePolicy()) as client:
+        with self._client() as client:
             text = json.dumps(delivery(job_id, token))
             try:
                 client.send_message(text)

@@ -16,6 +16,13 @@ and Scheduler jobs carry it in their description instead):
   one per bound topic and one for the schedules topic (``...pubsub.topic.v1.messagePublished``).
 * ``gcp.pubsub.topic: <name>-schedules`` and ``gcp.scheduler.job: <name>-<schedule>``: Cloud
   Scheduler publishes ``nubes-schedule=<schedule>`` there (five-field unix cron, UTC).
+* jobs (only for an app with ``@app.job`` routes; :mod:`.jobs` creates a Cloud Tasks HTTP task to
+  the HTTP function): ``gcp.tasks.queue: <name>-jobs`` (``retryConfig.maxAttempts`` = ``[jobs]
+  max_attempts``; ``roles/cloudtasks.enqueuer`` on that queue only for the service account), the
+  function's ``NUBES_JOBS_QUEUE`` / ``NUBES_JOBS_URL`` (``https://REGION-PROJECT.cloudfunctions.net/NAME``)
+  / ``NUBES_JOBS_SERVICE_ACCOUNT``, ``gcp.iam.service_account_iam`` (the account may act as itself,
+  ``roles/iam.serviceAccountUser``, to sign the tasks' OIDC tokens) and, when ``http = "private"``,
+  ``gcp.run.invoker`` for the account on the HTTP function (``public`` already admits the tasks).
 
 Limits: https://cloud.google.com/functions/docs/configuring/memory and .../configuring/timeout
 (checked 2026-12). API calls are :mod:`.deploy_state`.
@@ -28,7 +35,7 @@ import re
 from typing import Any
 
 from nubes.adapters import cron as crons
-from nubes.adapters.deployment import TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, join_key, split_store
+from nubes.adapters.deployment import TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, jobs, join_key, split_store
 
 LABEL = "nubes-app"
 MEMORY_MB = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -36,6 +43,7 @@ HTTP_TIMEOUT_S, EVENT_TIMEOUT_S = 3600, 540
 HTTP_FRONTS = ("public", "private", "none")
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+TASKS_BACKOFF = ("10s", "300s")  # the jobs queue's retryConfig minBackoff / maxBackoff
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,48}[a-z0-9]\Z")
 _TOPIC = re.compile(r"[A-Za-z][A-Za-z0-9._~+%-]{2,254}\Z")
 
@@ -106,7 +114,34 @@ class GcpDeployer(ModuleDeployer):
                 scheduler_cron(cron, f"schedule {name!r}")
             except ConfigError as exc:
                 p.append(str(exc))
+        needs = jobs(app)
+        if needs is not None and (target.http or "public") == "none":
+            p.append(f"{where('http')} = \"none\": the app has jobs ({', '.join(needs.routes)}), which Cloud Tasks runs "
+                     "through the HTTP function; use http = \"private\" (or public)")
+        if needs is not None and needs.max_attempts < 1:
+            p.append(f"[jobs] max_attempts = {needs.max_attempts}: a job needs at least one attempt")
         return p
+
+    @staticmethod
+    def jobs_queue(target: Target) -> str:
+        """The Cloud Tasks queue id of the deployment's jobs."""
+        return f"{_id(target.name, 50)}-jobs"
+
+    def _jobs(self, app: Any, target: Target, member: str) -> tuple[dict[str, str], list[Resource]]:
+        """The environment and the resources an app's jobs need (none without jobs)."""
+        needs = jobs(app)
+        if needs is None:
+            return {}, []
+        project, region, sa = target.extra.get("project"), target.region, self.service_account(target)
+        env = {"NUBES_JOBS_QUEUE": f"projects/{project}/locations/{region}/queues/{self.jobs_queue(target)}",
+               "NUBES_JOBS_URL": f"https://{region}-{project}.cloudfunctions.net/{target.name}", "NUBES_JOBS_SERVICE_ACCOUNT": sa}
+        out = [Resource("gcp.tasks.queue", self.jobs_queue(target), {
+                   "region": region, "max_attempts": needs.max_attempts, "min_backoff": TASKS_BACKOFF[0],
+                   "max_backoff": TASKS_BACKOFF[1], "enqueuers": [member]}, {}, rank=2, info={"jobs": list(needs.routes)}),
+               Resource("gcp.iam.service_account_iam", sa, {"role": "roles/iam.serviceAccountUser", "member": member}, {}, rank=2)]
+        if (target.http or "public") == "private":
+            out.append(Resource("gcp.run.invoker", target.name, {"members": [member], "region": region}, {}, rank=4))
+        return env, out
 
     def service_account(self, target: Target) -> str:
         return f"{_id(target.name, 24)}-nubes@{target.extra.get('project')}.iam.gserviceaccount.com"
@@ -139,7 +174,9 @@ class GcpDeployer(ModuleDeployer):
             for i, p in enumerate(sorted(prefixes)):
                 grants.setdefault(b, []).append(_grant("roles/storage.objectViewer", member, b, p, f"nubes-{name}-read-{i}"))
         out += [Resource("gcp.storage.bucket_iam", b, {"member": member, "bindings": g}, {}, rank=2) for b, g in grants.items()]
-        env = {"NUBES_STORAGE": target.storage, **target.environment}
+        jobs_env, jobs_resources = self._jobs(app, target, member)
+        out += jobs_resources
+        env = {"NUBES_STORAGE": target.storage, **target.environment, **jobs_env}
         base = {"runtime": f"python{(artifact.python if artifact else '3.12').replace('.', '')}", "region": region,
                 "project": project, "memory_mb": target.memory or 1024, "environment": env, "service_account": sa,
                 "max_instances": int(target.extra.get("max_instances", 100)), "concurrency": int(target.extra.get("concurrency", 1)),

@@ -138,14 +138,20 @@ def invoker(apis: Apis, change: Change, target: Target, artifact: Artifact | Non
     if policy is None:
         return  # the service is gone with its function
     ours = set(change.actual.properties.get("members", []) if change.actual else []) | set(change.resource.properties["members"])
+    wanted = [] if change.action == "delete" else list(change.resource.properties["members"])
+    services.setIamPolicy(resource=resource, body={"policy": _regrant(policy, "roles/run.invoker", ours, wanted)}).execute()
+
+
+def _regrant(policy: dict[str, Any], role: str, ours: set[str], wanted: list[str]) -> dict[str, Any]:
+    """``policy`` with ``role`` granted to ``wanted`` and no longer to the rest of ``ours``; other grants kept."""
     bindings = []
     for b in policy.get("bindings", []):
-        members = [m for m in b["members"] if not (b["role"] == "roles/run.invoker" and m in ours)]
+        members = [m for m in b["members"] if not (b["role"] == role and m in ours)]
         if members:
             bindings.append({**b, "members": members})
-    if change.action != "delete":
-        bindings.append({"role": "roles/run.invoker", "members": list(change.resource.properties["members"])})
-    services.setIamPolicy(resource=resource, body={"policy": {**policy, "bindings": bindings}}).execute()
+    if wanted:
+        bindings.append({"role": role, "members": list(wanted)})
+    return {**policy, "bindings": bindings}
 
 
 def trigger(apis: Apis, change: Change, target: Target, artifact: Artifact | None) -> None:
@@ -198,10 +204,48 @@ def job(apis: Apis, change: Change, target: Target, artifact: Artifact | None) -
     apis.scheduler.update_job(job=made)
 
 
+def tasks_queue(apis: Apis, change: Change, target: Target, artifact: Artifact | None) -> None:
+    """The jobs queue: its retries, and ``roles/cloudtasks.enqueuer`` on it for our account only."""
+    queues = apis.tasks.projects().locations().queues()
+    name = f"{apis.parent}/queues/{change.resource.name}"
+    if change.action == "delete":  # its IAM policy goes with it
+        _get(lambda: queues.delete(name=name).execute())
+        return
+    p = change.resource.properties
+    body = {"name": name, "retryConfig": {"maxAttempts": p["max_attempts"], "minBackoff": p["min_backoff"],
+                                          "maxBackoff": p["max_backoff"]}}
+    created = False
+    if change.action == "create":
+        try:
+            queues.create(parent=apis.parent, body=body).execute()
+            created = True
+        except Exception as exc:
+            if not _exists(exc):
+                raise
+    if not created:
+        queues.patch(name=name, updateMask="retryConfig", body=body).execute()
+    policy = queues.getIamPolicy(resource=name, body={}).execute()
+    ours = set(change.actual.properties.get("enqueuers", []) if change.actual else []) | set(p["enqueuers"])
+    queues.setIamPolicy(resource=name, body={"policy": _regrant(policy, "roles/cloudtasks.enqueuer", ours, p["enqueuers"])}).execute()
+
+
+def account_iam(apis: Apis, change: Change, target: Target, artifact: Artifact | None) -> None:
+    """The service account may act as itself (``iam.serviceAccounts.actAs``: tasks carry OIDC tokens for it)."""
+    accounts = apis.iam.projects().serviceAccounts()
+    resource = f"projects/{apis.project}/serviceAccounts/{change.resource.name}"
+    policy = _get(lambda: accounts.getIamPolicy(resource=resource).execute())
+    if policy is None:
+        return  # the account is gone, its policy with it
+    role, member = change.resource.properties["role"], change.resource.properties["member"]
+    wanted = [] if change.action == "delete" else [member]
+    accounts.setIamPolicy(resource=resource, body={"policy": _regrant(policy, role, {member}, wanted)}).execute()
+
+
 HANDLERS: dict[str, Callable[[Apis, Change, Target, Artifact | None], None]] = {
     "gcp.storage.bucket": bucket, "gcp.pubsub.topic": topic, "gcp.iam.service_account": service_account,
     "gcp.storage.bucket_iam": bucket_iam, "gcp.project.iam_member": project_iam, "gcp.functions.function": function,
-    "gcp.run.invoker": invoker, "gcp.eventarc.trigger": trigger, "gcp.scheduler.job": job,
+    "gcp.run.invoker": invoker, "gcp.eventarc.trigger": trigger, "gcp.scheduler.job": job, "gcp.tasks.queue": tasks_queue,
+    "gcp.iam.service_account_iam": account_iam,
 }
 
 __all__ = ["HANDLERS"]

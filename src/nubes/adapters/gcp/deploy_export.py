@@ -75,6 +75,17 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
             if p.get("topic"):
                 body["transport"] = {"pubsub": {"topic": p["topic"]}}
             add("google_eventarc_trigger", r.name, body)
+        elif r.kind == "gcp.tasks.queue":  # jobs
+            queue = add("google_cloud_tasks_queue", r.name, {
+                "name": r.name, "location": p["region"], "project": project,
+                "retry_config": {"max_attempts": p["max_attempts"], "min_backoff": p["min_backoff"], "max_backoff": p["max_backoff"]}})
+            for i, _ in enumerate(p["enqueuers"]):
+                add("google_cloud_tasks_queue_iam_member", f"{r.name}_{i}", {
+                    "project": project, "location": p["region"], "name": f"${{{queue}.name}}", "role": "roles/cloudtasks.enqueuer",
+                    "member": f"serviceAccount:${{{sa_ref}.email}}"})
+        elif r.kind == "gcp.iam.service_account_iam":
+            add("google_service_account_iam_member", "act_as_itself", {
+                "service_account_id": f"${{{sa_ref}.name}}", "role": p["role"], "member": f"serviceAccount:${{{sa_ref}.email}}"})
         elif r.kind == "gcp.scheduler.job":
             add("google_cloud_scheduler_job", r.name, {
                 "name": r.name, "region": p["region"], "project": project, "schedule": p["schedule"], "time_zone": p["time_zone"],

@@ -2,12 +2,14 @@
 
 Cloud Functions v2, Eventarc and Cloud Scheduler through ``google-cloud-functions``,
 ``google-cloud-eventarc`` and ``google-cloud-scheduler`` (REST transport); buckets, their IAM and the
-source upload through ``google-cloud-storage``; Pub/Sub topics, service accounts, Cloud Run and
-project IAM through ``google-api-python-client`` with the discovery documents it ships (no download).
+source upload through ``google-cloud-storage``; Pub/Sub topics, service accounts, Cloud Run, Cloud
+Tasks queues (jobs) and project IAM through ``google-api-python-client`` with the discovery documents
+it ships (no download).
 ``NUBES_GCP_API_ENDPOINT`` sends every call to one endpoint instead of Google's (a loopback double in
 the tests). State is what the APIs answer: resources found by label ``nubes-app`` (functions,
 triggers, topics), by description ``nubes app <name>`` (service account, Scheduler jobs), and our
-service account's bindings in IAM policies. See :mod:`.deploy` for the resources.
+service account's bindings in IAM policies, the jobs queue by its deterministic name (queues carry
+no labels). See :mod:`.deploy` for the resources.
 """
 
 from __future__ import annotations
@@ -109,6 +111,10 @@ class Apis:
     def crm(self) -> Any:
         return self.discovery("cloudresourcemanager", "v3")
 
+    @cached_property
+    def tasks(self) -> Any:
+        return self.discovery("cloudtasks", "v2")
+
 
 def _missing(exc: Exception) -> bool:
     return getattr(exc, "code", None) == 404 or getattr(getattr(exc, "resp", None), "status", None) == 404 \
@@ -168,6 +174,7 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
             raise ConfigError(f"a service account {sa} exists but nubes did not create it for {name!r}; choose another "
                               f"{target.where('name')} or remove it")
         out.append(Resource("gcp.iam.service_account", sa, {"description": account.get("description")}, {}, 1))
+        out += _jobs_state(apis, deployer, target, sa, wanted=any(r.kind == "gcp.tasks.queue" for r in desired))
     functions = [f for f in apis.functions.list_functions(parent=apis.parent) if dict(f.labels).get(LABEL) == name]
     for fn in functions:
         short = fn.name.rsplit("/", 1)[-1]
@@ -201,6 +208,35 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
         out.append(Resource("gcp.scheduler.job", job.name.rsplit("/", 1)[-1], {
             "schedule": job.schedule, "time_zone": job.time_zone, "region": apis.region, "topic": job.pubsub_target.topic_name,
             "attributes": dict(job.pubsub_target.attributes), "description": job.description}, {}, 5))
+    return out
+
+
+def _jobs_state(apis: Apis, deployer: Any, target: Target, sa: str, *, wanted: bool) -> list[Resource]:
+    """The jobs queue (with our account's enqueuer grant) and the account's grant on itself, when they exist.
+
+    The queue is looked up even when the app has no jobs (so removing them deletes it), but then a
+    project without the Cloud Tasks API (403) simply has no queue."""
+    member, out = f"serviceAccount:{sa}", []
+    queues = apis.tasks.projects().locations().queues()
+    path = f"{apis.parent}/queues/{deployer.jobs_queue(target)}"
+    try:
+        queue = _get(queues.get(name=path).execute)
+    except Exception as exc:
+        if wanted or getattr(getattr(exc, "resp", None), "status", None) != 403:
+            raise
+        queue = None
+    if queue is not None:
+        retry = queue.get("retryConfig") or {}
+        policy = queues.getIamPolicy(resource=path, body={}).execute()
+        enqueuers = [m for b in policy.get("bindings", []) if b["role"] == "roles/cloudtasks.enqueuer" for m in b["members"]
+                     if m == member]
+        out.append(Resource("gcp.tasks.queue", path.rsplit("/", 1)[1], {
+            "region": apis.region, "max_attempts": retry.get("maxAttempts"), "min_backoff": retry.get("minBackoff"),
+            "max_backoff": retry.get("maxBackoff"), "enqueuers": enqueuers}, {}, 2))
+    accounts = apis.iam.projects().serviceAccounts()
+    policy = _get(accounts.getIamPolicy(resource=f"projects/{apis.project}/serviceAccounts/{sa}").execute) or {}
+    if any(b["role"] == "roles/iam.serviceAccountUser" and member in b.get("members", []) for b in policy.get("bindings", [])):
+        out.append(Resource("gcp.iam.service_account_iam", sa, {"role": "roles/iam.serviceAccountUser", "member": member}, {}, 2))
     return out
 
 

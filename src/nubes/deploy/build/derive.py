@@ -69,8 +69,11 @@ def app_stores(app: Any, home: str) -> list[str]:
     return sorted(set(uris))
 
 
-def analyse(app: Any, app_module: str, entry_text: str, stores: list[str], app_root: Path) -> tuple[Need, list[Unit], Analysis]:
-    """The base need and each unit's own modules (beyond the base)."""
+def analyse(app: Any, app_module: str, entry_text: str, stores: list[str], app_root: Path,
+            cloud: Any = None) -> tuple[Need, list[Unit], Analysis]:
+    """The base need and each unit's own modules (beyond the base). A job route's unit also holds what
+    ``cloud``'s job dispatcher (``cloud.job_dispatcher(...).submit``, reached at run time through the
+    platform, so never by the handler's own code) imports: Cloud Tasks, the Storage queue client."""
     from nubes.core.context import Context
 
     handlers = [r.handler for r in app.router.routes] + [r.handler for r in app.event_routes]
@@ -105,6 +108,8 @@ def analyse(app: Any, app_module: str, entry_text: str, stores: list[str], app_r
         unit = units.setdefault(key, Unit(key, "http", [f"{m} {route.path}" for m in methods],
                                           [api_route(m, route.path) for m in methods], internal=route.internal))
         _add(unit, base, route.handler, context, base_modules)
+        if cloud is not None and (getattr(route, "options", None) or {}).get("job"):
+            _add_dispatch(unit, base, cloud, base_modules)
     for route in app.event_routes:
         trigger = {"object_created": "", "message": route.queue or "*", "schedule": route.schedule or route.name}.get(route.kind, "")
         key = f"{route.kind} {trigger}".strip()
@@ -122,6 +127,17 @@ def _add(unit: Unit, base: Analysis, handler: Any, context: type, base_modules: 
             unit.modules.setdefault(module, via)
     unit.dynamic = [d for d in run.need.dynamic if d not in base.need.dynamic]
     unit.missing = {m: w for m, w in run.need.missing.items() if m not in base.need.missing}
+
+
+def _add_dispatch(unit: Unit, base: Analysis, cloud: Any, base_modules: dict[str, str]) -> None:
+    run = base.fork()
+    via = f"{unit.key} (job dispatch)"
+    run.instantiate(type(cloud), via)
+    run.member(type(cloud), "job_dispatcher", via)
+    run.call_name("submit", via)
+    for module, where in run.need.resolved().items():
+        if module not in base_modules:
+            unit.modules.setdefault(module, where)
 
 
 def host_distribution(module: str) -> str | None:

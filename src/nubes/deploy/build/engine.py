@@ -152,7 +152,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         inputs = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
     with steps.step("Deriving each route's footprint"):
         entry_text = "\n".join(entry[name] for name in sorted(entry) if name.endswith(".py"))
-        base_need, units, _ = derive.analyse(app, source.module, entry_text, derive.app_stores(app, store), source.scope)
+        from nubes.core import clouds
+
+        base_need, units, _ = derive.analyse(app, source.module, entry_text, derive.app_stores(app, store), source.scope,
+                                             clouds.get(opts.cloud))
         for module, where in base_need.missing.items():
             raise BuildError(f"the app imports {module!r} ({where}), which is not installed on this machine; install it "
                              "and list it in requirements.txt beside the app")

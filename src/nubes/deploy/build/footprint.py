@@ -47,6 +47,7 @@ from nubes.deploy.build.footprint_ast import (
     _is_module,
     _module_tree,
     _nodes,
+    _submodule,
     _top_level,
     _value,
 )
@@ -243,12 +244,16 @@ class Analysis:
         if node is None:
             return
         env: dict[str, type] = {}
+        bound: dict[str, Any] = {}  # a classmethod's first parameter is the class itself: cls(...) instantiates it
         params = [*node.args.posonlyargs, *node.args.args]
-        if owner is not None and params and not isinstance(inspect.getattr_static(owner, fn.__name__, None), staticmethod):
+        kind = inspect.getattr_static(owner, fn.__name__, None) if owner is not None else None
+        if owner is not None and params and isinstance(kind, classmethod):
+            bound[params[0].arg] = owner
+        elif owner is not None and params and not isinstance(kind, staticmethod):
             env[params[0].arg] = owner
         elif first_param is not None and params:
             env[params[0].arg] = first_param
-        scope = {**_closure(fn), **fn.__globals__}
+        scope = {**_closure(fn), **fn.__globals__, **bound}
         for arg in params + node.args.kwonlyargs:
             if arg.arg not in env and arg.annotation is not None:
                 cls = _annotation_class(arg.annotation, scope)
@@ -282,6 +287,8 @@ class Analysis:
                 for alias in node.names:
                     self._import(base, via, converter)
                     if not self.ours(base):
+                        if _submodule(base, alias.name):  # from google.cloud import tasks_v2: that distribution
+                            self._import(f"{base}.{alias.name}", via, converter)
                         continue
                     obj = _attr_or_module(base, alias.name)
                     if obj is not None:

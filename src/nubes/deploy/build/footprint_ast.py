@@ -135,6 +135,17 @@ def _is_module(top: str) -> bool:
         return False
 
 
+def _submodule(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module on ``sys.path`` (looked up in the folders, never imported:
+    ``from google.cloud import tasks_v2`` names a module, ``from duckdb import connect`` a function)."""
+    parts = package.split(".")
+    for entry in sys.path:
+        folder = Path(entry or ".").joinpath(*parts)
+        if (folder / name / "__init__.py").is_file() or (folder / f"{name}.py").is_file():
+            return True
+    return False
+
+
 def _import(name: str) -> types.ModuleType | None:
     module = sys.modules.get(name)
     if module is not None:
