@@ -13,7 +13,7 @@ from tests.build.conftest import APP, STORE, make_writable, unpack_read_only
 from tests.build.test_build_aws import rest
 from typer.testing import CliRunner
 
-from nubes.deploy.build import BuildError, BuildOptions, build
+from nubes.deploy.build import BuildError, BuildOptions, build, packaging_for
 from nubes.deploy.build.appfiles import locate
 from nubes.deploy.build.derive import analyse
 
@@ -77,8 +77,33 @@ def test_the_store_can_come_from_nubes_toml(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.delenv("NUBES_STORAGE", raising=False)
     (tmp_path / "nubes.toml").write_text('[deploy.aws]\nstorage = "s3://from-toml/p"\n')
-    cfg = config.load(tmp_path, "aws")
+    cfg = config.load(tmp_path, "aws", packaging_for("aws").settings_keys)
     assert config.home_store(object(), cfg, "aws", ("s3",), None) == "s3://from-toml/p"
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp", "azure"])
+@pytest.mark.parametrize("example", ["quickstart", "classification"])
+def test_the_build_reads_the_table_deploy_shares(example: str, cloud: str) -> None:
+    """The examples' [deploy.<cloud>] tables carry deploy's keys (name, region, memory ...): the build
+    accepts them and hands its packaging only the keys it reads."""
+    import tomllib
+
+    from nubes.deploy.build import config
+
+    root = Path(__file__).resolve().parents[2] / "examples" / example
+    keys = packaging_for(cloud).settings_keys
+    cfg = config.load(root, cloud, keys)
+    table = tomllib.loads((root / "nubes.toml").read_text())["deploy"][cloud]
+    assert set(table) - set(keys), "the example should carry deploy-only keys"
+    assert cfg.deploy == {k: v for k, v in table.items() if k in keys} and "storage" in cfg.deploy
+
+
+def test_a_key_neither_build_nor_deploy_knows_is_an_error(tmp_path: Path) -> None:
+    from nubes.deploy.build import config
+
+    (tmp_path / "nubes.toml").write_text('[deploy.gcp]\nstorage = "gs://b/p"\nregion = "europe-west1"\nschedule = true\n')
+    with pytest.raises(BuildError, match=r"\[deploy.gcp\] has unknown keys schedule; known: .*schedules"):
+        config.load(tmp_path, "gcp", packaging_for("gcp").settings_keys)
 
 
 def test_cli_errors_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

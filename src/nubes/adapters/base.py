@@ -138,6 +138,7 @@ class Packaging(Protocol):
     app_dir: str                      # where nubes and the app's files go ("" = its root)
     vendor_packages: bool             # True: distributions go in the artifact; False: requirements.txt only
     store_schemes: tuple[str, ...]    # its own object stores, suggested when no cloud store is given
+    settings_keys: tuple[str, ...]    # the [deploy.<cloud>] keys the package itself depends on (the rest are deploy's)
     adapter_modules: tuple[str, ...]  # nubes modules the entry point imports (their imports are the base footprint)
     runtime_requirements: tuple[str, ...]  # distributions the entry needs beyond those imports (none usually)
 

@@ -77,6 +77,7 @@ class AzurePackaging:
     """Azure Functions' packaging facts (see the module docstring for sources)."""
 
     cloud = "azure"
+    settings_keys = (*DEFAULT_SETTINGS, "storage")
     formats = ("zip",)
     architectures = ("x86_64",)
     pythons = ("3.11", "3.12")

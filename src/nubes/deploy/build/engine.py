@@ -98,7 +98,7 @@ def inputs_of(opts: BuildOptions) -> tuple[str, Path]:
     arch = opts.arch or pkg.architectures[0]
     fmt = opts.format or pkg.formats[0]
     source = locate(opts.app)
-    cfg = config.load(source.root, opts.cloud)
+    cfg = config.load(source.root, opts.cloud, pkg.settings_keys)
     store = config.home_store(source.app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
     entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
     digest = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
@@ -144,7 +144,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     with steps.step("Loading the app"):
         source = locate(opts.app)
         app = source.app
-        cfg = config.load(source.root, opts.cloud)
+        cfg = config.load(source.root, opts.cloud, pkg.settings_keys)
         pkg.check_app(app, cfg.deploy)
         store = config.home_store(app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
         entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
