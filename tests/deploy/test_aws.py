@@ -110,6 +110,25 @@ def test_changing_memory_is_one_update_in_place(project_factory: Any, aws: Any) 
     assert _open(project, memory=2048).plan().empty
 
 
+def test_an_image_function_reapplies_empty_and_a_new_image_is_one_code_update(project_factory: Any, aws: Any) -> None:
+    """An image artifact deploys by its pushed ImageUri ([deploy.aws] image_uri), which is what the state reads back."""
+    project = project_factory()
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com/shop"
+
+    def open_image(tag: str) -> Deployment:
+        project.write_config(CONFIG.format(name="shop", memory=512, http="http-api").replace(
+            'storage = "s3://shop-home/apps/shop"', f'storage = "s3://shop-home/apps/shop"\nimage_uri = "{registry}:{tag}"'))
+        return Deployment.open(project.app(), "aws", config=project.config, artifact=project.artifact("aws", arch="arm64", fmt="image"))
+
+    d = open_image("1")
+    d.apply(d.plan())
+    fn = aws("lambda").get_function(FunctionName="shop")
+    assert fn["Configuration"]["PackageType"] == "Image" and fn["Code"]["ImageUri"] == f"{registry}:1"
+    assert open_image("1").plan().empty and open_image("1").status()["drift"] == []
+    [change] = open_image("2").plan().pending
+    assert dict(change.fields) == {"code_sha256": (f"{registry}:1", f"{registry}:2")}
+
+
 def test_new_code_updates_the_function_code_only(project_factory: Any, aws: Any) -> None:
     project = project_factory()
     d = _open(project)

@@ -302,7 +302,7 @@ class AwsDeployer(ModuleDeployer):
             "memory": target.memory or 1024, "timeout": target.timeout or 30,
             "architecture": target.architecture or (artifact.arch if artifact else "x86_64"),
             "environment": self._environment(target), "role": self.role(target),
-            "code_sha256": code_sha256(artifact) if artifact else None,
+            "code_sha256": code_sha256(artifact, target.extra.get("image_uri")) if artifact else None,
         }
         if not image:
             props["runtime"] = f"python{artifact.python}" if artifact else "python3.12"
@@ -325,10 +325,11 @@ def _list(bucket: str, sid: str, prefixes: list[str]) -> dict[str, Any]:
     return statement
 
 
-def code_sha256(artifact: Artifact) -> str:
-    """The artifact's SHA-256 as Lambda reports ``CodeSha256`` (base64); images: the manifest's digest."""
+def code_sha256(artifact: Artifact, image_uri: str | None = None) -> str:
+    """What identifies the deployed code as the state reads it back: a zip's SHA-256 (Lambda's
+    ``CodeSha256``); an image function's ``ImageUri`` (the manifest's, else ``[deploy.aws] image_uri``)."""
     if artifact.format == "image":
-        return artifact.image_uri or artifact.sha256
+        return artifact.image_uri or image_uri or artifact.sha256
     digest = hashlib.sha256()
     with open(artifact.path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
