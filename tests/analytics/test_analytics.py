@@ -208,6 +208,24 @@ def test_append_adds_a_version_and_failed_write_keeps_the_old(shop: tuple[nubes.
     assert client.get("/daily").json() == before
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv", "ndjson"])
+def test_a_relation_with_bound_parameters_is_written_with_them(shop: tuple[nubes.App, str, Path], fmt: str) -> None:
+    """ctx.write(ctx.sql(query, name=value)): the relation's parameters go with it (its SQL text alone has $name)."""
+    app, data_uri, _ = shop
+    app.dataset(f"picked_{fmt}", f"{data_uri}/picked_{fmt}/", format=fmt)
+
+    @app.post(f"/picked/{fmt}")
+    def pick(ctx: nubes.Context, region: str) -> object:
+        ctx.write(f"picked_{fmt}", ctx.sql("select region, amount from orders where region = $region", region=region))
+        return ctx.sql(f"select count(*) as n, min(region) as lo, max(region) as hi from picked_{fmt}")
+
+    client = Client(app)
+    answer = client.post(f"/picked/{fmt}?region=north")
+    assert answer.status_code == 200, answer.text
+    [row] = answer.json()
+    assert row["lo"] == row["hi"] == "north" and row["n"] == make_orders().filter(pl.col("region") == "north").height
+
+
 def test_lineage_records_reads_and_writes(shop: tuple[nubes.App, str, Path]) -> None:
     app, _, _ = shop
     client = Client(app)

@@ -116,8 +116,15 @@ class DatasetWriter:
                 target = out
             else:
                 target = os.path.join(out, f"part-0.{fmt}")
+            # Through a view of the relation, not its SQL text: a relation from ctx.sql(..., name=value)
+            # keeps its bound parameters only in the relation itself.
+            view = f"__nubes_write_{os.urandom(6).hex()}"
             with self.bridge.translate_errors():
-                self.connection.execute(f"COPY ({frame.sql_query()}) TO {literal(target)} ({options})").fetchall()
+                frame.create_view(view, replace=False)
+                try:
+                    self.connection.execute(f"COPY (SELECT * FROM {ident(view)}) TO {literal(target)} ({options})").fetchall()
+                finally:
+                    self.connection.execute(f"DROP VIEW IF EXISTS {ident(view)}")
             return
         import polars as pl
 
