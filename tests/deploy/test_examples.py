@@ -14,10 +14,13 @@ from nubes.testing.servers.moto import MotoServer
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.mark.parametrize("example", ["classification", "quickstart"])
+@pytest.mark.parametrize("example", ["analytics", "classification", "quickstart"])
 def test_example_deploys_to_aws_and_plans_elsewhere(example: str, tmp_path: Path) -> None:
     app = load_app(f"{EXAMPLES / example / 'app.py'}:app")
-    manifest = make_artifact(tmp_path, "aws", EXAMPLES / example / "app.py", arch="arm64")
+    import tomllib
+
+    arch = tomllib.loads((EXAMPLES / example / "nubes.toml").read_text())["deploy"]["aws"].get("architecture", "x86_64")
+    manifest = make_artifact(tmp_path, "aws", EXAMPLES / example / "app.py", arch=arch)
     with MotoServer() as moto, moto.environment():
         d = Deployment.open(app, "aws", artifact=manifest)
         d.apply(d.plan())
