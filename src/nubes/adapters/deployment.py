@@ -285,3 +285,10 @@ def join_key(*parts: str) -> str:
 
 __all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "JobsNeeds", "ModuleDeployer", "Resource",
            "StateUnavailable", "Target", "bindings", "jobs", "join_key", "split_store"]
+
+
+def terraform_name(name: str) -> str:
+    """A resource name as a Terraform block label (letters, digits and ``_``; ``main`` if nothing is left)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "main"

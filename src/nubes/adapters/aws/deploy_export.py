@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from nubes.adapters.deployment import Artifact, Resource, Target
+from nubes.adapters.deployment import Artifact, Resource, Target, terraform_name
 
 _ACCOUNT = "${AWS::AccountId}"
 
@@ -214,7 +214,7 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
     tf: dict[str, dict[str, Any]] = {}
 
     def add(kind: str, name: str, body: dict[str, Any]) -> str:
-        key = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "main"
+        key = terraform_name(name)
         tf.setdefault(kind, {})[key] = _tf_account(body)
         return f"{kind}.{key}"
 

@@ -6,14 +6,9 @@ declared (they hold data). The package is deployed by the provider from the arti
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from nubes.adapters.deployment import Artifact, Resource, Target
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "main"
+from nubes.adapters.deployment import Artifact, Resource, Target, terraform_name
 
 
 def render(deployer: Any, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
@@ -26,8 +21,8 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
     account = target.extra.get("account")
 
     def add(kind: str, name: str, body: dict[str, Any]) -> str:
-        tf.setdefault(kind, {})[_key(name)] = body
-        return f"{kind}.{_key(name)}"
+        tf.setdefault(kind, {})[terraform_name(name)] = body
+        return f"{kind}.{terraform_name(name)}"
 
     data = {"azurerm_storage_account": {"home": {"name": account, "resource_group_name": group}}}
     site_ref = plan_ref = container_ref = ""

@@ -6,14 +6,9 @@ uploaded to a bucket the team names with the ``source_bucket`` variable.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from nubes.adapters.deployment import Artifact, Resource, Target
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "main"
+from nubes.adapters.deployment import Artifact, Resource, Target, terraform_name
 
 
 def render(deployer: Any, resources: list[Resource], target: Target, artifact: Artifact | None, fmt: str) -> dict[str, Any]:
@@ -25,8 +20,8 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
     project = target.extra.get("project")
 
     def add(kind: str, name: str, body: dict[str, Any]) -> str:
-        tf.setdefault(kind, {})[_key(name)] = body
-        return f"{kind}.{_key(name)}"
+        tf.setdefault(kind, {})[terraform_name(name)] = body
+        return f"{kind}.{terraform_name(name)}"
 
     zip_path = str(artifact.path) if artifact else "build/gcp/app.zip"
     source = add("google_storage_bucket_object", "source", {
@@ -59,7 +54,7 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
                                    "max_instance_count": p["max_instances"], "max_instance_request_concurrency": p["concurrency"],
                                    "ingress_settings": "ALLOW_ALL"}})
         elif r.kind == "gcp.run.invoker":
-            fn = f"google_cloudfunctions2_function.{_key(r.name)}"
+            fn = f"google_cloudfunctions2_function.{terraform_name(r.name)}"
             for i, member in enumerate(p["members"]):
                 add("google_cloud_run_service_iam_member", f"{r.name}_{i}", {
                     "location": p["region"], "project": project, "service": f"${{{fn}.name}}", "role": "roles/run.invoker",
@@ -70,8 +65,9 @@ def terraform(resources: list[Resource], target: Target, artifact: Artifact | No
                 "service_account": f"${{{sa_ref}.email}}",
                 "matching_criteria": [{"attribute": "type", "value": p["event_type"]},
                                       *({"attribute": k, "value": v} for k, v in p["filters"].items())],
-                "destination": {"cloud_run_service": {"service": f"${{google_cloudfunctions2_function.{_key(p['service'])}.name}}",
-                                                      "region": p["region"], "path": p["path"]}}}
+                "destination": {"cloud_run_service": {
+                    "service": f"${{google_cloudfunctions2_function.{terraform_name(p['service'])}.name}}",
+                    "region": p["region"], "path": p["path"]}}}
             if p.get("topic"):
                 body["transport"] = {"pubsub": {"topic": p["topic"]}}
             add("google_eventarc_trigger", r.name, body)
