@@ -59,7 +59,7 @@ class AwsPackaging:
     app_dir = ""
     vendor_packages = True
     store_schemes = ("s3",)
-    adapter_modules = ("nubes.adapters.aws",)
+    adapter_modules = ("nubes.adapters.aws", "nubes.adapters.aws.entry")
     runtime_requirements: tuple[str, ...] = ()
     settings_keys = ("storage", "base_path")
 

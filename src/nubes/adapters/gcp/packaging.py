@@ -54,7 +54,7 @@ class GcpPackaging:
     app_dir = ""
     vendor_packages = False
     store_schemes = ("gs",)
-    adapter_modules = ("nubes.adapters.gcp",)
+    adapter_modules = ("nubes.adapters.gcp", "nubes.adapters.gcp.functions")
     runtime_requirements: tuple[str, ...] = ("functions-framework",)
     settings_keys = ("storage", "schedules")
 
