@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import nubes
 from nubes.core.asgi import ASGIApp
@@ -114,6 +116,35 @@ def test_framing_another_server_let_through_is_refused(headers: list[tuple[bytes
     receive = body_messages(b"abc")
     status, response_headers, _ = run(app.asgi, scope("POST", headers=[(b"host", b"t"), *headers]), receive)
     assert status == 400 and response_headers["connection"] == ["close"]
+
+
+@pytest.mark.parametrize(("method", "headers", "expected"), [
+    ("A" * 65, [], 400),                                          # a method no HTTP token is: Request refuses it
+    ("GE T", [], 400),
+    ("POST", [(b"content-length", b"9" * 5000)], 413),              # int() of it would raise ValueError
+    ("POST", [(b"content-length", b"0" * 25 + b"5")], 413),
+    ("POST", [(b"x-bad", "caf\u00e9".encode("latin-1")), (b"content-length", b"3")], 200),  # Latin-1 is text
+])
+def test_a_request_that_cannot_be_read_is_a_problem_not_a_crash(method: str, headers: list[tuple[bytes, bytes]],
+                                                                 expected: int) -> None:
+    receive = body_messages(b"abc")
+    status, response_headers, body = run(app.asgi, scope(method, headers=[(b"host", b"t"), *headers]), receive)
+    assert status == expected
+    if expected >= 400:
+        assert response_headers["content-type"] == ["application/problem+json"] and json.loads(body)["status"] == status
+        assert receive.calls == 0  # type: ignore[attr-defined]  # refused before any of the body was read
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(method=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=80),
+       length=st.binary(min_size=1, max_size=40) | st.from_regex(rb"\A[0-9]{1,40}\Z"))
+def test_any_method_and_content_length_get_an_http_answer(method: str, length: bytes) -> None:
+    asgi = ASGIApp(app, max_body=10)
+    status, response_headers, body = run(asgi, scope(method, headers=[(b"host", b"t"), (b"content-length", length)]),
+                                         body_messages(b"x" * 3))
+    assert status in (200, 204, 400, 404, 405, 408, 413)
+    if status >= 400:
+        assert response_headers["content-type"] == ["application/problem+json"]
 
 
 def test_a_body_that_stops_arriving_is_a_408() -> None:

@@ -263,3 +263,37 @@ def test_hostile_credentials_never_crash(name: str, value: str) -> None:
 
 
 _FUZZ_APP = make_app(api_keys=KEYS)
+
+
+class _LetsEveryoneIn:
+    def check(self, request: Any, needed: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("auth", [_LetsEveryoneIn(), True, "admin", {"api_keys": {}}])
+def test_app_refuses_an_auth_that_is_not_an_auth(auth: Any) -> None:
+    # such an object used to be dropped silently for [auth] from nubes.toml: whatever it promised went unchecked
+    with pytest.raises(ConfigError, match=r"nubes\.core\.auth\.Auth"):
+        nubes.App("custom", storage="mem://custom-auth", auth=auth)
+
+
+def test_an_auth_subclass_is_the_one_that_checks() -> None:
+    seen: list[str] = []
+
+    class Audited(Auth):
+        def check(self, request: Any, needed: Any) -> Any:
+            seen.append(request.path)
+            return super().check(request, needed)
+
+    audited = Audited(api_keys=KEYS, default=True)
+    app = nubes.App("audited", storage="mem://audited-auth", auth=audited)
+
+    @app.get("/me")
+    def me(ctx: nubes.Context) -> dict:
+        return {"id": ctx.principal.id}
+
+    client = Client(app)
+    assert app.auth is audited
+    assert client.get("/me").status_code == 401
+    assert client.get("/me", headers={"x-api-key": READER_KEY}).json() == {"id": "analyst"}
+    assert seen == ["/me", "/me"]

@@ -3,6 +3,7 @@ other control character, checked whenever a header is set; a handler that tries 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -99,3 +100,22 @@ def test_a_handler_that_injects_a_header_gets_a_500_problem() -> None:
         assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
         assert "set-cookie" not in r.headers and "evil" not in r.text
     assert client.get("/go", params={"to": "/fine"}).status_code == 307
+
+
+request_id_app = nubes.App("request-ids", openapi=False, auth=False, extensions=[])
+
+
+@request_id_app.get("/rid")
+def rid(ctx: nubes.Context) -> dict:
+    return {"request_id": ctx.request_id}
+
+
+@settings(max_examples=120, deadline=None)
+@given(request_id=st.one_of(st.text(max_size=140), st.text(st.sampled_from("ab-/\r\n\x00 \x7f"), max_size=12),
+                            st.from_regex(r"\A[\x21-\x7e]{1,128}\Z")))
+def test_handle_keeps_a_valid_request_id_and_replaces_any_other(request_id: str) -> None:
+    response = request_id_app.handle(nubes.Request("GET", "/rid"), request_id=request_id)  # never raises
+    valid = re.fullmatch(r"[\x21-\x7e]{1,128}", request_id) is not None
+    sent = response.headers["x-nubes-request-id"]
+    assert response.status == 200 and re.fullmatch(r"[\x21-\x7e]{1,128}", sent)
+    assert (sent == request_id) is valid and json.loads(response.body)["request_id"] == sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -100,8 +101,12 @@ class App(Extensible, EventHandlers):
         self._lazy: dict[str, Callable[[App], Any]] = {}
         self._context_attributes: dict[str, Any] = {}
         self.context_class: type[Context] = Context
-        if auth is not None and auth is not False and auth is not True and not hasattr(auth, "check"):
-            raise ConfigError(f"App(auth={auth!r}): use an nubes.core.auth.Auth, False (no authentication) or None")
+        if auth is not None and auth is not False:
+            from nubes.core.auth import Auth
+
+            if not isinstance(auth, Auth):  # anything else would be replaced by the config: an open door
+                raise ConfigError(f"App(auth={auth!r}): use a nubes.core.auth.Auth (or a subclass), "
+                                  "False (no authentication) or None ([auth] in nubes.toml)")
         self._auth_spec = auth
         self._auth: Auth | None = None
         self._needs: dict[Route, Any] = {}
@@ -316,11 +321,12 @@ class App(Extensible, EventHandlers):
         """Answer one request. Never raises: every failure becomes a problem+json response.
 
         ``deadline`` is the monotonic time by which the provider stops the invocation;
-        ``platform`` says where it runs (adapters pass both). ``job`` runs a job's stored request
+        ``platform`` says where it runs (adapters pass both). ``request_id`` is used when it is
+        1-128 visible ASCII characters (:func:`valid_request_id`), else a new one. ``job`` runs a job's stored request
         (see :meth:`run_job`): its handler is called as the submitter, instead of being queued.
         """
         started = time.perf_counter()
-        rid = request_id or new_request_id()
+        rid = valid_request_id(request_id) or new_request_id()  # a header a client sent may carry it
         route: Route | None = None
         ctx: Context | None = None
         log = self.log.bind(request_id=rid)
@@ -337,7 +343,7 @@ class App(Extensible, EventHandlers):
                 kwargs = bind(route.params, request, values)
                 encoding.check_query_format(request, query_format=route.query_format)  # before doing the work
                 if job is None and route.options.get("job"):
-                    response = self.jobs.submit(route, request, principal, platform)
+                    response = self.jobs.submit(route, request, principal, platform, request_id=rid)
                 else:
                     ctx = self.context_class(request, self, rid, log, deadline=deadline, route=route.path,
                                              platform=platform, options=route.options, principal=principal, job=job)
@@ -454,10 +460,21 @@ def new_request_id() -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def problem_response(exc: HTTPError, request: Request, request_id: str) -> Response:
-    """An RFC 9457 ``application/problem+json`` response for ``exc``."""
+def valid_request_id(value: object) -> str | None:
+    """``value`` if it can serve as a request id (1-128 visible ASCII characters: safe in a header value
+    and a log line), else None. Adapters take ids from headers a client can send."""
+    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
+
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def problem_response(exc: HTTPError, request: Request | None, request_id: str) -> Response:
+    """An RFC 9457 ``application/problem+json`` response for ``exc`` (``request`` None: one that could
+    not be read as a request, so the problem names no ``instance``)."""
     body = exc.problem()
-    body["instance"] = request.path
+    if request is not None:
+        body["instance"] = request.path
     body["request_id"] = request_id
     response = Response(encoding.dumps(body), exc.status, exc.headers, "application/problem+json")
     return response

@@ -8,7 +8,8 @@ sends the :class:`~nubes.Response` back.
 Contract:
 
 * The body is read as it streams in: a ``Content-Length`` over ``max_body`` is refused before any
-  of it is read (one that is not digits, or sent with ``Transfer-Encoding``, is a 400), and a
+  of it is read (one that is not digits, or sent with ``Transfer-Encoding``, is a 400; one over 19
+  digits a 413), and a
   streamed (chunked) body as soon as its running total passes ``max_body``: 413
   ``application/problem+json`` with ``Connection: close``, so no more than ``max_body`` bytes (plus
   one server read) are ever buffered. The default is 100 MB.
@@ -18,6 +19,8 @@ Contract:
 * Handlers are synchronous and may block: the answer is computed in a pool of at most ``threads``
   threads (:mod:`nubes.core.handler_pool`), never on the event loop. A client that disconnects meanwhile gets nothing; the handler
   still runs to its end (it cannot be interrupted), and its answer is dropped.
+* A request :class:`~nubes.Request` refuses to represent (a method that is not an HTTP token, a path
+  or header that is not text) is a 400 problem before its body is read.
 * ``lifespan`` events are answered (startup; shutdown stops the pool and calls ``on_shutdown``).
   WebSocket connections are refused.
 """
@@ -115,14 +118,20 @@ class ASGIApp:
             target = quote(scope["path"])
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
         query = scope["query_string"].decode("latin-1")
+        try:  # before reading the body: what no HTTP request carries (a method that is no token...) is a 400 at once
+            request = Request(method, target, query=query, headers=headers, scheme=scope.get("scheme") or "http")
+        except HTTPError as exc:
+            from nubes.core.app import new_request_id, problem_response
+
+            await self._send(send, problem_response(exc, None, new_request_id()), method, close=True)
+            return
         try:
             body = await self._body(scope, receive)
         except _Refused as refused:
-            request = Request(method, target, query=query, headers=headers, scheme=scope.get("scheme") or "http")
             response = self._safely(self.refuse, refused.error, request)
             await self._send(send, response, method, close=True)
             return
-        request = Request(method, target, query=query, headers=headers, body=body, scheme=scope.get("scheme") or "http")
+        object.__setattr__(request, "body", body)  # Request is immutable to handlers; this module made it
         try:
             response = await self.pool.run(self.answer, request)
         except Exception:  # the answer function itself failed (App.handle never does)
@@ -140,6 +149,8 @@ class ASGIApp:
             if name == b"content-length":
                 if not value.isdigit():  # uvicorn's parsers refuse these; this guards any other server
                     raise _Refused(HTTPError(400, f"invalid Content-Length {value[:40].decode('latin-1')!r}"))
+                if len(value) > 19:  # no body is that long, and int() of over 4300 digits raises
+                    raise _Refused(HTTPError(413, f"Content-Length of {len(value)} digits is over the {limit:,}-byte limit"))
                 declared = int(value)
                 if declared > limit:
                     raise _Refused(HTTPError(413, f"request body of {declared:,} bytes is over the {limit:,}-byte limit"))

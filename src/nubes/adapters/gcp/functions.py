@@ -58,7 +58,6 @@ from __future__ import annotations
 import logging
 import os
 import platform as _platform
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -78,7 +77,7 @@ from nubes.adapters.gcp.cloud_events import (
     parse_time,
 )
 from nubes.adapters.gcp.limits import FIGURES
-from nubes.core.app import App, problem_response
+from nubes.core.app import App, problem_response, valid_request_id
 from nubes.core.events import Platform, Scheduled
 from nubes.core.job_runs import delivery_from_http
 from nubes.core.request import Request
@@ -362,19 +361,17 @@ def _scheme(request: flask.Request) -> str:
 def request_id_from_headers(headers: Any) -> str | None:
     """``Function-Execution-Id``, else the ``TRACE/SPAN`` of ``X-Cloud-Trace-Context``, else None.
 
-    A client can send either header: a value that is not 1-128 visible ASCII characters is ignored.
+    A client can send either header: a value that is not 1-128 visible ASCII characters is ignored
+    (:func:`nubes.core.app.valid_request_id`, which ``App.handle`` applies again).
     """
     for name, cut in (("Function-Execution-Id", False), ("X-Cloud-Trace-Context", True)):
         value = headers.get(name)
         if not isinstance(value, str):
             continue
-        value = (value.split(";", 1)[0] if cut else value).strip()
-        if _REQUEST_ID.fullmatch(value):
-            return value
+        valid = valid_request_id((value.split(";", 1)[0] if cut else value).strip())
+        if valid is not None:
+            return valid
     return None
-
-
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 # -- where this runs ----------------------------------------------------------------------------
