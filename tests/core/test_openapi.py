@@ -78,3 +78,17 @@ def test_jobs_built_in_routes_and_event_handlers_are_listed() -> None:
     assert events["landed"]["source"] == "landing" and events["landed"]["prefix"] == "raw/"
     assert events["landed"]["summary"] == "Load a landed file." and events["order"]["queue"] == "orders"
     assert set(events["landed"]["bindings"]) == {"aws", "gcp", "azure"}
+
+
+def test_openapi_of_an_app_without_event_handlers_loads_no_cloud_adapter() -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys, nubes\n"
+            "app = nubes.App('plain', auth=False, extensions=[])\n"
+            "app.get('/x')(lambda ctx: {})\n"
+            "doc = app.openapi()\n"
+            "print(json.dumps([m for m in sys.modules if m.split('.')[:2] == ['nubes', 'adapters']]))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+    assert loaded == []

@@ -237,7 +237,10 @@ def filter_of(route: EventRoute, bindings: Bindings) -> str:
 
 def listing(app: Any) -> list[dict[str, Any]]:
     """Every event handler of ``app`` with what it listens to and, per cloud, what that is bound to
-    (for ``nubes routes`` and the OpenAPI document's ``x-nubes-events``)."""
+    (for ``nubes routes`` and the OpenAPI document's ``x-nubes-events``). An app with no event
+    handlers loads no cloud adapter: ``[]`` at once."""
+    if not app.event_routes:
+        return []
     from nubes.core import clouds
 
     per_cloud: dict[str, Bindings | str] = {}
