@@ -140,6 +140,80 @@ def test_idempotency_key_returns_the_same_job() -> None:
     assert other.json()["id"] != first.json()["id"]  # keys are per caller
 
 
+def test_anonymous_idempotent_job_ids_are_random_not_derived_from_the_key() -> None:
+    ids = []
+    for _ in range(2):  # the same app name, route and key: an id derived from them would be guessable
+        app, _ = make_app("idem-anon")
+        held, client = hold(app)
+        first = client.post("/bad", headers={"idempotency-key": "nightly"})
+        again = client.post("/bad", headers={"idempotency-key": "nightly"})
+        assert first.status_code == again.status_code == 202 and first.json()["id"] == again.json()["id"]
+        assert len(held.ids) == 1
+        ids.append(first.json()["id"])
+    assert ids[0] != ids[1]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert "key_index" not in first.json()
+
+
+@settings(max_examples=25, deadline=None)
+@given(key=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=255).map(str.strip)
+       .filter(bool))
+def test_any_idempotency_key_maps_to_one_job(key: str) -> None:
+    app, _ = make_app("idem-any")
+    held, client = hold(app)
+    answers = [client.post("/train", headers={"x-api-key": OWNER, "idempotency-key": key}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [202, 202] and answers[0].json()["id"] == answers[1].json()["id"]
+    assert held.ids == [answers[0].json()["id"]]
+
+
+def test_concurrent_submits_with_one_key_start_one_job() -> None:
+    app, _ = make_app("idem-race")
+    held, client = hold(app)
+    barrier = threading.Barrier(6)
+    answers: list[Any] = []
+
+    def submit() -> None:
+        barrier.wait()
+        answers.append(client.post("/train", headers={"x-api-key": OWNER, "idempotency-key": "race"}))
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ok = [a for a in answers if a.status_code == 202]
+    assert all(a.status_code in (202, 409) for a in answers) and ok
+    assert len({a.json()["id"] for a in ok}) == 1 and held.ids == [ok[0].json()["id"]]
+    assert [o.key for o in app.storage.list("_nubes/jobs/") if o.key.endswith("job.json")] == [f"_nubes/jobs/{held.ids[0]}/job.json"]
+
+
+def test_a_key_whose_job_has_expired_starts_a_new_job() -> None:
+    app, _ = make_app("idem-expired")
+    held, client = hold(app)
+    app.jobs.retention_s = 0.0
+    headers = {"x-api-key": OWNER, "idempotency-key": "once"}
+    first = client.post("/train", headers=headers).json()["id"]
+    assert app.run_job(first) == "done"
+    assert client.get(f"/_nubes/jobs/{first}", headers={"x-api-key": OWNER}).status_code == 404  # expired, deleted
+    second = client.post("/train", headers=headers)
+    assert second.status_code == 202 and second.json()["id"] != first and held.ids == [first, second.json()["id"]]
+
+
+def test_a_json_typed_result_that_is_not_json_still_finishes_the_job() -> None:
+    app = nubes.App("notjson", storage=f"mem://notjson-{time.monotonic_ns()}", auth=False, extensions=[])
+
+    @app.job("/broken")
+    def broken(ctx: nubes.Context) -> nubes.Response:
+        return nubes.Response(b'{"half": ', 200, {}, "application/json")
+
+    held, client = hold(app)
+    location = client.post("/broken").headers["location"]
+    assert app.run_job(held.ids[0]) == "done"
+    doc = client.get(location).json()
+    assert doc["status"] == "succeeded" and doc["result"] is None
+    assert client.get(location + "/result").content == b'{"half": '
+
+
 def test_jobs_are_visible_to_their_submitter_and_admins_only() -> None:
     app, _ = make_app("owner")
     client = Client(app)
@@ -278,7 +352,9 @@ def test_a_job_that_cannot_be_started_answers_503_and_is_failed() -> None:
 
     app.jobs.dispatcher = Broken()
     r = Client(app).post("/train", headers={"x-api-key": OWNER})
-    assert r.status_code == 503 and "queue unreachable" in r.json()["detail"]
+    detail = r.json()["detail"]
+    assert r.status_code == 503 and "ConnectionError" in detail and r.headers["x-nubes-request-id"] in detail
+    assert "queue unreachable" not in detail  # the error's text (ARNs, URLs) stays in the log
     doc, _ = app.jobs.load(r.json()["job"])
     assert doc["status"] == "failed" and doc["problem"]["status"] == 503
 
@@ -328,5 +404,7 @@ def test_a_lost_job_that_cannot_be_restarted_is_failed_not_left_queued() -> None
             raise ConnectionError("queue gone")
 
     app.jobs.dispatcher = Broken()
-    doc = client.get(location, headers={"x-api-key": OWNER}).json()
-    assert doc["status"] == "failed" and doc["problem"]["status"] == 503 and "queue gone" in doc["problem"]["detail"]
+    polled = client.get(location, headers={"x-api-key": OWNER})
+    doc, detail = polled.json(), polled.json()["problem"]["detail"]
+    assert doc["status"] == "failed" and doc["problem"]["status"] == 503 and "ConnectionError" in detail
+    assert "queue gone" not in detail and polled.headers["x-nubes-request-id"] in detail

@@ -27,8 +27,10 @@ last problem. A handler's 4xx ``HTTPError`` fails the job at once (a retry would
 
 **Where it runs**: see :mod:`nubes.core.job_runs` (each cloud's own asynchronous execution of the
 same function, the emulator's worker pool, or a thread pool here). ``Idempotency-Key`` on a submit
-makes the job id a digest of (route, caller, key): a retried submit returns the same job (a
-different body under the same key is a 422).
+(1-255 characters) is remembered per (route, caller, key) in an index naming the job
+(:mod:`nubes.core.job_keys`): a retried submit returns the same job (a different body under the same
+key is a 422); the job id stays random. A job that cannot be started is ``failed`` with a 503 naming
+the error's type and the request id; the error itself goes to the log.
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ import os
 import secrets
 import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from nubes.core import job_keys
 from nubes.core.context import Context  # at run time: binding resolves the routes' annotations
 from nubes.core.encoding import dumps
 from nubes.core.job_runs import JobDispatcher, JobRun, choose_dispatcher
@@ -66,7 +68,7 @@ INLINE_RESULT_BYTES = 256 * 1024
 DEFAULT_RETENTION_S = 7 * 86400
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_LEASE_S = 60.0
-_PRIVATE = ("lease_until", "request_sha256", "principal", "run_token", "runner")
+_PRIVATE = ("lease_until", "request_sha256", "principal", "run_token", "runner", "key_index")
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "proxy-authorization"})
 DOCUMENT_FIELDS = ("id", "route", "method", "path", "status", "submitted", "started", "finished", "attempts",
                    "progress", "result", "result_type", "problem", "cost_usd", "expires", "location")
@@ -156,50 +158,61 @@ class Jobs:
 
     # -- submit -----------------------------------------------------------------------------------
     def submit(self, route: Route, request: Request, principal: Principal | None,
-               platform: Platform | None = None) -> Response:
+               platform: Platform | None = None, *, request_id: str | None = None) -> Response:
         """Store the request as a queued job, start it, and answer 202 with the document."""
         digest = hashlib.sha256(f"{request.method}\0{request.raw_path}\0{request.query_string}\0".encode())
         digest.update(request.body)
         body_digest = digest.hexdigest()  # what a retried submit must repeat: method, path, query and body
         key = request.headers.get("idempotency-key")
+        index, stale = None, None
         if key is not None:
-            if not 0 < len(key) <= 255:
-                raise HTTPError(400, "Idempotency-Key must be 1 to 255 characters")
-            seed = f"{self.app.name}\0{route.path}\0{principal.id if principal else ''}\0{key}"
-            job_id = hashlib.sha256(seed.encode()).hexdigest()[:32]
-        else:
-            job_id = uuid.uuid4().hex
+            if not 0 < len(key) <= job_keys.MAX_KEY_CHARS:
+                raise HTTPError(400, f"Idempotency-Key must be 1 to {job_keys.MAX_KEY_CHARS} characters")
+            index = job_keys.index_key(self.app.name, route.path, principal, key)
+            existing, stale = job_keys.lookup(self.store, index, lambda job_id: self.load(job_id)[0])
+            if existing is not None:
+                return self._again(existing, body_digest)
+        job_id = secrets.token_hex(16)  # always random: an anonymous job is readable by whoever holds its id
         now = _now()
         doc: dict[str, Any] = {
             "id": job_id, "route": route.path, "method": request.method, "path": request.path, "status": "queued",
             "submitted": now, "started": None, "finished": None, "attempts": 0, "lease_until": None,
             "progress": {"value": None, "message": None}, "result": None, "problem": None, "cost_usd": None,
             "expires": None, "request_sha256": body_digest, "run_token": secrets.token_hex(16),
-            "principal": _principal_doc(principal),
+            "principal": _principal_doc(principal), "key_index": index,
         }
         stored = {"method": request.method, "raw_path": request.raw_path, "query": request.query_string,
                   "scheme": request.scheme,
                   "headers": [(k, v) for k, v in request.headers.multi_items() if k.lower() not in _SECRET_HEADERS]}
-        try:
-            self.store.put(self._key(job_id, "request.json"), json.dumps(stored).encode(), content_type="application/json",
-                           if_none_match=True)
-            self.store.put(self._key(job_id, "body"), request.body, content_type="application/octet-stream", if_none_match=True)
-            self._write(doc, None)
-        except PreconditionFailed:
-            if key is None:
-                raise
-            existing, _ = self.load(job_id)
-            if existing.get("request_sha256") != body_digest:
-                raise HTTPError(422, "this Idempotency-Key was used for a different request; use a new key") from None
-            return self.answer(existing, 202)
+        self.store.put(self._key(job_id, "request.json"), json.dumps(stored).encode(), content_type="application/json",
+                       if_none_match=True)
+        self.store.put(self._key(job_id, "body"), request.body, content_type="application/octet-stream", if_none_match=True)
+        self._write(doc, None)
+        if index is not None and not job_keys.claim(self.store, index, job_id, stale):
+            self._delete(job_id)  # a concurrent submit with the same key won: its job is the one
+            existing, _ = job_keys.lookup(self.store, index, lambda job_id: self.load(job_id)[0])
+            if existing is None:
+                raise HTTPError(409, "a submit with this Idempotency-Key is being stored; send it again")
+            return self._again(existing, body_digest)
         try:
             self.dispatcher_for(platform, request).submit(self.app, job_id, doc["run_token"])
         except Exception as exc:  # the job cannot start: say so now rather than leave it queued forever
-            self.app.log.exception("job could not be started", job=job_id)
-            detail = f"the job could not be started ({type(exc).__name__}: {exc}); submit it again later"
+            self.app.log.exception("job could not be started", job=job_id, request_id=request_id)
+            detail = f"the job could not be started ({_quote(exc, request_id)}); submit it again later"
             self.fail(job_id, _problem(503, detail))
             raise HTTPError(503, detail, job=job_id) from None
         return self.answer(doc, 202)
+
+    def _again(self, existing: dict[str, Any], body_digest: str) -> Response:
+        """The answer to a retried submit: the job its key started, if the request is the same."""
+        if existing.get("request_sha256") != body_digest:
+            raise HTTPError(422, "this Idempotency-Key was used for a different request; use a new key")
+        return self.answer(existing, 202)
+
+    def _delete(self, job_id: str) -> None:
+        for name in ("job.json", "request.json", "body", "result"):
+            with contextlib.suppress(NotFound):
+                self.store.delete(self._key(job_id, name))
 
     def answer(self, doc: Mapping[str, Any], status: int = 200) -> Response:
         public = {k: v for k, v in doc.items() if k not in _PRIVATE}
@@ -266,7 +279,7 @@ class Jobs:
             self.store.put(self._key(run.job_id, "result"), response.body, content_type=ctype)
         try:
             problem = None if ok else json.loads(response.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             problem = _problem(response.status, "the job failed")
         retry = not ok and response.status >= 500 and run.attempt < self.max_attempts
         finished = datetime.now(UTC)
@@ -277,7 +290,8 @@ class Jobs:
             doc["cost_usd"] = round((doc.get("cost_usd") or 0.0) + float(cost), 12) if cost else doc.get("cost_usd")
             if ok:
                 if ctype.startswith("application/json") and len(response.body) <= INLINE_RESULT_BYTES:
-                    doc["result"] = json.loads(response.body) if response.body else None
+                    with contextlib.suppress(ValueError, RecursionError):  # not JSON after all: /result has the bytes
+                        doc["result"] = json.loads(response.body) if response.body else None
                 doc["result_type"] = ctype
                 self._finished(doc, "succeeded", None, finished)
             elif retry:
@@ -327,7 +341,8 @@ class Jobs:
 
         return self.transition(job_id, change)
 
-    def reap(self, doc: dict[str, Any], platform: Platform | None, request: Request | None) -> dict[str, Any]:
+    def reap(self, doc: dict[str, Any], platform: Platform | None, request: Request | None,
+             request_id: str | None = None) -> dict[str, Any]:
         """A polled job whose runner is gone (running, its lease lapsed): fail it if it is out of
         attempts, else queue it and start it again. Returns the document as it now stands."""
         lapsed = doc["status"] == "running" and (doc.get("lease_until") or 0) + 5 < time.time()
@@ -354,9 +369,9 @@ class Jobs:
             try:
                 self.dispatcher_for(platform, request).submit(self.app, doc["id"], str(written.get("run_token") or ""))
             except Exception as exc:  # it cannot start again: end it rather than leave it queued with no delivery
-                self.app.log.exception("job could not be started again", job=doc["id"])
+                self.app.log.exception("job could not be started again", job=doc["id"], request_id=request_id)
                 return self.fail(doc["id"], _problem(503, f"the job's runner stopped and it could not be started again "
-                                                     f"({type(exc).__name__}: {exc})")) or written
+                                                     f"({_quote(exc, request_id)})")) or written
         return written
 
     # -- the /_nubes/jobs routes ------------------------------------------------------------------
@@ -371,9 +386,9 @@ class Jobs:
             raise HTTPError(404, f"no job {job_id}")
         expires = doc.get("expires")
         if expires and datetime.fromisoformat(expires) < datetime.now(UTC):
-            for name in ("job.json", "request.json", "body", "result"):
-                with contextlib.suppress(NotFound):
-                    self.store.delete(self._key(job_id, name))
+            if doc.get("key_index"):
+                job_keys.release(self.store, doc["key_index"], job_id)
+            self._delete(job_id)
             raise HTTPError(404, f"job {job_id} finished and was kept until {expires}")
         return doc
 
@@ -408,7 +423,7 @@ if hasattr(os, "register_at_fork"):
 def job_status(ctx: Context, job_id: str) -> Response:
     jobs = ctx.app.jobs
     doc = jobs.visible(job_id, ctx.principal)
-    return jobs.answer(jobs.reap(doc, ctx.platform, ctx.request))
+    return jobs.answer(jobs.reap(doc, ctx.platform, ctx.request, ctx.request_id))
 
 
 def job_cancel(ctx: Context, job_id: str) -> Response:
@@ -436,6 +451,11 @@ def _problem(status: int, detail: str) -> dict[str, Any]:
     from http import HTTPStatus
 
     return {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+
+
+def _quote(exc: BaseException, request_id: str | None) -> str:
+    """What a caller may see of an error (its type; the message, which may name ARNs or URLs, is logged)."""
+    return f"{type(exc).__name__}; quote request id {request_id} when reporting this" if request_id else type(exc).__name__
 
 
 def _valid_id(job_id: str) -> bool:
