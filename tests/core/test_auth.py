@@ -164,8 +164,38 @@ def _hs256_with_public_key(public_pem: bytes) -> str:
     return f"{header}.{claims}.{b64(signature)}"
 
 
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (the client trusts it via SSL_CERT_FILE)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder / "cert.pem", folder / "key.pem"
+
+
 @pytest.fixture
-def jwks_url(jwks: dict[str, Any]) -> Iterator[str]:
+def jwks_server(jwks: dict[str, Any], tls_files: tuple[Path, Path],
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[str]]]:
+    """An https JWKS endpoint on loopback: its URL and the paths it was asked for."""
+    import ssl
+
     body = json.dumps(jwks).encode()
     hits: list[str] = []
 
@@ -181,15 +211,43 @@ def jwks_url(jwks: dict[str, Any]) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files[0]))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+        yield f"https://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json", hits
     finally:
         server.shutdown()
         server.server_close()
-    assert hits, "the JWKS URL was never fetched"
+
+
+@pytest.fixture
+def jwks_url(jwks_server: tuple[str, list[str]]) -> Iterator[str]:
+    yield jwks_server[0]
+    assert jwks_server[1], "the JWKS URL was never fetched"
+
+
+def test_a_jwks_url_must_be_https() -> None:
+    for url in ("http://login.example.test/jwks.json", "ftp://login.example.test/jwks.json"):
+        with pytest.raises(ConfigError, match="https://"):
+            Auth(jwt={"issuer": ISSUER, "audience": AUDIENCE, "jwks": url})
+
+
+def test_unknown_kids_refetch_the_jwks_at_most_once_per_interval(rsa_key: rsa.RSAPrivateKey,
+                                                                 jwks_server: tuple[str, list[str]]) -> None:
+    url, hits = jwks_server
+    app = make_app(jwt={"issuer": ISSUER, "audience": AUDIENCE, "jwks": url})
+    client = Client(app)
+    assert client.get("/_nubes/openapi.json", headers={"authorization": f"Bearer {token(rsa_key, roles=['admin'])}"}).status_code == 200
+    assert len(hits) == 1
+    for n in range(8):  # made-up kids: one refetch (a rotation is picked up), then the cached set answers
+        r = client.get("/_nubes/openapi.json", headers={"authorization": f"Bearer {token(rsa_key, kid=f'made-up-{n}')}"})
+        assert r.status_code == 401 and "kid" in r.json()["detail"]
+    assert len(hits) == 2
 
 
 def test_jwt_from_a_jwks_url_verifies_each_token_once(rsa_key: rsa.RSAPrivateKey, jwks_url: str) -> None:

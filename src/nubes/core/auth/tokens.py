@@ -1,7 +1,9 @@
 """JWT bearer tokens, verified with PyJWT (signature, ``exp``/``nbf``/``iat`` with leeway, issuer, audience).
 
-Keys come from a JWKS: a file (``jwks = "path/to/jwks.json"`` or ``file://...``) read once, or a URL
-fetched by PyJWT's :class:`jwt.PyJWKClient` (keys cached; a token with an unknown ``kid`` refetches).
+Keys come from a JWKS: a file (``jwks = "path/to/jwks.json"`` or ``file://...``) read once, or an
+``https://`` URL (no other scheme: keys fetched in clear text could be swapped) fetched by PyJWT's
+:class:`jwt.PyJWKClient`, the set cached ``JWKS_LIFESPAN_S``; a token with an unknown ``kid`` refetches
+it at most once per ``JWKS_REFETCH_S``, so tokens with made-up kids cannot make every request a fetch.
 Asymmetric algorithms only, unless a shared secret is configured explicitly (``secret_env`` names the
 environment variable holding it, and then only HS256/384/512 are accepted). ``alg: none`` is never
 accepted. Verified tokens are cached by their SHA-256 until they expire (bounded), so a warm
@@ -26,6 +28,8 @@ from nubes.errors import ConfigError
 ASYMMETRIC: tuple[str, ...] = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 SYMMETRIC: tuple[str, ...] = ("HS256", "HS384", "HS512")
 MAX_TOKEN_CHARS = 8192
+JWKS_LIFESPAN_S = 300.0
+JWKS_REFETCH_S = 60.0
 _SETTINGS = {"issuer", "audience", "jwks", "secret_env", "algorithms", "leeway", "roles_claim", "scopes_claim",
              "tenant_claim", "subject_claim", "cache_size"}
 
@@ -65,7 +69,12 @@ class JwtVerifier:
             allowed = SYMMETRIC
         elif jwks:
             self._jwks = str(jwks)
+            scheme = self._jwks.partition("://")[0].lower() if "://" in self._jwks else ""
+            if scheme not in ("", "https", "file"):
+                raise ConfigError(f"[auth.jwt] jwks {self._jwks!r}: use an https:// URL or a file path "
+                                  "(keys fetched over plain http could be replaced on the way)")
             self._base = base
+            self._refetched = float("-inf")
             allowed = ASYMMETRIC
         else:
             raise ConfigError("[auth.jwt] needs jwks (a JWKS file or URL) or secret_env (for HS256 tokens)")
@@ -115,13 +124,8 @@ class JwtVerifier:
     def _signing_key(self, token: str) -> Any:
         import jwt
 
-        if self._jwks.startswith(("https://", "http://")):
-            if self._jwks_client is None:
-                self._jwks_client = jwt.PyJWKClient(self._jwks, cache_keys=True, lifespan=300, timeout=5)
-            try:
-                return self._jwks_client.get_signing_key_from_jwt(token).key
-            except jwt.PyJWKClientError as exc:
-                raise InvalidToken(f"no key to verify the bearer token: {_short(exc)}") from None
+        if self._jwks.lower().startswith("https://"):
+            return self._url_key(jwt.get_unverified_header(token).get("kid"))
         if self._keyset is None:
             path = Path(self._jwks.removeprefix("file://"))
             if not path.is_absolute() and self._base is not None:
@@ -135,6 +139,31 @@ class JwtVerifier:
             if kid is None or jwk.key_id == kid:
                 return jwk.key
         raise InvalidToken("no key in the JWKS matches the bearer token's kid")
+
+    def _url_key(self, kid: Any) -> Any:
+        """The key ``kid`` names in the JWKS at the URL: from the cached set, else from one refetch
+        if none happened in the last ``JWKS_REFETCH_S`` (a key rotation is picked up; a flood is not)."""
+        import jwt
+
+        try:
+            with self._lock:
+                if self._jwks_client is None:
+                    self._jwks_client = jwt.PyJWKClient(self._jwks, cache_jwk_set=True, lifespan=JWKS_LIFESPAN_S, timeout=5)
+            client = self._jwks_client
+            key = client.match_kid(client.get_signing_keys(), kid)
+            if key is None:
+                with self._lock:
+                    now = time.monotonic()
+                    due = now - self._refetched >= JWKS_REFETCH_S
+                    if due:
+                        self._refetched = now
+                if due:
+                    key = client.match_kid(client.get_signing_keys(refresh=True), kid)
+        except jwt.PyJWKClientError as exc:
+            raise InvalidToken(f"no key to verify the bearer token: {_short(exc)}") from None
+        if key is None:
+            raise InvalidToken("no key in the JWKS matches the bearer token's kid")
+        return key.key
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         tenant = claims.get(self.tenant_claim)
