@@ -126,11 +126,15 @@ def test_a_forged_delivery_is_dropped(aws: list[dict[str, Any]]) -> None:
     assert lam(forged, OnLambda("trainer"))["outcome"] == "refused" and runs == []
 
 
-def test_without_the_function_name_submit_is_a_503_naming_it(aws: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_function_name_submit_is_a_503_naming_it(aws: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")
     app, _ = make_app()
     answer = handler(app)(http_api_event(Request("POST", "/train")), OnLambda("trainer"))
-    assert answer["statusCode"] == 503 and "AWS_LAMBDA_FUNCTION_NAME" in json.loads(answer["body"])["detail"]
+    detail = json.loads(answer["body"])["detail"]
+    # the caller sees the error's type and the request id; the message naming the fix is in the log
+    assert answer["statusCode"] == 503 and "ConfigError" in detail and answer["headers"]["x-nubes-request-id"] in detail
+    assert "AWS_LAMBDA_FUNCTION_NAME" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         from nubes.adapters.aws.jobs import LambdaDispatcher
 
