@@ -53,10 +53,7 @@ def claim(store: ObjectStore, index: str, job_id: str, stale_etag: str | None) -
     """Make ``index`` name ``job_id``; False when a concurrent submit with the same key did first."""
     body = json.dumps({"job": job_id}).encode()
     try:
-        if stale_etag is None:
-            store.put(index, body, content_type="application/json", if_none_match=True)
-        else:
-            store.put(index, body, content_type="application/json", if_match=stale_etag)
+        store.put(index, body, content_type="application/json", if_none_match=stale_etag is None, if_match=stale_etag)
     except PreconditionFailed:
         return False
     return True
