@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func  # the worker resolves the jobs function's annotations in this module
 
-from nubes.core.job_runs import delivery
+from nubes.core.job_runs import delivery, delivery_from_body
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -112,12 +112,7 @@ def jobs_function(app: App, runtime: Any, request_id: Any) -> Any:
 
 def run_delivery(app: App, body: bytes, *, request_id: str | None, deadline: float, platform: Any) -> str:
     """Run the job a queue message delivers; raises :class:`JobAttemptFailed` so the host retries."""
-    from nubes.core.job_runs import parse_delivery
-
-    try:
-        parsed = parse_delivery(json.loads(body))
-    except ValueError:
-        parsed = None
+    parsed = delivery_from_body(body)
     if parsed is None:
         app.log.bind(request_id=request_id or "-").error("malformed job message dropped")
         return "refused"
