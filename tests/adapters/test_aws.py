@@ -286,6 +286,18 @@ def test_function_url_render(contract_app: nubes.App) -> None:
     assert "cookies" not in result
 
 
+@pytest.mark.parametrize("name", ["rest_sam.json", "http_sam.json", "alb_sam.json"])
+@pytest.mark.parametrize(("proto", "scheme"), [("https\r\nx-evil: 1", "https"), ("gopher", "https"), ("HTTP", "http")])
+def test_a_forwarded_proto_that_is_not_http_or_https_is_not_the_scheme(name: str, proto: str, scheme: str) -> None:
+    """X-Forwarded-Proto is client text behind some fronts: CR/LF or another word never becomes request.scheme."""
+    event = load(name)
+    for key in ("headers", "multiValueHeaders"):
+        if isinstance(event.get(key), dict):
+            found = [k for k in event[key] if k.lower() == "x-forwarded-proto"] or ["X-Forwarded-Proto"]
+            event[key][found[0]] = [proto] if key == "multiValueHeaders" else proto
+    assert saw(call(event))["scheme"] == scheme
+
+
 # -- ALB ---------------------------------------------------------------------------------------------
 def test_alb_default_render() -> None:
     event = load("alb_sam.json")

@@ -44,7 +44,7 @@ from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
 from nubes.core.events import Platform
 from nubes.core.logs import BoundLog, logger
-from nubes.core.request import Request
+from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
 from nubes.errors import HTTPError, UnknownEvent
 
@@ -159,11 +159,6 @@ def _headers(event: Event) -> Headers:
     if multi:
         return Headers(fields.text_multimap(multi, "multiValueHeaders"))
     return Headers(fields.text_map(event.get("headers"), "headers"))
-
-
-def _scheme(headers: Headers) -> str:
-    proto = headers.get("x-forwarded-proto")
-    return proto.split(",", 1)[0].strip() or "https" if proto else "https"
 
 
 def problem(status: int, detail: str, request_id: str, title: str | None = None) -> Response:
@@ -295,7 +290,7 @@ class RestApi(HttpSource):
             query=_quote_pairs(query),
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:
@@ -362,7 +357,7 @@ class HttpApi(HttpSource):
             query=fields.field(event, "rawQueryString") or "",
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:
@@ -436,7 +431,7 @@ class Alb(HttpSource):
             query=query,
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:

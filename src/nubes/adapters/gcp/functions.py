@@ -81,7 +81,7 @@ from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
 from nubes.core.events import Platform, Scheduled
 from nubes.core.job_runs import delivery_from_http
-from nubes.core.request import Request
+from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -316,7 +316,7 @@ def request_from_flask(request: flask.Request) -> Request:
         query=_decode(request.query_string),
         headers=list(request.headers.items()),
         body=body,
-        scheme=_scheme(request),
+        scheme=forwarded_scheme(request.headers, request.scheme),  # Google's front end terminates TLS
     )
 
 
@@ -346,17 +346,6 @@ def _decode(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
-
-
-def _scheme(request: flask.Request) -> str:
-    """The client's scheme: Google's front end terminates TLS and says so in X-Forwarded-Proto / Forwarded."""
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",", 1)[0].strip().lower()
-    if not proto:
-        for part in request.headers.get("Forwarded", "").split(",", 1)[0].split(";"):
-            key, _, value = part.strip().partition("=")
-            if key.lower() == "proto":
-                proto = value.strip('"').lower()
-    return proto if proto in ("http", "https") else request.scheme
 
 
 def request_id_from_headers(headers: Any) -> str | None:
