@@ -197,7 +197,8 @@ def test_one_schedule_name_with_two_crons_is_a_config_error() -> None:
         function_app(app)
 
 
-@pytest.mark.parametrize(("queue", "match"), [(None, "name it"), ("*", "name it"), ("Orders_1", "not a valid")])
+@pytest.mark.parametrize(("queue", "match"), [(None, "name it"), ("*", "name it"), ("Orders_1", "not a valid"),
+                                           ("orders\n", "not a valid"), ("ab", "not a valid"), ("orders-", "not a valid")])
 def test_message_route_needs_a_valid_queue_name(queue: str | None, match: str) -> None:
     app = nubes.App("anyqueue")
     app.on_message(queue)(lambda ctx, message: None)
