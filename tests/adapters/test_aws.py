@@ -353,3 +353,13 @@ def test_head_request_has_no_body(contract_app: nubes.App) -> None:
     event["requestContext"]["http"]["method"] = "HEAD"
     result = call(event, contract_app)
     assert result["statusCode"] == 200 and result["body"] == "" and result["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize(("front", "source"), [("http", HttpApi), ("rest", RestApi), ("url", FunctionUrl), ("alb", Alb)])
+def test_the_adapter_and_the_emulator_read_one_response_limit(front: str, source: type) -> None:
+    """The limit the adapter turns into a 500 problem is the figure the emulator enforces (aws/limits.py)."""
+    from nubes.adapters.aws.emulation import AwsProfile
+    from nubes.adapters.aws.limits import FIGURES
+
+    assert source.max_result_bytes == AwsProfile.configure(front=front).response_limit
+    assert source.max_result_bytes == FIGURES["alb.response_bytes" if front == "alb" else "payload_bytes"].value

@@ -40,6 +40,7 @@ from urllib.parse import quote, unquote
 
 from nubes.adapters.aws import fields, wire
 from nubes.adapters.aws.context import Invocation
+from nubes.adapters.aws.limits import FIGURES
 from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
 from nubes.core.events import Platform
@@ -174,9 +175,8 @@ class HttpSource:
     """Base of the HTTP event sources: request in, :meth:`App.handle`, proxy result out."""
 
     name: ClassVar[str] = "HTTP"
-    # Lambda's synchronous response payload limit (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
-    # ALB overrides it with its 1 MB limit on the Lambda response.
-    max_result_bytes: ClassVar[int] = 6 * 1024 * 1024
+    # Lambda's synchronous response payload limit; ALB overrides it with its 1 MB limit on the Lambda response.
+    max_result_bytes: ClassVar[int] = int(FIGURES["payload_bytes"].value)
 
     @staticmethod
     def infer(event: Event) -> bool:
@@ -406,9 +406,7 @@ class Alb(HttpSource):
     """
 
     name = "Application Load Balancer"
-    # "The maximum size of the response JSON that the Lambda function can send is 1 MB"
-    # (docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html)
-    max_result_bytes = 1024 * 1024
+    max_result_bytes = int(FIGURES["alb.response_bytes"].value)
 
     def front(self, event: Event) -> str:
         return "alb"
