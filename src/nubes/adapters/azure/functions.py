@@ -43,8 +43,8 @@ Known limits of the platform (documented, not hidden):
   are logged (``no handler``) and not raised, so Azure neither retries nor poisons them.
 """
 
+import dataclasses
 import os
-import platform as _platform
 import re
 import tempfile
 import threading
@@ -68,7 +68,7 @@ from nubes.adapters.azure.conversion import (
 from nubes.adapters.azure.limits import FIGURES
 from nubes.adapters.azure.triggers import queue_problem
 from nubes.core.app import App, new_request_id, problem_response
-from nubes.core.events import EventRoute, Platform
+from nubes.core.events import EventRoute, Platform, machine_architecture
 from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
@@ -87,17 +87,30 @@ _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
 
 # -- the FunctionApp ------------------------------------------------------------------------------
 class _Runtime:
-    """Per-process facts of one function app: platform description, cold start, deadlines."""
+    """Per-process facts of one function app: platform description, cold start, deadlines.
+
+    The :class:`~nubes.Platform` is read from the environment at the first invocation and reused
+    (the App Service settings do not change while the process lives); only ``cold_start`` varies."""
 
     def __init__(self, timeout: float, memory_mb: int | None = None) -> None:
         self.timeout = float(timeout)
         self.memory_mb = memory_mb
         self._cold = True
         self._lock = threading.Lock()
+        self._platforms: tuple[Platform, Platform] | None = None  # (warm, cold)
 
     def platform(self) -> Platform:
-        with self._lock:
-            cold, self._cold = self._cold, False
+        cold = False
+        if self._cold:
+            with self._lock:
+                cold, self._cold = self._cold, False
+        platforms = self._platforms
+        if platforms is None:
+            warm = self._read()
+            platforms = self._platforms = (warm, dataclasses.replace(warm, cold_start=True))
+        return platforms[cold]
+
+    def _read(self) -> Platform:
         env = os.environ
         memory = env.get("WEBSITE_MEMORY_LIMIT_MB") or env.get("NUBES_MEMORY_MB")
         return Platform(
@@ -105,18 +118,12 @@ class _Runtime:
             function_name=env.get("WEBSITE_SITE_NAME"),
             memory_mb=int(memory) if memory and memory.isdigit() else self.memory_mb,
             region=env.get("REGION_NAME"),
-            architecture=_architecture(),
-            cold_start=cold,
+            architecture=machine_architecture(),
             emulated="WEBSITE_INSTANCE_ID" not in env,
         )
 
     def deadline(self, http: bool) -> float:
         return time.monotonic() + (min(self.timeout, HTTP_TIMEOUT_S) if http else self.timeout)
-
-
-def _architecture() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
 
 
 def _request_id(context: func.Context | None) -> str | None:

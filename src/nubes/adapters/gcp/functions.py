@@ -55,9 +55,9 @@ process, ``emulated`` when ``K_SERVICE`` is unset (not on Google). The deadline 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import platform as _platform
 import re
 import threading
 import time
@@ -79,7 +79,7 @@ from nubes.adapters.gcp.cloud_events import (
 )
 from nubes.adapters.gcp.limits import FIGURES
 from nubes.core.app import App, problem_response
-from nubes.core.events import Platform, Scheduled
+from nubes.core.events import Platform, Scheduled, machine_architecture
 from nubes.core.job_runs import delivery_from_http
 from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
@@ -119,10 +119,11 @@ def http_function(app: App, *, schedules: bool = False, memory_mb: int | None = 
     """
     if not isinstance(app, App):
         raise ConfigError(f"http_function needs a nubes.App, not {type(app).__name__}")
+    platforms = _Platforms(memory_mb)
 
     def nubes_http(request: flask.Request) -> flask.Response:
         started = time.monotonic()
-        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
+        platform = platforms.take()
         rid: str | None = None
         try:
             rid = request_id_from_headers(request.headers)
@@ -147,12 +148,13 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
     """
     if not isinstance(app, App):
         raise ConfigError(f"cloud_event_function needs a nubes.App, not {type(app).__name__}")
+    platforms = _Platforms(memory_mb)
 
     def nubes_cloud_event(cloud_event: Any) -> Any:
         started = time.monotonic()
         if flask.has_request_context():
             flask.g.nubes_event = True  # from here on, a failure is nubes' or a handler's, not the framework's parsing
-        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
+        platform = platforms.take()
         http_signature = isinstance(cloud_event, flask.Request)
         rid = _execution_id()
         try:
@@ -376,14 +378,33 @@ def current_platform(*, cold_start: bool = False, memory_mb: int | None = None) 
         function_name=env.get("K_SERVICE") or env.get("FUNCTION_TARGET") or None,
         memory_mb=_number(env.get("FUNCTION_MEMORY_MB"), int) or memory_mb,
         region=env.get("FUNCTION_REGION") or env.get("GOOGLE_CLOUD_REGION") or None,
-        architecture=_architecture(),
+        architecture=machine_architecture(),
         cold_start=cold_start,
         emulated=not env.get("K_SERVICE"),
     )
 
 
+class _Platforms:
+    """One target's :class:`~nubes.Platform`, read from the environment at its first invocation and
+    reused (the function's environment does not change while the process lives); only ``cold_start``
+    varies, taken once per process."""
+
+    def __init__(self, memory_mb: int | None) -> None:
+        self.memory_mb = memory_mb
+        self._pair: tuple[Platform, Platform] | None = None  # (warm, cold)
+
+    def take(self) -> Platform:
+        pair = self._pair
+        if pair is None:
+            warm = current_platform(memory_mb=self.memory_mb)
+            pair = self._pair = (warm, dataclasses.replace(warm, cold_start=True))
+        return pair[_take_cold_start()]
+
+
 def _take_cold_start() -> bool:
     global _cold
+    if not _cold:  # every warm call
+        return False
     with _cold_lock:
         cold, _cold = _cold, False
     return cold
@@ -408,11 +429,6 @@ def _number(value: str | None, kind: Callable[[str], Any]) -> Any:
         return kind(value) if value else None
     except ValueError:
         return None
-
-
-def _architecture() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
 
 
 __all__ = [
