@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote
 from nubes.adapters.aws import fields, wire
 from nubes.adapters.aws.context import Invocation
 from nubes.adapters.aws.limits import FIGURES
+from nubes.adapters.problems import adapter_problem
 from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
 from nubes.core.events import Platform
@@ -162,15 +163,6 @@ def _headers(event: Event) -> Headers:
     return Headers(fields.text_map(event.get("headers"), "headers"))
 
 
-def problem(status: int, detail: str, request_id: str, title: str | None = None) -> Response:
-    """An ``application/problem+json`` response the adapter answers itself (no request to name)."""
-    from nubes.core import encoding
-
-    body = HTTPError(status, detail, title=title).problem()
-    body["request_id"] = request_id
-    return Response(encoding.dumps(body), status, {"x-nubes-request-id": request_id}, "application/problem+json")
-
-
 class HttpSource:
     """Base of the HTTP event sources: request in, :meth:`App.handle`, proxy result out."""
 
@@ -209,7 +201,7 @@ class HttpSource:
         except Exception:  # a failure of the adapter itself (App.handle does not raise)
             rid = inv.request_id or new_request_id()
             app.log.bind(request_id=rid).exception("aws adapter failed", adapter="aws", source=self.name)
-            return self.result(problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid), event)
+            return self.result(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid), event)
 
     def reject(self, app: App, event: Event, inv: Invocation, exc: Exception) -> dict[str, Any]:
         """The 400 answer, in this source's shape, to an event that is not a readable request."""
@@ -222,7 +214,7 @@ class HttpSource:
         else:
             detail = f"this {self.name} event cannot be read as a request"
             log.exception("unreadable event", adapter="aws", source=self.name)
-        return self.result(problem(400, detail, rid), event)
+        return self.result(adapter_problem(400, detail, rid), event)
 
     def _fit(self, app: App, result: dict[str, Any], event: Event, inv: Invocation) -> dict[str, Any]:
         """``result``, or a 500 problem if the runtime could not send it (too large once serialized)."""
@@ -239,7 +231,7 @@ class HttpSource:
         else:
             detail = (f"the response is {size:,} bytes as the Lambda runtime sends it, over the {limit:,}-byte limit "
                       f"({self.name}); narrow the query, page the results, or write them to storage and return a reference")
-        return self.result(problem(500, detail, rid, title="Response Too Large"), event)
+        return self.result(adapter_problem(500, detail, rid, title="Response Too Large"), event)
 
 
 class RestApi(HttpSource):

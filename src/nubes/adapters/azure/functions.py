@@ -67,9 +67,9 @@ from nubes.adapters.azure.conversion import (
 )
 from nubes.adapters.azure.limits import FIGURES
 from nubes.adapters.azure.triggers import queue_problem
-from nubes.core.app import App, new_request_id, problem_response
+from nubes.adapters.problems import adapter_problem
+from nubes.core.app import App, new_request_id
 from nubes.core.events import EventRoute, Platform, machine_architecture
-from nubes.core.request import Request
 from nubes.core.response import Response
 from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -131,20 +131,14 @@ def _request_id(context: func.Context | None) -> str | None:
     return str(rid) if rid else None
 
 
-def _problem(status: int, detail: str, rid: str) -> Response:
-    response = problem_response(HTTPError(status, detail), Request("GET", "/"), rid)
-    response.headers["x-nubes-request-id"] = rid
-    return response
-
-
 def _unreadable_request(app: App, exc: Exception, rid: str | None) -> Response:
     """The 400 answer to an ``HttpRequest`` that is no readable request (the reason is logged)."""
     rid = rid or new_request_id()
     if isinstance(exc, HTTPError):  # what nubes.Request refuses to carry
         app.log.bind(request_id=rid).warning("unreadable request", adapter="azure", detail=exc.detail)
-        return _problem(400, f"the request cannot be read: {exc.detail}", rid)
+        return adapter_problem(400, f"the request cannot be read: {exc.detail}", rid)
     app.log.bind(request_id=rid).exception("unreadable request", adapter="azure")
-    return _problem(400, "the request cannot be read", rid)
+    return adapter_problem(400, "the request cannot be read", rid)
 
 
 def _unreadable(app: App, context: func.Context | None, trigger: str, exc: Exception, what: Any) -> None:
@@ -194,7 +188,7 @@ def function_app(
         except Exception:  # a failure of the adapter itself (App.handle does not raise)
             rid = rid or new_request_id()
             app.log.bind(request_id=rid).exception("azure adapter failed")
-            return to_func_response(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
+            return to_func_response(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     _register(fa, nubes_http, names.take(HTTP_FUNCTION),
               fa.route(route="{*path}", methods=list(HTTP_METHODS), auth_level=level))

@@ -78,7 +78,8 @@ from nubes.adapters.gcp.cloud_events import (
     parse_time,
 )
 from nubes.adapters.gcp.limits import FIGURES
-from nubes.core.app import App, problem_response
+from nubes.adapters.problems import adapter_problem
+from nubes.core.app import App, new_request_id, problem_response
 from nubes.core.events import Platform, Scheduled, machine_architecture
 from nubes.core.job_runs import delivery_from_http
 from nubes.core.request import Request, forwarded_scheme
@@ -130,9 +131,9 @@ def http_function(app: App, *, schedules: bool = False, memory_mb: int | None = 
             response = _serve(app, request, rid, _deadline(started), platform, schedules)
             return response if isinstance(response, flask.Response) else response_to_flask(response)
         except Exception:  # a failure of the adapter itself, never of a handler (App.handle does not raise)
-            rid = rid or os.urandom(16).hex()
+            rid = rid or new_request_id()
             app.log.bind(request_id=rid).exception("gcp adapter failed")
-            return response_to_flask(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
+            return response_to_flask(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     nubes_http.__doc__ = f"Cloud Functions HTTP target for nubes app {app.name!r}."
     return nubes_http
@@ -163,10 +164,10 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
             rid = rid or cloud_event_id(cloud_event)
             event = event_from_cloud_event(cloud_event)
         except UnknownEvent as exc:
-            rid = rid or os.urandom(16).hex()
+            rid = rid or new_request_id()
             app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=_excerpt(cloud_event))
             if http_signature:
-                return response_to_flask(_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
+                return response_to_flask(adapter_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
             return None  # acknowledged: redelivering it cannot make it readable
         app.handle_event(event, request_id=rid, deadline=_deadline(started), platform=platform)
         return "OK" if http_signature else None
@@ -198,17 +199,17 @@ def _framework_error(exc: Exception) -> Any:
         return exc
     if flask.g.get("nubes_event"):  # a handler failed: the framework's crash answer, so the event is retried
         return str(InternalServerError()), 500, {"X-Google-Status": "crash"}
-    rid = request_id_from_headers(flask.request.headers) or os.urandom(16).hex()
+    rid = request_id_from_headers(flask.request.headers) or new_request_id()
     detail = f"{type(exc).__name__}: {exc}"[:300]
     logging.getLogger("nubes").warning("unreadable event", extra={"nubes": {"adapter": "gcp", "request_id": rid, "detail": detail}})
-    return response_to_flask(_problem(400, "the request carries no CloudEvent nubes can read", rid))
+    return response_to_flask(adapter_problem(400, "the request carries no CloudEvent nubes can read", rid))
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 def _serve(
     app: App, request: flask.Request, rid: str | None, deadline: float | None, platform: Platform, schedules: bool
 ) -> Response | flask.Response:
-    rid = rid or os.urandom(16).hex()
+    rid = rid or new_request_id()
     log = app.log.bind(request_id=rid)
     length = request.content_length
     if length is not None and length > MAX_REQUEST_BYTES:
@@ -222,10 +223,10 @@ def _serve(
         return _too_large(f"request body is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions", rid, drain=False)
     except HTTPError as exc:  # what nubes.Request refuses to carry
         log.warning("unreadable request", adapter="gcp", detail=exc.detail)
-        return _problem(exc.status, f"the request cannot be read: {exc.detail}", rid)
+        return adapter_problem(exc.status, f"the request cannot be read: {exc.detail}", rid)
     except Exception:
         log.exception("unreadable request", adapter="gcp")
-        return _problem(400, "the request cannot be read", rid)
+        return adapter_problem(400, "the request cannot be read", rid)
     job = delivery_from_http(nubes_request.method, nubes_request.path, nubes_request.body)
     if job is not None:
         response = _run_job(app, job, rid, deadline, platform)
@@ -236,21 +237,21 @@ def _serve(
     if len(response.body) > MAX_RESPONSE_BYTES:
         rid = response.headers.get("x-nubes-request-id") or rid
         app.log.bind(request_id=rid).error("response too large", size=len(response.body), limit=MAX_RESPONSE_BYTES)
-        return _problem(
+        return adapter_problem(
             500,
             f"the response of {len(response.body):,} bytes is over the {MAX_RESPONSE_BYTES:,}-byte limit of Cloud Functions;"
             " page the result or write it to storage and return its location",
             rid,
-            nubes_request,
+            request=nubes_request,
         )
     return response
 
 
-def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask.Response:
+def _too_large(detail: str, rid: str, *, drain: bool) -> Response | flask.Response:
     """The 413 problem. ``drain=False`` makes it a streamed response, which functions-framework
     does not follow by reading the rest of the body into memory (its ``read_request`` hook): the
     server closes the connection instead."""
-    problem = _problem(413, detail, rid)
+    problem = adapter_problem(413, detail, rid)
     if drain:
         return problem
     out = flask.Response(iter([problem.body]), status=413)
@@ -259,13 +260,6 @@ def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask
         out.headers.add(name, value)
     out.headers["connection"] = "close"
     return out
-
-
-def _problem(status: int, detail: str, rid: str | None, request: Request | None = None) -> Response:
-    rid = rid or os.urandom(16).hex()
-    response = problem_response(HTTPError(status, detail), request or Request("POST", "/"), rid)
-    response.headers["x-nubes-request-id"] = rid
-    return response
 
 
 def _run_job(app: App, job: tuple[str, str], rid: str, deadline: float | None, platform: Platform) -> Response:
