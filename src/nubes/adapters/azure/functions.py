@@ -70,6 +70,7 @@ from nubes.adapters.azure.triggers import queue_problem
 from nubes.adapters.problems import adapter_problem
 from nubes.core.app import App, new_request_id
 from nubes.core.events import EventRoute, Platform, machine_architecture
+from nubes.core.logs import excerpt
 from nubes.core.response import Response
 from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -145,7 +146,7 @@ def _unreadable(app: App, context: func.Context | None, trigger: str, exc: Excep
     """Log a blob / message / timer the adapter cannot read; it is consumed, not retried."""
     detail = str(exc) if isinstance(exc, UnknownEvent) else f"{type(exc).__name__} reading the trigger input"
     app.log.bind(request_id=_request_id(context) or "-").error(
-        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=repr(what)[:2000])
+        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=excerpt(what))
 
 
 def function_app(

@@ -71,7 +71,6 @@ from nubes.adapters.gcp.cloud_events import (
     SCHEDULE_ATTRIBUTE,
     STORAGE_FINALIZED,
     SUPPORTED_EVENT_TYPES,
-    _excerpt,
     cloud_event_from_flask,
     cloud_event_id,
     event_from_cloud_event,
@@ -82,6 +81,7 @@ from nubes.adapters.problems import adapter_problem
 from nubes.core.app import App, new_request_id, problem_response
 from nubes.core.events import Platform, Scheduled, machine_architecture
 from nubes.core.job_runs import delivery_from_http
+from nubes.core.logs import excerpt
 from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
@@ -165,7 +165,7 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
             event = event_from_cloud_event(cloud_event)
         except UnknownEvent as exc:
             rid = rid or new_request_id()
-            app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=_excerpt(cloud_event))
+            app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=excerpt(cloud_event))
             if http_signature:
                 return response_to_flask(adapter_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
             return None  # acknowledged: redelivering it cannot make it readable
