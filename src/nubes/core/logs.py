@@ -162,7 +162,7 @@ def excerpt(value: Any, limit: int = 2000) -> str:
     characters with ``...``; never raises (a value nested too deep for JSON is its ``repr``)."""
     try:
         text = json.dumps(value, default=repr, ensure_ascii=False)
-    except (ValueError, TypeError, RecursionError):
+    except Exception:  # not JSON (NaN is, as NaN), nested too deep, or a repr inside that fails
         try:
             text = repr(value)
         except Exception:  # a repr that fails (or recurses too deep) says nothing useful
