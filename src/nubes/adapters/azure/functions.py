@@ -58,7 +58,6 @@ from azure.functions.decorators.core import AuthLevel, BlobSource
 
 from nubes.adapters.azure.conversion import (
     _is_az,
-    _split_az,
     message_event,
     object_created_event,
     scheduled_event,
@@ -67,6 +66,7 @@ from nubes.adapters.azure.conversion import (
 )
 from nubes.adapters.azure.limits import FIGURES
 from nubes.adapters.azure.triggers import queue_problem
+from nubes.adapters.naming import split_uri
 from nubes.adapters.problems import adapter_problem
 from nubes.core.app import App, new_request_id
 from nubes.core.events import EventRoute, Platform, machine_architecture
@@ -297,14 +297,14 @@ def _blob_plans(app: App) -> dict[str, _BlobPlan]:
             app.log.warning("azure: on_object_created route watches a store on another cloud; not bound here",
                             route=route.name, store=store)
             continue
-        container, path = _split_az(store)
+        _, container, path = split_uri(store)
         if not container:
             raise ConfigError(f"on_object_created route {route.name}: store {store!r} names no container; "
                               "use az://CONTAINER[/PREFIX]")
         plan = plans.setdefault(container, _BlobPlan(container))
         plan.prefixes.append(path + route.prefix)
         if _is_az(home):
-            home_container, home_path = _split_az(home)
+            _, home_container, home_path = split_uri(home)
             if home_container == container:
                 plan.home_path = home_path
     return plans
