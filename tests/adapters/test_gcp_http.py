@@ -271,3 +271,16 @@ def test_the_platform_is_read_once_and_only_cold_start_varies(monkeypatch: pytes
     assert [p.cold_start for p in seen] == [True, False, False]
     assert seen[1] is seen[2] and seen[0].function_name == seen[1].function_name == "sales-api"
     assert seen[0].architecture == nubes.core.events.machine_architecture()
+
+
+def test_gcp_functions_exports_one_complete_list() -> None:
+    import ast
+    import inspect
+
+    from nubes.adapters.gcp import functions
+
+    tree = ast.parse(inspect.getsource(functions))
+    assigned = [n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in n.targets)]
+    assert len(assigned) == 1
+    assert all(hasattr(functions, name) for name in functions.__all__)
+    assert {"MAX_REQUEST_BYTES", "current_platform", "http_function"} <= set(functions.__all__)

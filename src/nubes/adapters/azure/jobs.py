@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func  # the worker resolves the jobs function's annotations in this module
 
+from nubes.adapters.azure.triggers import jobs_queue_name
+from nubes.adapters.deployment import jobs
 from nubes.core.job_runs import delivery, delivery_from_body
 
 if TYPE_CHECKING:
@@ -37,14 +39,13 @@ class JobAttemptFailed(RuntimeError):
 
 
 def has_jobs(app: App) -> bool:
-    return any(r.options.get("job") for r in app.routes)
+    """Whether ``app`` declares jobs (so it gets the ``nubes_jobs`` function and its queue)."""
+    return jobs(app) is not None
 
 
 def jobs_queue(app: App) -> str:
     """The Storage queue of ``app``'s jobs: ``NUBES_JOBS_QUEUE`` (``nubes deploy`` sets it), else
-    :func:`~nubes.adapters.azure.deploy.jobs_queue_name` of the app's name."""
-    from nubes.adapters.azure.deploy import jobs_queue_name
-
+    :func:`~nubes.adapters.azure.triggers.jobs_queue_name` of the app's name."""
     return os.environ.get("NUBES_JOBS_QUEUE") or jobs_queue_name(app.name)
 
 

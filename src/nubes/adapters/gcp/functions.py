@@ -99,9 +99,9 @@ MAX_RESPONSE_BYTES = int(FIGURES["response_bytes"].value)
 """Cloud Functions 2nd gen: 32 MiB per HTTP request and per response."""
 
 __all__ = [  # the event names are defined in .cloud_events and re-exported here
-    "PUBSUB_PUBLISHED", "SCHEDULE_ATTRIBUTE", "SCHEDULE_PATH", "STORAGE_FINALIZED", "SUPPORTED_EVENT_TYPES",
-    "cloud_event_from_flask", "cloud_event_function", "event_from_cloud_event", "http_function", "parse_time",
-    "request_from_flask", "request_id_from_headers", "response_to_flask",
+    "MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PUBSUB_PUBLISHED", "SCHEDULE_ATTRIBUTE", "SCHEDULE_PATH", "STORAGE_FINALIZED",
+    "SUPPORTED_EVENT_TYPES", "cloud_event_from_flask", "cloud_event_function", "current_platform", "event_from_cloud_event",
+    "http_function", "parse_time", "request_from_flask", "request_id_from_headers", "response_to_flask",
 ]
 
 HTTPTarget = Callable[[flask.Request], flask.Response]
@@ -424,22 +424,3 @@ def _number(value: str | None, kind: Callable[[str], Any]) -> Any:
     except ValueError:
         return None
 
-
-__all__ = [
-    "MAX_REQUEST_BYTES",
-    "MAX_RESPONSE_BYTES",
-    "PUBSUB_PUBLISHED",
-    "SCHEDULE_ATTRIBUTE",
-    "SCHEDULE_PATH",
-    "STORAGE_FINALIZED",
-    "SUPPORTED_EVENT_TYPES",
-    "cloud_event_from_flask",
-    "cloud_event_function",
-    "current_platform",
-    "event_from_cloud_event",
-    "http_function",
-    "parse_time",
-    "request_from_flask",
-    "request_id_from_headers",
-    "response_to_flask",
-]
