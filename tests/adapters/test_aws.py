@@ -286,6 +286,18 @@ def test_function_url_render(contract_app: nubes.App) -> None:
     assert "cookies" not in result
 
 
+@pytest.mark.parametrize("name", ["rest_sam.json", "http_sam.json", "alb_sam.json"])
+@pytest.mark.parametrize(("proto", "scheme"), [("https\r\nx-evil: 1", "https"), ("gopher", "https"), ("HTTP", "http")])
+def test_a_forwarded_proto_that_is_not_http_or_https_is_not_the_scheme(name: str, proto: str, scheme: str) -> None:
+    """X-Forwarded-Proto is client text behind some fronts: CR/LF or another word never becomes request.scheme."""
+    event = load(name)
+    for key in ("headers", "multiValueHeaders"):
+        if isinstance(event.get(key), dict):
+            found = [k for k in event[key] if k.lower() == "x-forwarded-proto"] or ["X-Forwarded-Proto"]
+            event[key][found[0]] = [proto] if key == "multiValueHeaders" else proto
+    assert saw(call(event))["scheme"] == scheme
+
+
 # -- ALB ---------------------------------------------------------------------------------------------
 def test_alb_default_render() -> None:
     event = load("alb_sam.json")
@@ -341,3 +353,13 @@ def test_head_request_has_no_body(contract_app: nubes.App) -> None:
     event["requestContext"]["http"]["method"] = "HEAD"
     result = call(event, contract_app)
     assert result["statusCode"] == 200 and result["body"] == "" and result["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize(("front", "source"), [("http", HttpApi), ("rest", RestApi), ("url", FunctionUrl), ("alb", Alb)])
+def test_the_adapter_and_the_emulator_read_one_response_limit(front: str, source: type) -> None:
+    """The limit the adapter turns into a 500 problem is the figure the emulator enforces (aws/limits.py)."""
+    from nubes.adapters.aws.emulation import AwsProfile
+    from nubes.adapters.aws.limits import FIGURES
+
+    assert source.max_result_bytes == AwsProfile.configure(front=front).response_limit
+    assert source.max_result_bytes == FIGURES["alb.response_bytes" if front == "alb" else "payload_bytes"].value

@@ -10,6 +10,8 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.adapters.test_azure_support import EVENTS_APP, Indexed, assert_worker_loads, fresh
 
 import nubes
@@ -197,7 +199,8 @@ def test_one_schedule_name_with_two_crons_is_a_config_error() -> None:
         function_app(app)
 
 
-@pytest.mark.parametrize(("queue", "match"), [(None, "name it"), ("*", "name it"), ("Orders_1", "not a valid")])
+@pytest.mark.parametrize(("queue", "match"), [(None, "name it"), ("*", "name it"), ("Orders_1", "not a valid"),
+                                           ("orders\n", "not a valid"), ("ab", "not a valid"), ("orders-", "not a valid")])
 def test_message_route_needs_a_valid_queue_name(queue: str | None, match: str) -> None:
     app = nubes.App("anyqueue")
     app.on_message(queue)(lambda ctx, message: None)
@@ -249,3 +252,26 @@ def test_write_project_refuses_an_app_named_like_the_entry_script(tmp_path: Path
     (tmp_path / "function_app.py").write_text("import nubes\napp = nubes.App('clash')\n")
     with pytest.raises(ConfigError, match="rename"):
         write_project(str(tmp_path / "function_app.py"), tmp_path)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.text(max_size=90))
+def test_the_jobs_queue_name_of_any_app_is_a_valid_queue_name(name: str) -> None:
+    """deploy creates it and the jobs function listens on it: one function names it, and the name passes the one rule."""
+    from nubes.adapters.azure import deploy, jobs, triggers
+
+    queue = triggers.jobs_queue_name(name)
+    assert triggers.queue_problem(queue) is None and queue.endswith("-jobs")
+    assert deploy.jobs_queue_name is jobs.jobs_queue_name is triggers.jobs_queue_name
+
+
+def test_has_jobs_is_what_deploy_plans_for() -> None:
+    from nubes.adapters.azure.jobs import has_jobs
+    from nubes.adapters.deployment import jobs
+
+    plain, with_jobs = nubes.App("plain"), nubes.App("trainer")
+    plain.get("/x")(lambda ctx: {})
+    with_jobs.job("/train")(lambda ctx: {})
+    assert (has_jobs(plain), jobs(plain)) == (False, None)
+    assert has_jobs(with_jobs) and jobs(with_jobs) is not None
+

@@ -247,3 +247,19 @@ def test_a_set_cookie_the_worker_cannot_parse_is_dropped_with_a_warning(capsys: 
         lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
         assert any(x["level"] == "warning" and x.get("cookie") == "chip" for x in lines)
     assert from_http_response(response).headers.getlist("set-cookie")[0].startswith("ok=1")
+
+
+def test_the_platform_is_read_once_and_only_cold_start_varies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The function app reads the environment at its first invocation and reuses that Platform (as AWS does)."""
+    from nubes.core.events import machine_architecture
+
+    monkeypatch.setenv("WEBSITE_SITE_NAME", "sales-func")
+    app = App("platforms", auth=False, openapi=False)
+    seen: list = []
+    app.get("/p")(lambda ctx: seen.append(ctx.platform) or {})
+    indexed = Indexed(function_app(app))
+    for _ in range(3):
+        assert through_host(indexed, Request("GET", "/p")).status == 200
+    assert [p.cold_start for p in seen] == [True, False, False]
+    assert seen[1] is seen[2] and seen[0].function_name == "sales-func"
+    assert seen[0].architecture == machine_architecture()

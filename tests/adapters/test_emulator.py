@@ -299,3 +299,35 @@ def test_emit_unknown_handler_fails(emu_app: nubes.App) -> None:
     with Emulator(emu_app, "aws", isolate=False) as emulator:
         result = emulator.emit("schedule", "weekly")
     assert not result.ok and result.error_type == "NoHandler"
+
+
+def test_the_in_process_aws_emulator_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulated Lambda reports the machine's architecture without writing NUBES_ARCHITECTURE into
+    the caller's process (isolate=False runs in it)."""
+    from nubes.core.events import machine_architecture
+
+    monkeypatch.delenv("NUBES_ARCHITECTURE", raising=False)
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    app = nubes.App("arch", auth=False, openapi=False)
+    app.get("/arch")(lambda ctx: {"architecture": ctx.platform.architecture})
+    with Emulator(app, "aws", isolate=False) as emulator:
+        r = emulator.handle(Request("GET", "/arch"))
+    assert json.loads(r.body) == {"architecture": machine_architecture()}
+    import os
+
+    assert "NUBES_ARCHITECTURE" not in os.environ
+
+
+@pytest.mark.parametrize(("machine", "arch"), [("x86_64", "x86_64"), ("AMD64", "x86_64"), ("aarch64", "arm64"),
+                                               ("arm64", "arm64"), ("riscv64", "riscv64")])
+def test_one_machine_to_architecture_mapping(monkeypatch: pytest.MonkeyPatch, machine: str, arch: str) -> None:
+    import platform
+
+    from nubes.core.events import machine_architecture
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    machine_architecture.cache_clear()
+    try:
+        assert machine_architecture() == arch
+    finally:
+        machine_architecture.cache_clear()

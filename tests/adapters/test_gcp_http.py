@@ -254,3 +254,33 @@ def test_adapter_needs_an_app() -> None:
 def _tests_apps_importable(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.syspath_prepend(str(APPS))
     yield
+
+
+def test_the_platform_is_read_once_and_only_cold_start_varies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target reads the environment at its first invocation and reuses that Platform (as AWS does)."""
+    monkeypatch.setenv("K_SERVICE", "sales-api")
+    monkeypatch.setattr(gcp, "_cold", True)
+    app = nubes.App("platforms", auth=False, openapi=False)
+    seen: list[nubes.Platform] = []
+    app.get("/p")(lambda ctx: seen.append(ctx.platform) or {})
+    target = gcp.http_function(app)
+    flask_app = flask.Flask("platforms")
+    for _ in range(3):
+        with flask_app.test_request_context("/p"):
+            assert target(flask.request).status_code == 200
+    assert [p.cold_start for p in seen] == [True, False, False]
+    assert seen[1] is seen[2] and seen[0].function_name == seen[1].function_name == "sales-api"
+    assert seen[0].architecture == nubes.core.events.machine_architecture()
+
+
+def test_gcp_functions_exports_one_complete_list() -> None:
+    import ast
+    import inspect
+
+    from nubes.adapters.gcp import functions
+
+    tree = ast.parse(inspect.getsource(functions))
+    assigned = [n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "__all__" for t in n.targets)]
+    assert len(assigned) == 1
+    assert all(hasattr(functions, name) for name in functions.__all__)
+    assert {"MAX_REQUEST_BYTES", "current_platform", "http_function"} <= set(functions.__all__)

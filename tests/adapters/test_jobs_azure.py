@@ -14,7 +14,7 @@ from tests.adapters.test_azure_support import Indexed, assert_worker_loads
 import nubes
 from nubes.adapters.azure.builders import from_http_response, invocation_context, queue_message, to_http_request
 from nubes.adapters.azure.functions import HTTP_FUNCTION, JOBS_FUNCTION, function_app, host_json
-from nubes.adapters.azure.jobs import JobAttemptFailed, jobs_queue
+from nubes.adapters.azure.jobs import JobAttemptFailed, jobs_queue, run_delivery
 from nubes.core.request import Request
 from nubes.testing.servers.azurite import AzuriteQueue
 
@@ -98,3 +98,12 @@ def test_an_app_without_jobs_has_no_jobs_function(on_azure: AzuriteQueue) -> Non
     app.get("/x")(lambda ctx: {})
     assert JOBS_FUNCTION not in Indexed(function_app(app)).functions
     assert "queues" not in host_json(app)["extensions"]
+
+
+@pytest.mark.parametrize("body", [b"[" * 4000, b'{"nubes-job":' * 20_000, b"\xff\xfe", b"", b"{}"])
+def test_an_unreadable_job_message_is_dropped_not_retried(body: bytes) -> None:
+    """A queue message the jobs function cannot read (nested past the JSON parser's recursion limit
+    included) is logged and consumed: raising would make the host retry it, then poison it."""
+    app, runs = make_app("unreadable")
+    assert run_delivery(app, body, request_id="r1", deadline=0.0, platform=None) == "refused"
+    assert runs == []

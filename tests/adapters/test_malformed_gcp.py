@@ -93,6 +93,14 @@ def test_json_nested_100000_deep_is_400(clients: dict[str, WerkzeugClient]) -> N
     assert "nested too deeply" in problem["detail"]
 
 
+def test_a_deeply_nested_job_delivery_is_not_a_500(clients: dict[str, WerkzeugClient]) -> None:
+    """A job delivery path with a body nested past the JSON parser's recursion limit is an ordinary
+    request (no route: 404), not an adapter failure."""
+    r = clients["http"].post(f"/_nubes/jobs/{'a' * 32}/run", data=b"[" * 4000, content_type="application/json")
+    assert r.status_code < 500
+    check_http(r.status_code, r.get_data(), r.content_type, "POST")
+
+
 # -- HTTP: WSGI environs broken key by key, as Flask requests ---------------------------------------
 def environ() -> dict[str, Any]:
     builder = EnvironBuilder(path="/items/caf%C3%A9", method="POST", query_string="a=1&a=2", data=b'{"k": 1}',

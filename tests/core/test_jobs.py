@@ -393,6 +393,19 @@ def test_job_deliveries_are_parsed_without_surprises(method: str, path: str, bod
     assert parsed is None or (isinstance(payload, dict) and set(payload) == {"nubes-job"})
 
 
+@settings(max_examples=60, deadline=None)
+@given(depth=st.integers(min_value=900, max_value=4090), opener=st.sampled_from([b"[", b'{"a":', b'{"nubes-job":']))
+def test_deeply_nested_deliveries_are_not_deliveries(depth: int, opener: bytes) -> None:
+    """JSON nested deeper than the parser recurses (RecursionError, not ValueError) is no delivery:
+    the GCP function answered it 500, the Azure jobs function raised so the host retried and poisoned."""
+    from nubes.core.job_runs import delivery_from_body, delivery_from_http
+
+    body = (opener * depth)[:4096]
+    assert delivery_from_body(body) is None
+    assert delivery_from_body(opener * 100_000) is None
+    assert delivery_from_http("POST", f"/_nubes/jobs/{'a' * 32}/run", body) is None
+
+
 def test_a_lost_job_that_cannot_be_restarted_is_failed_not_left_queued() -> None:
     app, _ = make_app("norestart")
     held, client = hold(app)

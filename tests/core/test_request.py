@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import nubes
 from nubes import Request
 from nubes.core.datastructures import Headers, MultiDict
+from nubes.core.request import forwarded_scheme
 from nubes.errors import HTTPError
 from nubes.testing import Client
 
@@ -69,3 +70,21 @@ def test_any_text_round_trips_through_path_and_query(value: str, rest: list[str]
     path = f"/seg/{quote(value, safe='')}/" + "/".join(quote(r, safe="") for r in rest)
     result = Client(app).get(path, params=[("q", v) for v in q]).json()
     assert result == {"value": value, "rest": "/".join(rest), "q": q}
+
+
+def test_forwarded_scheme_takes_only_http_or_https() -> None:
+    assert forwarded_scheme(Headers([("X-Forwarded-Proto", "HTTPS, http")]), "http") == "https"
+    assert forwarded_scheme(Headers([("Forwarded", 'for="1.2.3.4";proto="http", proto=https')]), "https") == "http"
+    assert forwarded_scheme(Headers([("X-Forwarded-Proto", "https\r\nx-evil: 1")]), "http") == "http"
+    assert forwarded_scheme(Headers([("X-Forwarded-Proto", "javascript")]), "https") == "https"
+    assert forwarded_scheme(Headers([]), "https") == "https"
+
+
+@given(proto=st.text(max_size=30), forwarded=st.text(max_size=40))
+def test_forwarded_scheme_never_passes_client_text_through(proto: str, forwarded: str) -> None:
+    """Whatever a client puts in X-Forwarded-Proto / Forwarded, the scheme (and so Request.url)
+    is http, https or the adapter's default."""
+    got = forwarded_scheme(Headers([("x-forwarded-proto", proto), ("forwarded", forwarded)]), "https")
+    assert got in ("http", "https")
+    url = Request("GET", "/", headers=[("host", "h")], scheme=got).url
+    assert "\r" not in url and "\n" not in url

@@ -8,6 +8,7 @@ which calls every matching handler as ``handler(ctx, event)``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +80,18 @@ class Platform:
 
 
 LOCAL = Platform()
+
+_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+@functools.cache
+def machine_architecture() -> str:
+    """This machine's architecture as :attr:`Platform.architecture` spells it (``x86_64``, ``arm64``;
+    another machine type lower-case, as the OS names it). The one mapping every adapter uses."""
+    import platform
+
+    machine = platform.machine().lower()
+    return _MACHINES.get(machine, machine)
 
 
 @dataclass

@@ -67,17 +67,25 @@ def parse_delivery(payload: Any) -> tuple[str, str] | None:
     return job_id, token
 
 
+def delivery_from_body(body: bytes | str) -> tuple[str, str] | None:
+    """``(job_id, token)`` from an untrusted delivery body (JSON text), or None when it is not one.
+
+    Never raises on what the body holds: not JSON, not UTF-8, or nested too deep for the parser
+    (``RecursionError``: an HTTP request or queue message of a few kilobytes of ``[``)."""
+    import json
+
+    try:
+        return parse_delivery(json.loads(body))
+    except (ValueError, RecursionError):
+        return None
+
+
 def delivery_from_http(method: str, path: str, body: bytes) -> tuple[str, str] | None:
     """``(job_id, token)`` when an HTTP request is a job delivery (``POST /_nubes/jobs/{id}/run``)."""
     prefix, suffix = RUN_PATH.split("{job_id}")
     if method != "POST" or not path.startswith(prefix) or not path.endswith(suffix) or len(body) > 4096:
         return None
-    import json
-
-    try:
-        parsed = parse_delivery(json.loads(body))
-    except ValueError:
-        return None
+    parsed = delivery_from_body(body)
     if parsed is None or path != RUN_PATH.format(job_id=parsed[0]):
         return None
     return parsed

@@ -157,6 +157,19 @@ def _now_iso() -> str:
     return f"{_SECOND[1]}.{int((now - whole) * 1000):03d}+00:00"
 
 
+def excerpt(value: Any, limit: int = 2000) -> str:
+    """``value`` as JSON for a log line (what JSON cannot hold as its ``repr``), cut at ``limit``
+    characters with ``...``; never raises (a value nested too deep for JSON is its ``repr``)."""
+    try:
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+    except Exception:  # not JSON (NaN is, as NaN), nested too deep, or a repr inside that fails
+        try:
+            text = repr(value)
+        except Exception:  # a repr that fails (or recurses too deep) says nothing useful
+            text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class BoundLog:
     """``ctx.log``: log lines carrying the invocation's fields; keyword arguments become fields.
 

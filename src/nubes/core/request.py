@@ -30,6 +30,24 @@ def is_text(value: Any) -> TypeGuard[str]:
     return True
 
 
+def forwarded_scheme(headers: Any, default: str) -> str:
+    """The client's scheme as the front end that terminated TLS reports it: the first
+    ``X-Forwarded-Proto`` value, else the ``proto`` of the first ``Forwarded`` element (RFC 7239).
+
+    ``headers`` is anything with ``get(name)`` (case-insensitive). Only ``http`` and ``https``
+    (any case) are taken; a value that is absent or anything else (CR/LF, another word) gives
+    ``default``, so what a client sends never reaches ``Request.scheme`` or ``Request.url`` raw."""
+    proto = headers.get("x-forwarded-proto")
+    proto = proto.split(",", 1)[0].strip().lower() if isinstance(proto, str) else ""
+    if not proto:
+        forwarded = headers.get("forwarded")
+        for part in forwarded.split(",", 1)[0].split(";") if isinstance(forwarded, str) else ():
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "proto":
+                proto = value.strip().strip('"').lower()
+    return proto if proto in ("http", "https") else default
+
+
 def _text(value: Any, what: str) -> str:
     """``value`` if it is text UTF-8 can encode (no lone surrogate), else a 400."""
     if is_text(value):

@@ -11,14 +11,11 @@ the request id is left to the app.
 from __future__ import annotations
 
 import os
-import platform as _platform
 import threading
 import time
 from typing import Any, NamedTuple
 
-from nubes.core.events import Platform
-
-_MACHINES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
+from nubes.core.events import Platform, machine_architecture
 
 _state_lock = threading.Lock()
 _cold = True
@@ -60,7 +57,7 @@ def architecture() -> str | None:
     if explicit:
         return explicit
     if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        return _MACHINES.get(_platform.machine().lower())
+        return machine_architecture()
     return None
 
 
@@ -86,7 +83,8 @@ def _platform_for(context: Any, cold: bool) -> Platform:
             function_name=name,
             memory_mb=int(memory) if memory else None,
             region=_region(arn),
-            architecture=architecture(),
+            # Lambda always runs on an architecture: under the emulator (its LambdaContext), the machine's
+            architecture=architecture() or (machine_architecture() if emulated else None),
             cold_start=cold,
             emulated=emulated,
         )

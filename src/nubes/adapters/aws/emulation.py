@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -160,9 +159,7 @@ class AwsTarget:
         from nubes.adapters.aws import handler
 
         self.settings = settings
-        self.handler = handler(app)
-        # Lambda always runs on an architecture (the RIE shows it): the emulated machine's
-        os.environ.setdefault("NUBES_ARCHITECTURE", {"aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower(), "x86_64"))
+        self.handler = handler(app)  # the platform's architecture: the machine's (aws/context.py, emulated contexts)
 
     def invoke(self, meta: dict[str, Any], body: bytes) -> Frame:
         from nubes.adapters.aws.builders import LambdaContext

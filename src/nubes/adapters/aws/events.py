@@ -22,7 +22,6 @@ records were handled: a result, not an error, since retrying cannot make it read
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from nubes.adapters.aws import fields
 from nubes.adapters.aws.context import Invocation
 from nubes.core.app import App
 from nubes.core.events import Message, ObjectCreated, Scheduled
+from nubes.core.logs import excerpt
 from nubes.errors import UnknownEvent
 
 Event = Mapping[str, Any]
@@ -52,15 +52,6 @@ def parse_time(value: Any, where: str = "eventTime") -> datetime | None:
 def _records_from(event: Event, source: str) -> bool:
     records = event.get("Records")
     return isinstance(records, list) and bool(records) and isinstance(records[0], Mapping) and records[0].get("eventSource") == source
-
-
-def excerpt(value: Any, limit: int = 2000) -> str:
-    """``value`` as JSON for a log line, cut at ``limit`` characters."""
-    try:
-        text = json.dumps(value, default=repr, ensure_ascii=False)
-    except (ValueError, TypeError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def unreadable(app: App, inv: Invocation, source: str, detail: str, event: Any) -> dict[str, str]:

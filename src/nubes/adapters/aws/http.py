@@ -40,11 +40,13 @@ from urllib.parse import quote, unquote
 
 from nubes.adapters.aws import fields, wire
 from nubes.adapters.aws.context import Invocation
+from nubes.adapters.aws.limits import FIGURES
+from nubes.adapters.problems import adapter_problem
 from nubes.core.app import App, new_request_id
 from nubes.core.datastructures import Headers
 from nubes.core.events import Platform
 from nubes.core.logs import BoundLog, logger
-from nubes.core.request import Request
+from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
 from nubes.errors import HTTPError, UnknownEvent
 
@@ -161,27 +163,12 @@ def _headers(event: Event) -> Headers:
     return Headers(fields.text_map(event.get("headers"), "headers"))
 
 
-def _scheme(headers: Headers) -> str:
-    proto = headers.get("x-forwarded-proto")
-    return proto.split(",", 1)[0].strip() or "https" if proto else "https"
-
-
-def problem(status: int, detail: str, request_id: str, title: str | None = None) -> Response:
-    """An ``application/problem+json`` response the adapter answers itself (no request to name)."""
-    from nubes.core import encoding
-
-    body = HTTPError(status, detail, title=title).problem()
-    body["request_id"] = request_id
-    return Response(encoding.dumps(body), status, {"x-nubes-request-id": request_id}, "application/problem+json")
-
-
 class HttpSource:
     """Base of the HTTP event sources: request in, :meth:`App.handle`, proxy result out."""
 
     name: ClassVar[str] = "HTTP"
-    # Lambda's synchronous response payload limit (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html);
-    # ALB overrides it with its 1 MB limit on the Lambda response.
-    max_result_bytes: ClassVar[int] = 6 * 1024 * 1024
+    # Lambda's synchronous response payload limit; ALB overrides it with its 1 MB limit on the Lambda response.
+    max_result_bytes: ClassVar[int] = int(FIGURES["payload_bytes"].value)
 
     @staticmethod
     def infer(event: Event) -> bool:
@@ -214,7 +201,7 @@ class HttpSource:
         except Exception:  # a failure of the adapter itself (App.handle does not raise)
             rid = inv.request_id or new_request_id()
             app.log.bind(request_id=rid).exception("aws adapter failed", adapter="aws", source=self.name)
-            return self.result(problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid), event)
+            return self.result(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid), event)
 
     def reject(self, app: App, event: Event, inv: Invocation, exc: Exception) -> dict[str, Any]:
         """The 400 answer, in this source's shape, to an event that is not a readable request."""
@@ -227,7 +214,7 @@ class HttpSource:
         else:
             detail = f"this {self.name} event cannot be read as a request"
             log.exception("unreadable event", adapter="aws", source=self.name)
-        return self.result(problem(400, detail, rid), event)
+        return self.result(adapter_problem(400, detail, rid), event)
 
     def _fit(self, app: App, result: dict[str, Any], event: Event, inv: Invocation) -> dict[str, Any]:
         """``result``, or a 500 problem if the runtime could not send it (too large once serialized)."""
@@ -244,7 +231,7 @@ class HttpSource:
         else:
             detail = (f"the response is {size:,} bytes as the Lambda runtime sends it, over the {limit:,}-byte limit "
                       f"({self.name}); narrow the query, page the results, or write them to storage and return a reference")
-        return self.result(problem(500, detail, rid, title="Response Too Large"), event)
+        return self.result(adapter_problem(500, detail, rid, title="Response Too Large"), event)
 
 
 class RestApi(HttpSource):
@@ -295,7 +282,7 @@ class RestApi(HttpSource):
             query=_quote_pairs(query),
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:
@@ -362,7 +349,7 @@ class HttpApi(HttpSource):
             query=fields.field(event, "rawQueryString") or "",
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:
@@ -411,9 +398,7 @@ class Alb(HttpSource):
     """
 
     name = "Application Load Balancer"
-    # "The maximum size of the response JSON that the Lambda function can send is 1 MB"
-    # (docs.aws.amazon.com/elasticloadbalancing/latest/application/lambda-functions.html)
-    max_result_bytes = 1024 * 1024
+    max_result_bytes = int(FIGURES["alb.response_bytes"].value)
 
     def front(self, event: Event) -> str:
         return "alb"
@@ -436,7 +421,7 @@ class Alb(HttpSource):
             query=query,
             headers=headers,
             body=decode_body(event),
-            scheme=_scheme(headers),
+            scheme=forwarded_scheme(headers, "https"),
         )
 
     def result(self, response: Response, event: Event) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
+from nubes.adapters.naming import split_uri
 from nubes.core.events import Message, ObjectCreated, Scheduled
 from nubes.core.request import Request, is_text
 from nubes.core.response import Response
@@ -85,14 +86,6 @@ def _split_content_type(value: str | None) -> tuple[str, str]:
 
 
 # -- trigger inputs ---------------------------------------------------------------------------
-def _split_az(uri: str) -> tuple[str, str]:
-    """``az://container/path`` -> (container, 'path/' or '')."""
-    rest = uri.split("://", 1)[1].split("?", 1)[0]
-    container, _, path = rest.partition("/")
-    path = path.strip("/")
-    return container, (path + "/" if path else "")
-
-
 def _is_az(uri: str | None) -> bool:
     return bool(uri) and str(uri).lower().startswith("az://")
 
@@ -122,7 +115,7 @@ def object_created_event(blob: func.InputStream, *, home_store: str | None = Non
     modified = _parse_time(_prop(props, "LastModified"))
     store = f"az://{container}"
     if home_store and _is_az(home_store):
-        home_container, home_path = _split_az(home_store)
+        _, home_container, home_path = split_uri(home_store)
         if home_container == container and key.startswith(home_path) and home_path:
             store, key = home_store.split("?", 1)[0].rstrip("/"), key[len(home_path):]
     return ObjectCreated(store=store, key=key, size=size,

@@ -35,6 +35,7 @@ import uuid
 from typing import Any
 
 from nubes.adapters import cron as crons
+from nubes.adapters.azure.triggers import jobs_queue_name
 from nubes.adapters.deployment import TAG_APP, TAG_VERSION, Artifact, ModuleDeployer, Resource, Target, bindings, jobs, split_store
 
 PLANS = {"flex": ("FC1", "FlexConsumption"), "consumption": ("Y1", "Dynamic")}
@@ -46,12 +47,6 @@ ROLES = {"Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
          "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88"}
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,38}[a-z0-9]\Z")
 _QUEUE = re.compile(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]\Z")
-
-
-def jobs_queue_name(name: str) -> str:
-    """``<name>-jobs`` made a valid Storage queue name (3-63 lower-case letters, digits, single '-')."""
-    slug = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", name.lower()))[:58].strip("-") or "nubes"
-    return f"{slug}-jobs"
 
 
 def container_of(uri: str) -> tuple[str, str]:

@@ -36,7 +36,11 @@ ANSWERS: dict[tuple[str, str], Answer] = {
 
 
 class AzureProfile(Profile):
-    """Azure Functions (Consumption): the FunctionApp's HTTP function behind the Functions host."""
+    """Azure Functions (Consumption): the FunctionApp's HTTP function behind the Functions host.
+
+    A job's failed queue message is visible again after host.json ``visibilityTimeout``, by default
+    00:00:00 (learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json):
+    the base :meth:`~Profile.job_retry_delays`, retries at once."""
 
     name = "azure"
     figures = FIGURES
@@ -67,11 +71,6 @@ class AzureProfile(Profile):
         if kind == "message":
             return {"op": "azure-event", "request_id": request_id, "trigger": "queue", "key": queue or "nubes-queue"}, arg.encode("utf-8")
         return {"op": "azure-event", "request_id": request_id, "trigger": "timer", "key": arg}, b""
-
-    def job_retry_delays(self, attempts: int) -> list[float]:
-        """A queue message whose function failed is visible again after host.json ``visibilityTimeout``,
-        by default 00:00:00: at once (learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#host-json)."""
-        return [0.0] * max(0, attempts - 1)
 
     def job_payload(self, app: Any, job_id: str, token: str, request_id: str) -> Frame:
         """The job's message on the app's jobs queue, for the queue-triggered ``nubes_jobs``."""

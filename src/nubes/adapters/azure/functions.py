@@ -43,8 +43,8 @@ Known limits of the platform (documented, not hidden):
   are logged (``no handler``) and not raised, so Azure neither retries nor poisons them.
 """
 
+import dataclasses
 import os
-import platform as _platform
 import re
 import tempfile
 import threading
@@ -58,7 +58,6 @@ from azure.functions.decorators.core import AuthLevel, BlobSource
 
 from nubes.adapters.azure.conversion import (
     _is_az,
-    _split_az,
     message_event,
     object_created_event,
     scheduled_event,
@@ -66,9 +65,12 @@ from nubes.adapters.azure.conversion import (
     to_nubes_request,
 )
 from nubes.adapters.azure.limits import FIGURES
-from nubes.core.app import App, new_request_id, problem_response
-from nubes.core.events import EventRoute, Platform
-from nubes.core.request import Request
+from nubes.adapters.azure.triggers import queue_problem
+from nubes.adapters.naming import split_uri
+from nubes.adapters.problems import adapter_problem
+from nubes.core.app import App, new_request_id
+from nubes.core.events import EventRoute, Platform, machine_architecture
+from nubes.core.logs import excerpt
 from nubes.core.response import Response
 from nubes.errors import ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -81,23 +83,35 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
 DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
-_QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
 
 
 # -- the FunctionApp ------------------------------------------------------------------------------
 class _Runtime:
-    """Per-process facts of one function app: platform description, cold start, deadlines."""
+    """Per-process facts of one function app: platform description, cold start, deadlines.
+
+    The :class:`~nubes.Platform` is read from the environment at the first invocation and reused
+    (the App Service settings do not change while the process lives); only ``cold_start`` varies."""
 
     def __init__(self, timeout: float, memory_mb: int | None = None) -> None:
         self.timeout = float(timeout)
         self.memory_mb = memory_mb
         self._cold = True
         self._lock = threading.Lock()
+        self._platforms: tuple[Platform, Platform] | None = None  # (warm, cold)
 
     def platform(self) -> Platform:
-        with self._lock:
-            cold, self._cold = self._cold, False
+        cold = False
+        if self._cold:
+            with self._lock:
+                cold, self._cold = self._cold, False
+        platforms = self._platforms
+        if platforms is None:
+            warm = self._read()
+            platforms = self._platforms = (warm, dataclasses.replace(warm, cold_start=True))
+        return platforms[cold]
+
+    def _read(self) -> Platform:
         env = os.environ
         memory = env.get("WEBSITE_MEMORY_LIMIT_MB") or env.get("NUBES_MEMORY_MB")
         return Platform(
@@ -105,8 +119,7 @@ class _Runtime:
             function_name=env.get("WEBSITE_SITE_NAME"),
             memory_mb=int(memory) if memory and memory.isdigit() else self.memory_mb,
             region=env.get("REGION_NAME"),
-            architecture=_architecture(),
-            cold_start=cold,
+            architecture=machine_architecture(),
             emulated="WEBSITE_INSTANCE_ID" not in env,
         )
 
@@ -114,20 +127,9 @@ class _Runtime:
         return time.monotonic() + (min(self.timeout, HTTP_TIMEOUT_S) if http else self.timeout)
 
 
-def _architecture() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
-
-
 def _request_id(context: func.Context | None) -> str | None:
     rid = getattr(context, "invocation_id", None)
     return str(rid) if rid else None
-
-
-def _problem(status: int, detail: str, rid: str) -> Response:
-    response = problem_response(HTTPError(status, detail), Request("GET", "/"), rid)
-    response.headers["x-nubes-request-id"] = rid
-    return response
 
 
 def _unreadable_request(app: App, exc: Exception, rid: str | None) -> Response:
@@ -135,16 +137,16 @@ def _unreadable_request(app: App, exc: Exception, rid: str | None) -> Response:
     rid = rid or new_request_id()
     if isinstance(exc, HTTPError):  # what nubes.Request refuses to carry
         app.log.bind(request_id=rid).warning("unreadable request", adapter="azure", detail=exc.detail)
-        return _problem(400, f"the request cannot be read: {exc.detail}", rid)
+        return adapter_problem(400, f"the request cannot be read: {exc.detail}", rid)
     app.log.bind(request_id=rid).exception("unreadable request", adapter="azure")
-    return _problem(400, "the request cannot be read", rid)
+    return adapter_problem(400, "the request cannot be read", rid)
 
 
 def _unreadable(app: App, context: func.Context | None, trigger: str, exc: Exception, what: Any) -> None:
     """Log a blob / message / timer the adapter cannot read; it is consumed, not retried."""
     detail = str(exc) if isinstance(exc, UnknownEvent) else f"{type(exc).__name__} reading the trigger input"
     app.log.bind(request_id=_request_id(context) or "-").error(
-        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=repr(what)[:2000])
+        "unreadable event", adapter="azure", trigger=trigger, detail=detail, event_excerpt=excerpt(what))
 
 
 def function_app(
@@ -187,7 +189,7 @@ def function_app(
         except Exception:  # a failure of the adapter itself (App.handle does not raise)
             rid = rid or new_request_id()
             app.log.bind(request_id=rid).exception("azure adapter failed")
-            return to_func_response(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
+            return to_func_response(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     _register(fa, nubes_http, names.take(HTTP_FUNCTION),
               fa.route(route="{*path}", methods=list(HTTP_METHODS), auth_level=level))
@@ -295,14 +297,14 @@ def _blob_plans(app: App) -> dict[str, _BlobPlan]:
             app.log.warning("azure: on_object_created route watches a store on another cloud; not bound here",
                             route=route.name, store=store)
             continue
-        container, path = _split_az(store)
+        _, container, path = split_uri(store)
         if not container:
             raise ConfigError(f"on_object_created route {route.name}: store {store!r} names no container; "
                               "use az://CONTAINER[/PREFIX]")
         plan = plans.setdefault(container, _BlobPlan(container))
         plan.prefixes.append(path + route.prefix)
         if _is_az(home):
-            home_container, home_path = _split_az(home)
+            _, home_container, home_path = split_uri(home)
             if home_container == container:
                 plan.home_path = home_path
     return plans
@@ -336,10 +338,10 @@ def _queue_of(route: EventRoute, bound: Any) -> str:
             f"on_message route {route.name} listens to any queue, but an Azure queue trigger binds one named "
             "queue; name it: @app.on_message('orders')")
     real = bound.queue_name(queue)
-    if not _QUEUE_NAME.match(real):
+    why = queue_problem(real)
+    if why:
         raise ConfigError(f"on_message route {route.name}: {real!r} is not a valid Azure Storage queue name "
-                          "(3-63 lower-case letters, digits and single hyphens); bind the logical name "
-                          f"{queue!r} to one under [deploy.azure.queues] in nubes.toml")
+                          f"({why}); bind the logical name {queue!r} to one under [deploy.azure.queues] in nubes.toml")
     return str(real)
 
 

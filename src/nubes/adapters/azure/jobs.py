@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func  # the worker resolves the jobs function's annotations in this module
 
-from nubes.core.job_runs import delivery
+from nubes.adapters.azure.triggers import jobs_queue_name
+from nubes.adapters.deployment import jobs
+from nubes.core.job_runs import delivery, delivery_from_body
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -37,14 +39,13 @@ class JobAttemptFailed(RuntimeError):
 
 
 def has_jobs(app: App) -> bool:
-    return any(r.options.get("job") for r in app.routes)
+    """Whether ``app`` declares jobs (so it gets the ``nubes_jobs`` function and its queue)."""
+    return jobs(app) is not None
 
 
 def jobs_queue(app: App) -> str:
     """The Storage queue of ``app``'s jobs: ``NUBES_JOBS_QUEUE`` (``nubes deploy`` sets it), else
-    :func:`~nubes.adapters.azure.deploy.jobs_queue_name` of the app's name."""
-    from nubes.adapters.azure.deploy import jobs_queue_name
-
+    :func:`~nubes.adapters.azure.triggers.jobs_queue_name` of the app's name."""
     return os.environ.get("NUBES_JOBS_QUEUE") or jobs_queue_name(app.name)
 
 
@@ -112,12 +113,7 @@ def jobs_function(app: App, runtime: Any, request_id: Any) -> Any:
 
 def run_delivery(app: App, body: bytes, *, request_id: str | None, deadline: float, platform: Any) -> str:
     """Run the job a queue message delivers; raises :class:`JobAttemptFailed` so the host retries."""
-    from nubes.core.job_runs import parse_delivery
-
-    try:
-        parsed = parse_delivery(json.loads(body))
-    except ValueError:
-        parsed = None
+    parsed = delivery_from_body(body)
     if parsed is None:
         app.log.bind(request_id=request_id or "-").error("malformed job message dropped")
         return "refused"

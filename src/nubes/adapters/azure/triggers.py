@@ -3,6 +3,7 @@ queues of ``[deploy.azure.queues]``), each with its source."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from nubes.adapters.naming import pattern, problems
@@ -17,3 +18,10 @@ queue_problem = pattern(_NAME, "3-63 lower-case letters, digits and single hyphe
 
 def binding_problems(sources: Mapping[str, str], queues: Mapping[str, str]) -> list[str]:
     return problems("azure", "az", container_problem, queue_problem, "Storage queue", sources, queues)
+
+
+def jobs_queue_name(name: str) -> str:
+    """``<name>-jobs`` made a valid Storage queue name (3-63 lower-case letters, digits, single '-'):
+    the queue of an app's jobs, which ``nubes deploy`` creates and :mod:`.jobs` sends to."""
+    slug = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", name.lower()))[:58].strip("-") or "nubes"
+    return f"{slug}-jobs"

@@ -141,14 +141,6 @@ def _text(value: Any, where: str) -> str:
     raise UnknownEvent(f"event field {where} must be text")
 
 
-def _excerpt(value: Any, limit: int = 2000) -> str:
-    try:
-        text = json.dumps(value if isinstance(value, (Mapping, list, str)) else repr(value), default=repr, ensure_ascii=False)
-    except (ValueError, TypeError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _after(value: Any, marker: str) -> str | None:
     """The path segment after ``marker`` in ``value`` (``//pubsub.../topics/T`` -> ``T``)."""
     _, found, rest = _text(value if isinstance(value, str) else None, marker.strip("/")).partition(marker)

@@ -55,9 +55,9 @@ process, ``emulated`` when ``K_SERVICE`` is unset (not on Google). The deadline 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import platform as _platform
 import threading
 import time
 from collections.abc import Callable
@@ -70,17 +70,18 @@ from nubes.adapters.gcp.cloud_events import (
     SCHEDULE_ATTRIBUTE,
     STORAGE_FINALIZED,
     SUPPORTED_EVENT_TYPES,
-    _excerpt,
     cloud_event_from_flask,
     cloud_event_id,
     event_from_cloud_event,
     parse_time,
 )
 from nubes.adapters.gcp.limits import FIGURES
-from nubes.core.app import App, problem_response, valid_request_id
-from nubes.core.events import Platform, Scheduled
+from nubes.adapters.problems import adapter_problem
+from nubes.core.app import App, new_request_id, problem_response, valid_request_id
+from nubes.core.events import Platform, Scheduled, machine_architecture
 from nubes.core.job_runs import delivery_from_http
-from nubes.core.request import Request
+from nubes.core.logs import excerpt
+from nubes.core.request import Request, forwarded_scheme
 from nubes.core.response import Response
 from nubes.errors import BackendMissing, ConfigError, HTTPError, NoHandler, UnknownEvent
 
@@ -97,9 +98,9 @@ MAX_RESPONSE_BYTES = int(FIGURES["response_bytes"].value)
 """Cloud Functions 2nd gen: 32 MiB per HTTP request and per response."""
 
 __all__ = [  # the event names are defined in .cloud_events and re-exported here
-    "PUBSUB_PUBLISHED", "SCHEDULE_ATTRIBUTE", "SCHEDULE_PATH", "STORAGE_FINALIZED", "SUPPORTED_EVENT_TYPES",
-    "cloud_event_from_flask", "cloud_event_function", "event_from_cloud_event", "http_function", "parse_time",
-    "request_from_flask", "request_id_from_headers", "response_to_flask",
+    "MAX_REQUEST_BYTES", "MAX_RESPONSE_BYTES", "PUBSUB_PUBLISHED", "SCHEDULE_ATTRIBUTE", "SCHEDULE_PATH", "STORAGE_FINALIZED",
+    "SUPPORTED_EVENT_TYPES", "cloud_event_from_flask", "cloud_event_function", "current_platform", "event_from_cloud_event",
+    "http_function", "parse_time", "request_from_flask", "request_id_from_headers", "response_to_flask",
 ]
 
 HTTPTarget = Callable[[flask.Request], flask.Response]
@@ -118,19 +119,20 @@ def http_function(app: App, *, schedules: bool = False, memory_mb: int | None = 
     """
     if not isinstance(app, App):
         raise ConfigError(f"http_function needs a nubes.App, not {type(app).__name__}")
+    platforms = _Platforms(memory_mb)
 
     def nubes_http(request: flask.Request) -> flask.Response:
         started = time.monotonic()
-        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
+        platform = platforms.take()
         rid: str | None = None
         try:
             rid = request_id_from_headers(request.headers)
             response = _serve(app, request, rid, _deadline(started), platform, schedules)
             return response if isinstance(response, flask.Response) else response_to_flask(response)
         except Exception:  # a failure of the adapter itself, never of a handler (App.handle does not raise)
-            rid = rid or os.urandom(16).hex()
+            rid = rid or new_request_id()
             app.log.bind(request_id=rid).exception("gcp adapter failed")
-            return response_to_flask(_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
+            return response_to_flask(adapter_problem(500, f"the server failed to answer; quote request id {rid} when reporting this", rid))
 
     nubes_http.__doc__ = f"Cloud Functions HTTP target for nubes app {app.name!r}."
     return nubes_http
@@ -146,12 +148,13 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
     """
     if not isinstance(app, App):
         raise ConfigError(f"cloud_event_function needs a nubes.App, not {type(app).__name__}")
+    platforms = _Platforms(memory_mb)
 
     def nubes_cloud_event(cloud_event: Any) -> Any:
         started = time.monotonic()
         if flask.has_request_context():
             flask.g.nubes_event = True  # from here on, a failure is nubes' or a handler's, not the framework's parsing
-        platform = current_platform(cold_start=_take_cold_start(), memory_mb=memory_mb)
+        platform = platforms.take()
         http_signature = isinstance(cloud_event, flask.Request)
         rid = _execution_id()
         try:
@@ -160,10 +163,10 @@ def cloud_event_function(app: App, *, memory_mb: int | None = None) -> CloudEven
             rid = rid or cloud_event_id(cloud_event)
             event = event_from_cloud_event(cloud_event)
         except UnknownEvent as exc:
-            rid = rid or os.urandom(16).hex()
-            app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=_excerpt(cloud_event))
+            rid = rid or new_request_id()
+            app.log.bind(request_id=rid).error("unreadable event", adapter="gcp", detail=str(exc), event_excerpt=excerpt(cloud_event))
             if http_signature:
-                return response_to_flask(_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
+                return response_to_flask(adapter_problem(400, f"this request carries no CloudEvent nubes can read: {exc}", rid))
             return None  # acknowledged: redelivering it cannot make it readable
         app.handle_event(event, request_id=rid, deadline=_deadline(started), platform=platform)
         return "OK" if http_signature else None
@@ -195,17 +198,17 @@ def _framework_error(exc: Exception) -> Any:
         return exc
     if flask.g.get("nubes_event"):  # a handler failed: the framework's crash answer, so the event is retried
         return str(InternalServerError()), 500, {"X-Google-Status": "crash"}
-    rid = request_id_from_headers(flask.request.headers) or os.urandom(16).hex()
+    rid = request_id_from_headers(flask.request.headers) or new_request_id()
     detail = f"{type(exc).__name__}: {exc}"[:300]
     logging.getLogger("nubes").warning("unreadable event", extra={"nubes": {"adapter": "gcp", "request_id": rid, "detail": detail}})
-    return response_to_flask(_problem(400, "the request carries no CloudEvent nubes can read", rid))
+    return response_to_flask(adapter_problem(400, "the request carries no CloudEvent nubes can read", rid))
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
 def _serve(
     app: App, request: flask.Request, rid: str | None, deadline: float | None, platform: Platform, schedules: bool
 ) -> Response | flask.Response:
-    rid = rid or os.urandom(16).hex()
+    rid = rid or new_request_id()
     log = app.log.bind(request_id=rid)
     length = request.content_length
     if length is not None and length > MAX_REQUEST_BYTES:
@@ -219,10 +222,10 @@ def _serve(
         return _too_large(f"request body is over the {MAX_REQUEST_BYTES:,}-byte limit of Cloud Functions", rid, drain=False)
     except HTTPError as exc:  # what nubes.Request refuses to carry
         log.warning("unreadable request", adapter="gcp", detail=exc.detail)
-        return _problem(exc.status, f"the request cannot be read: {exc.detail}", rid)
+        return adapter_problem(exc.status, f"the request cannot be read: {exc.detail}", rid)
     except Exception:
         log.exception("unreadable request", adapter="gcp")
-        return _problem(400, "the request cannot be read", rid)
+        return adapter_problem(400, "the request cannot be read", rid)
     job = delivery_from_http(nubes_request.method, nubes_request.path, nubes_request.body)
     if job is not None:
         response = _run_job(app, job, rid, deadline, platform)
@@ -233,21 +236,21 @@ def _serve(
     if len(response.body) > MAX_RESPONSE_BYTES:
         rid = response.headers.get("x-nubes-request-id") or rid
         app.log.bind(request_id=rid).error("response too large", size=len(response.body), limit=MAX_RESPONSE_BYTES)
-        return _problem(
+        return adapter_problem(
             500,
             f"the response of {len(response.body):,} bytes is over the {MAX_RESPONSE_BYTES:,}-byte limit of Cloud Functions;"
             " page the result or write it to storage and return its location",
             rid,
-            nubes_request,
+            request=nubes_request,
         )
     return response
 
 
-def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask.Response:
+def _too_large(detail: str, rid: str, *, drain: bool) -> Response | flask.Response:
     """The 413 problem. ``drain=False`` makes it a streamed response, which functions-framework
     does not follow by reading the rest of the body into memory (its ``read_request`` hook): the
     server closes the connection instead."""
-    problem = _problem(413, detail, rid)
+    problem = adapter_problem(413, detail, rid)
     if drain:
         return problem
     out = flask.Response(iter([problem.body]), status=413)
@@ -256,13 +259,6 @@ def _too_large(detail: str, rid: str | None, *, drain: bool) -> Response | flask
         out.headers.add(name, value)
     out.headers["connection"] = "close"
     return out
-
-
-def _problem(status: int, detail: str, rid: str | None, request: Request | None = None) -> Response:
-    rid = rid or os.urandom(16).hex()
-    response = problem_response(HTTPError(status, detail), request or Request("POST", "/"), rid)
-    response.headers["x-nubes-request-id"] = rid
-    return response
 
 
 def _run_job(app: App, job: tuple[str, str], rid: str, deadline: float | None, platform: Platform) -> Response:
@@ -315,7 +311,7 @@ def request_from_flask(request: flask.Request) -> Request:
         query=_decode(request.query_string),
         headers=list(request.headers.items()),
         body=body,
-        scheme=_scheme(request),
+        scheme=forwarded_scheme(request.headers, request.scheme),  # Google's front end terminates TLS
     )
 
 
@@ -347,17 +343,6 @@ def _decode(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _scheme(request: flask.Request) -> str:
-    """The client's scheme: Google's front end terminates TLS and says so in X-Forwarded-Proto / Forwarded."""
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",", 1)[0].strip().lower()
-    if not proto:
-        for part in request.headers.get("Forwarded", "").split(",", 1)[0].split(";"):
-            key, _, value = part.strip().partition("=")
-            if key.lower() == "proto":
-                proto = value.strip('"').lower()
-    return proto if proto in ("http", "https") else request.scheme
-
-
 def request_id_from_headers(headers: Any) -> str | None:
     """``Function-Execution-Id``, else the ``TRACE/SPAN`` of ``X-Cloud-Trace-Context``, else None.
 
@@ -384,14 +369,33 @@ def current_platform(*, cold_start: bool = False, memory_mb: int | None = None) 
         function_name=env.get("K_SERVICE") or env.get("FUNCTION_TARGET") or None,
         memory_mb=_number(env.get("FUNCTION_MEMORY_MB"), int) or memory_mb,
         region=env.get("FUNCTION_REGION") or env.get("GOOGLE_CLOUD_REGION") or None,
-        architecture=_architecture(),
+        architecture=machine_architecture(),
         cold_start=cold_start,
         emulated=not env.get("K_SERVICE"),
     )
 
 
+class _Platforms:
+    """One target's :class:`~nubes.Platform`, read from the environment at its first invocation and
+    reused (the function's environment does not change while the process lives); only ``cold_start``
+    varies, taken once per process."""
+
+    def __init__(self, memory_mb: int | None) -> None:
+        self.memory_mb = memory_mb
+        self._pair: tuple[Platform, Platform] | None = None  # (warm, cold)
+
+    def take(self) -> Platform:
+        pair = self._pair
+        if pair is None:
+            warm = current_platform(memory_mb=self.memory_mb)
+            pair = self._pair = (warm, dataclasses.replace(warm, cold_start=True))
+        return pair[_take_cold_start()]
+
+
 def _take_cold_start() -> bool:
     global _cold
+    if not _cold:  # every warm call
+        return False
     with _cold_lock:
         cold, _cold = _cold, False
     return cold
@@ -417,27 +421,3 @@ def _number(value: str | None, kind: Callable[[str], Any]) -> Any:
     except ValueError:
         return None
 
-
-def _architecture() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
-
-
-__all__ = [
-    "MAX_REQUEST_BYTES",
-    "MAX_RESPONSE_BYTES",
-    "PUBSUB_PUBLISHED",
-    "SCHEDULE_ATTRIBUTE",
-    "SCHEDULE_PATH",
-    "STORAGE_FINALIZED",
-    "SUPPORTED_EVENT_TYPES",
-    "cloud_event_from_flask",
-    "cloud_event_function",
-    "current_platform",
-    "event_from_cloud_event",
-    "http_function",
-    "parse_time",
-    "request_from_flask",
-    "request_id_from_headers",
-    "response_to_flask",
-]
