@@ -100,6 +100,30 @@ def read_manifest(store: ObjectStore, *, with_etag: bool = False) -> tuple[dict[
     return data, etag
 
 
+def check_bound(name: str, value: str | None) -> str | None:
+    """``value`` of the ``since``/``until`` bound ``name`` checked: a day (``YYYY-MM-DD``) as it is, or an
+    ISO time (``YYYY-MM-DDTHH:MM[:SS][+HH:MM]``; none given is UTC) as a UTC ISO time. ConfigError otherwise."""
+    from datetime import date
+
+    from nubes.errors import ConfigError
+
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        date.fromisoformat(text[:10])  # the day every bound starts with: what partitions are chosen by
+        if len(text) == 10:
+            return text
+        if text[10:11] not in ("T", "t", " "):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--{name} must be a day (YYYY-MM-DD) or an ISO time (YYYY-MM-DDTHH:MM[:SS][+HH:MM]), "
+                          f"not {value!r}") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()
+
+
 def _in_range(day: str, since: str | None, until: str | None) -> bool:
     return not ((since and day < since[:10]) or (until and day > until[:10]))
 
@@ -247,12 +271,14 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
                 spool: bool = True, compact_over: int = 256) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with a view ``ledger`` of the records of ``[since, until]`` (days, or ISO
     times: ``until`` exclusive), one per ``record_id`` (see the module docstring for the reads).
+    A bound that is neither is a ConfigError (:func:`check_bound`), raised before anything is read.
 
     ``compact``: first compact when ``compact_over`` or more raw objects wait (bills stay fast when
     nothing else compacts). ``spool``: also the records local spools hold (replaying dead writers').
     """
     import duckdb
 
+    since, until = check_bound("since", since), check_bound("until", until)
     token = CURRENT_IO.set(None)
     tmp = tempfile.mkdtemp(prefix="nubes-ledger-")
     try:
