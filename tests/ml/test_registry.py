@@ -146,6 +146,7 @@ def test_a_malicious_pickle_in_place_of_the_artifact_is_refused_and_never_runs(
     key = f"models/victim/versions/{mv.version:06d}.json"
     meta = json.loads(registry.store.get(key))
     meta["artifact"]["sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["artifact"]["size"] = len(payload)
     registry.store.put(key, json.dumps(meta).encode())
     fresh = ModelRegistry(registry.store)  # a cold instance (no cache)
     with pytest.raises(UnsafeModel, match="not in the skops format") as info:
@@ -272,3 +273,50 @@ def test_loading_models_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "3.0"]
+
+
+class Fetches:
+    """A store that records the bytes each GET returned."""
+
+    def __init__(self, store: object) -> None:
+        self._store, self.got = store, []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def get(self, key: str) -> bytes:
+        data = self._store.get(key)  # type: ignore[attr-defined]
+        self.got.append((key, len(data)))
+        return data  # type: ignore[no-any-return]
+
+    def get_range(self, key: str, start: int, end: int | None) -> bytes:
+        data = self._store.get_range(key, start, end)  # type: ignore[attr-defined]
+        self.got.append((key, len(data)))
+        return data  # type: ignore[no-any-return]
+
+
+def test_artifact_size_is_checked_before_and_after_the_fetch(registry: ModelRegistry, result,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    mv = registry.register("sized", result)
+    size, key = mv.artifact["size"], mv.artifact["key"]
+    registry.store.put(key, b"\0" * (8 << 20))  # replaced by a far larger object: never read whole
+    fetches = Fetches(registry.store)
+    with pytest.raises(UnsafeModel, match=f"not the {size:,} bytes registered") as info:
+        ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
+    assert info.value.reason == "digest-mismatch"
+    assert [n for k, n in fetches.got if k == key] == [size + 1]
+
+    record_key = f"models/sized/versions/{mv.version:06d}.json"
+    meta = json.loads(registry.store.get(record_key))
+    meta["artifact"]["size"] = 5 << 30  # the record says more than the limit: refused before any GET
+    registry.store.put(record_key, json.dumps(meta).encode())
+    fetches = Fetches(registry.store)
+    with pytest.raises(UnsafeModel, match="over the limit of") as info:
+        ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
+    assert info.value.reason == "too-large" and "NUBES_MODEL_MAX_BYTES" in str(info.value)
+    assert not [k for k, _n in fetches.got if k == key]
+    meta["artifact"]["size"] = size
+    registry.store.put(record_key, json.dumps(meta).encode())
+    monkeypatch.setenv("NUBES_MODEL_MAX_BYTES", str(size - 1))
+    with pytest.raises(UnsafeModel, match="over the limit of"):
+        ModelRegistry(registry.store).load("sized", version=mv.version)
