@@ -55,6 +55,7 @@ from nubes.data.sqltext import literal
 from nubes.errors import NotFound, PreconditionFailed
 from nubes.metering.ledger import COLUMNS, PREFIX
 from nubes.storage.current import CURRENT_IO
+from nubes.storage.swap import read_with_etag, swap
 
 if TYPE_CHECKING:
     import duckdb
@@ -84,13 +85,13 @@ def raw_day(key: str) -> str:
 
 def read_manifest(store: ObjectStore, *, with_etag: bool = False) -> tuple[dict[str, Any], str | None]:
     """The manifest (empty if none) and, with ``with_etag``, its etag (HEAD before GET)."""
-    etag = None
-    try:
-        if with_etag:
-            etag = store.head(MANIFEST).etag
-        data = json.loads(store.get(MANIFEST))
-    except NotFound:
+    if with_etag:
+        content, etag = read_with_etag(store, MANIFEST)
+    else:
+        content, etag = _get(store, MANIFEST), None
+    if content is None:
         return {"version": 1, "parts": {}, "covered": {}, "retired": {}}, None
+    data = json.loads(content)
     for section in ("parts", "covered", "retired"):
         data.setdefault(section, {})
     return data, etag
@@ -118,6 +119,13 @@ def check_bound(name: str, value: str | None) -> str | None:
                           f"not {value!r}") from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return moment.isoformat()
+
+
+def _get(store: ObjectStore, key: str) -> bytes | None:
+    try:
+        return store.get(key)
+    except NotFound:
+        return None
 
 
 def _in_range(day: str, since: str | None, until: str | None) -> bool:
@@ -190,10 +198,7 @@ def _compact_once(store: ObjectStore, grace_s: float, merge_over: int) -> dict[s
     # 4. the commit
     body = json.dumps({"version": 1, "parts": parts, "covered": covered, "retired": retired}, indent=1).encode()
     try:
-        if etag is None:
-            store.put(MANIFEST, body, content_type="application/json", if_none_match=True)
-        else:
-            store.put(MANIFEST, body, content_type="application/json", if_match=etag)
+        swap(store, MANIFEST, body, etag)
     except PreconditionFailed:
         store.delete_many(written)
         return None

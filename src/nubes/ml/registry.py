@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from nubes.errors import ConfigError, NotFound, PreconditionFailed
 from nubes.ml import provenance
 from nubes.ml.records import MAX_VERSION, CorruptRecord, ModelVersion, check_name, group, parse_record, version_number
+from nubes.storage.swap import read_with_etag, swap
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -279,8 +280,8 @@ class ModelRegistry:
 
     def _artifact(self, key: str, size: Any, fmt: Any, what: str) -> bytes:
         """The artifact bytes, never more than its format's limit: the recorded size (signed with the
-        record when the registry has a key; an older record without one: a HEAD) is checked first, at
-        most ``size + 1`` bytes are fetched, and anything but exactly ``size`` is refused."""
+        record when the registry has a key) is checked first, at most ``size + 1`` bytes are fetched,
+        and anything but exactly ``size`` is refused."""
         from nubes.ml import onnx_graph, serialization
 
         if fmt == serialization.FORMAT:
@@ -290,11 +291,8 @@ class ModelRegistry:
         else:
             raise serialization.UnsafeModel(f"refusing to load {what}: unknown artifact format {str(fmt)[:40]!r}",
                                             reason="foreign-format")
-        if size is None:
-            size = self.store.head(key).size
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise serialization.UnsafeModel(f"refusing to load {what}: its record's artifact size is not a byte count",
-                                            reason="corrupt")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:  # (every record has had one)
+            raise serialization.UnsafeModel(f"refusing to load {what}: its record gives no artifact size", reason="corrupt")
         if size > limit:
             raise serialization.UnsafeModel(f"refusing to load {what}: its artifact is {size:,} bytes, over the limit "
                                             f"of {limit:,} (raise it with {env})", reason="too-large")
@@ -418,16 +416,18 @@ class ModelRegistry:
         unless another version shares it. NotFound if there is no such live version."""
         check_name(name)
         key = self._version_key(name, int(version))
-        info = self.store.head(key)
+        content, etag = read_with_etag(self.store, key)
+        if content is None:
+            raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=key)
         try:
-            raw = self._read(key)
+            raw = parse_record(content, key=key)
         except CorruptRecord:
             raw = {}  # a damaged record can still be deleted
         if raw.get("deleted"):
             raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=key)
         tomb = {"name": name, "version": int(version), "deleted": True,
                 "deleted_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-        self.store.put(key, json.dumps(tomb).encode(), content_type="application/json", if_match=info.etag)
+        swap(self.store, key, json.dumps(tomb).encode(), etag)
         for alias, target in self.aliases(name).items():
             if target == int(version):
                 self.store.delete(self._alias_key(name, alias))
