@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tests.stores import Recording
 
 import nubes
 from nubes.errors import ConfigError, NotFound
@@ -275,32 +276,12 @@ def test_loading_models_does_not_import_torch() -> None:
     assert out.stdout.split() == ["False", "3.0"]
 
 
-class Fetches:
-    """A store that records the bytes each GET returned."""
-
-    def __init__(self, store: object) -> None:
-        self._store, self.got = store, []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-    def get(self, key: str) -> bytes:
-        data = self._store.get(key)  # type: ignore[attr-defined]
-        self.got.append((key, len(data)))
-        return data  # type: ignore[no-any-return]
-
-    def get_range(self, key: str, start: int, end: int | None) -> bytes:
-        data = self._store.get_range(key, start, end)  # type: ignore[attr-defined]
-        self.got.append((key, len(data)))
-        return data  # type: ignore[no-any-return]
-
-
 def test_artifact_size_is_checked_before_and_after_the_fetch(registry: ModelRegistry, result,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     mv = registry.register("sized", result)
     size, key = mv.artifact["size"], mv.artifact["key"]
     registry.store.put(key, b"\0" * (8 << 20))  # replaced by a far larger object: never read whole
-    fetches = Fetches(registry.store)
+    fetches = Recording(registry.store)
     with pytest.raises(UnsafeModel, match=f"not the {size:,} bytes registered") as info:
         ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
     assert info.value.reason == "digest-mismatch"
@@ -310,7 +291,7 @@ def test_artifact_size_is_checked_before_and_after_the_fetch(registry: ModelRegi
     meta = json.loads(registry.store.get(record_key))
     meta["artifact"]["size"] = 5 << 30  # the record says more than the limit: refused before any GET
     registry.store.put(record_key, json.dumps(meta).encode())
-    fetches = Fetches(registry.store)
+    fetches = Recording(registry.store)
     with pytest.raises(UnsafeModel, match="over the limit of") as info:
         ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
     assert info.value.reason == "too-large" and "NUBES_MODEL_MAX_BYTES" in str(info.value)
