@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -145,3 +146,26 @@ def test_cli_costs_json_and_table(app: nubes.App) -> None:
     assert bad.exit_code == 2
     prices = runner.invoke(cli, ["prices", "--format", "json"])
     assert prices.exit_code == 0 and json.loads(prices.stdout)[0]["source"].startswith("https://")
+
+
+@pytest.mark.parametrize("value", ["x", "2026-13-45T00:00", "2026-12-03T25:00", "2026-02-30", "20261203T100000",
+                                   "2026-12-03X10:00"])
+def test_bad_since_until_are_a_clear_error_not_a_500_or_an_empty_bill(app: nubes.App, value: str) -> None:
+    traffic(app)
+    for name in ("since", "until"):
+        with pytest.raises(nubes.errors.ConfigError, match=f"--{name} must be a day"):
+            bill(app, **{name: value})
+        r = Client(app).get("/_nubes/costs", params={name: value})
+        assert r.status_code == 422, r.text
+        assert "YYYY-MM-DD" in r.json()["detail"] and repr(value) in r.json()["detail"]
+    out = CliRunner().invoke(cli, ["costs", f"{METERING_APP}:app", "--until", value])
+    assert out.exit_code != 0 and "--until must be a day (YYYY-MM-DD)" in out.output
+    assert "Traceback" not in out.output
+
+
+def test_iso_times_with_an_offset_choose_the_utc_days(app: nubes.App) -> None:
+    recs = traffic(app)
+    first = datetime.fromisoformat(min(r["start_time"] for r in recs)).astimezone(UTC)
+    east = (first - timedelta(seconds=1)).astimezone(timezone(timedelta(hours=-11))).isoformat()  # the day before, there
+    assert bill(app, by="request", since=east)["total"]["invocations"] == 9
+    assert bill(app, by="request", until=east)["rows"] == []

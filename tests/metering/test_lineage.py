@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.stores import Recording
+
 import nubes
 from nubes.data import lineage
 from nubes.metering import flush
@@ -55,3 +57,19 @@ def test_the_old_layout_is_still_read(app: nubes.App) -> None:
     Client(app).get("/summary")
     found = [e["request_id"] for e in lineage.history(app.storage, "trips")]
     assert found[-1] == "old-1" and len(found) == 2  # newest first
+
+
+def test_history_reads_only_the_newest_days_it_needs(app: nubes.App) -> None:
+    for day in range(1, 11):  # ten days, three entries each (one batch object a day)
+        lines = [json.dumps({"entry_id": f"d{day}-{i}", "time": f"2026-11-{day:02d}T10:00:0{i}+00:00",
+                             "request_id": f"d{day}-{i}", "app": app.name, "route": "/summary",
+                             "reads": [{"dataset": "trips" if i else "zones", "objects": []}], "writes": []})
+                 for i in range(3)]
+        app.storage.put(f"_nubes/lineage/day=2026-11-{day:02d}/20261101T000000000000-ab-0.ndjson",
+                        "\n".join(lines).encode())
+    store = Recording(app.storage)
+    found = [e["request_id"] for e in lineage.history(store, "trips", limit=4)]  # type: ignore[arg-type]
+    assert found == ["d10-2", "d10-1", "d9-2", "d9-1"]
+    assert [k.split("/")[2] for k, _n in store.got] == ["day=2026-11-10", "day=2026-11-09"]
+    everything = [e["request_id"] for e in lineage.history(app.storage)]
+    assert len(everything) == 30 and everything[0] == "d10-2" and everything[-1] == "d1-0"

@@ -203,6 +203,7 @@ def test_the_predict_route_answers_a_problem_and_nothing_runs(wine: pl.DataFrame
         key = f"models/victim{i}/versions/{mv.version:06d}.json"
         meta = json.loads(app.storage.get(key))
         meta["artifact"]["sha256"] = hashlib.sha256(crafted).hexdigest()
+        meta["artifact"]["size"] = len(crafted)  # and the size the registry checks before fetching
         app.storage.put(key, json.dumps(meta).encode())
         cold = nubes.App("attacked", storage=f"file://{tmp_path}/home")  # a new instance: nothing cached
         r = Client(cold).post(f"/_nubes/models/victim{i}/predict", json=rows)

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 from sklearn.linear_model import LogisticRegression
+from tests.stores import Recording
 
 import nubes
 from nubes.errors import ConfigError, NotFound
@@ -146,6 +147,7 @@ def test_a_malicious_pickle_in_place_of_the_artifact_is_refused_and_never_runs(
     key = f"models/victim/versions/{mv.version:06d}.json"
     meta = json.loads(registry.store.get(key))
     meta["artifact"]["sha256"] = hashlib.sha256(payload).hexdigest()
+    meta["artifact"]["size"] = len(payload)
     registry.store.put(key, json.dumps(meta).encode())
     fresh = ModelRegistry(registry.store)  # a cold instance (no cache)
     with pytest.raises(UnsafeModel, match="not in the skops format") as info:
@@ -272,3 +274,30 @@ def test_loading_models_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "3.0"]
+
+
+def test_artifact_size_is_checked_before_and_after_the_fetch(registry: ModelRegistry, result,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    mv = registry.register("sized", result)
+    size, key = mv.artifact["size"], mv.artifact["key"]
+    registry.store.put(key, b"\0" * (8 << 20))  # replaced by a far larger object: never read whole
+    fetches = Recording(registry.store)
+    with pytest.raises(UnsafeModel, match=f"not the {size:,} bytes registered") as info:
+        ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
+    assert info.value.reason == "digest-mismatch"
+    assert [n for k, n in fetches.got if k == key] == [size + 1]
+
+    record_key = f"models/sized/versions/{mv.version:06d}.json"
+    meta = json.loads(registry.store.get(record_key))
+    meta["artifact"]["size"] = 5 << 30  # the record says more than the limit: refused before any GET
+    registry.store.put(record_key, json.dumps(meta).encode())
+    fetches = Recording(registry.store)
+    with pytest.raises(UnsafeModel, match="over the limit of") as info:
+        ModelRegistry(fetches).load("sized", version=mv.version)  # type: ignore[arg-type]
+    assert info.value.reason == "too-large" and "NUBES_MODEL_MAX_BYTES" in str(info.value)
+    assert not [k for k, _n in fetches.got if k == key]
+    meta["artifact"]["size"] = size
+    registry.store.put(record_key, json.dumps(meta).encode())
+    monkeypatch.setenv("NUBES_MODEL_MAX_BYTES", str(size - 1))
+    with pytest.raises(UnsafeModel, match="over the limit of"):
+        ModelRegistry(registry.store).load("sized", version=mv.version)

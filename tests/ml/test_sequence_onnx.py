@@ -192,6 +192,7 @@ def test_graphs_are_checked_before_a_session_exists(app: nubes.App, tmp_path: Pa
     key = f"models/victim/versions/{mv.version:06d}.json"
     meta = json.loads(app.storage.get(key))
     meta["artifact"]["sha256"] = hashlib.sha256(evil).hexdigest()
+    meta["artifact"]["size"] = len(evil)  # and the size the registry checks before fetching
     app.storage.put(key, json.dumps(meta).encode())
     r = Client(nubes.App("sequences", storage=app.storage_uri)).post("/_nubes/models/victim/predict",
                                                                     json=[{"temp": 1.0, "wind": 2.0}] * WINDOW)

@@ -211,3 +211,41 @@ def test_cli_models_list_show_promote(app: nubes.App, client: Client, tmp_path: 
     assert table.returncode == 0 and "RandomForestClassifier" in table.stdout
     missing = run("promote", "wine", "99")
     assert missing.returncode == 2 and "no version 99" in missing.stderr
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf, compression="zstd", row_group_size=frame.height)
+    return buf.getvalue()
+
+
+def test_oversized_parquet_and_csv_bodies_are_413_before_their_rows_are_decoded(app: nubes.App, client: Client,
+                                                                               wine: pl.DataFrame) -> None:
+    rows = wine.drop("cultivar")
+    big = pl.concat([rows] * 200)  # 35,600 rows
+    body = bytearray(_parquet(big))
+    middle = len(body) // 2
+    body[middle:middle + 64] = b"\xff" * 64  # damaged pages, intact footer: decoding them would be a 400
+    parquet = {"content-type": "application/vnd.apache.parquet"}
+    before = app.max_rows
+    app.max_rows = 100
+    try:
+        r = client.post("/_nubes/models/wine/predict", content=bytes(body), headers=parquet)
+        assert r.status_code == 413, r.text
+        assert r.json()["max_rows"] == 100 and "35,600 rows" in r.json()["detail"]  # the footer's count
+        r = client.post("/_nubes/models/wine/predict", content=big.write_csv(), headers={"content-type": "text/csv"})
+        assert r.status_code == 413 and "more rows than this app's limit of 100" in r.json()["detail"]
+        ok = client.post("/_nubes/models/wine/predict", content=_parquet(rows.head(100)), headers=parquet)
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 100
+    finally:
+        app.max_rows = before
+
+
+@pytest.mark.parametrize("value", [b"1e400", b"-1e400", b'"inf"', b"Infinity"])
+def test_non_finite_numbers_are_422_naming_the_column(client: Client, wine: pl.DataFrame, value: bytes) -> None:
+    row = json.dumps(wine.drop("cultivar").head(1).to_dicts()[0]).encode()
+    body = b"[" + row.replace(b'"proline": ', b'"proline": ' + value + b", \"was\": ", 1) + b"]"
+    r = client.post("/_nubes/models/wine/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"] == [{"name": "proline", "in": "body", "detail": r.json()["errors"][0]["detail"]}]
+    assert "finite" in r.json()["detail"]

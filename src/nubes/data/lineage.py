@@ -116,46 +116,64 @@ def aggregate(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 register_transform("lineage", aggregate)
 
 
+def _day(key: str) -> str:
+    """The ``day=YYYY-MM-DD`` partition of a lineage key ("" when it has none)."""
+    rest = key[len(PREFIX):] if key.startswith(PREFIX) else key
+    return rest.split("/", 1)[0] if "/" in rest else ""
+
+
+def _read(store: ObjectStore, key: str) -> list[dict[str, Any]]:
+    if key.endswith(".json"):
+        return [json.loads(store.get(key))]
+    return [json.loads(line) for line in store.get(key).splitlines() if line.strip()]
+
+
 def history(store: ObjectStore, dataset: str | None = None, *, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Lineage entries, newest first, optionally only those that read or wrote ``dataset`` (both layouts;
-    this process's buffered entries and live spools included)."""
+    this process's buffered entries and live spools included).
+
+    Bounded by ``limit``: the ``day=`` partitions are walked newest first and read one day at a time,
+    so objects of older days are never fetched once ``limit`` entries matched (only their keys are listed).
+    """
     from nubes.storage.spool import spooled
 
     for j in journals(store.uri):
         if j.name == "lineage":
             j.flush()
-    entries: list[tuple[str, dict[str, Any]]] = []
-    live: dict[str, list[dict[str, Any]]] = {}
+    live: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     lineage = _journal(store)
     if lineage.spool and os.path.isdir(lineage.spool):
         lineage.replay()
-        for sid, _partition, e in spooled(lineage.spool):  # read before listing: a segment written meanwhile is listed
-            live.setdefault(sid, []).append(e)
-    listing = list(store.list(PREFIX))
-    stored = {info.key.rsplit("/", 1)[-1].rsplit("-", 1)[0] for info in listing if info.key.endswith(".ndjson")}
-    for sid, pending in live.items():
+        for sid, partition, e in spooled(lineage.spool):  # read before listing: a segment written meanwhile is listed
+            live.setdefault(sid, []).append((partition, e))
+    days: dict[str, list[str]] = {}
+    stored: set[str] = set()
+    for info in store.list(PREFIX):  # keys only; objects are read per day below
+        if info.key.endswith((".json", ".ndjson")):
+            days.setdefault(_day(info.key), []).append(info.key)
+            if info.key.endswith(".ndjson"):
+                stored.add(info.key.rsplit("/", 1)[-1].rsplit("-", 1)[0])
+    pending: dict[str, list[dict[str, Any]]] = {}
+    for sid, records in live.items():
         if sid not in stored:  # (a segment being written is skipped: its aggregated entries may be in the listing)
-            entries += [(e.get("time", ""), e) for e in pending]
-    for info in listing:
-        if info.key.endswith(".json"):
-            e = json.loads(store.get(info.key))
-            entries.append((e.get("time", ""), e))
-        elif info.key.endswith(".ndjson"):
-            for line in store.get(info.key).splitlines():
-                if line.strip():
-                    e = json.loads(line)
-                    entries.append((e.get("time", ""), e))
+            for partition, e in records:
+                pending.setdefault(partition, []).append(e)
     seen: set[str] = set()
     found = 0
-    for _t, e in sorted(entries, key=lambda x: x[0], reverse=True):
-        eid = e.get("entry_id")
-        if eid is not None:
-            if eid in seen:  # in a live spool and already in the store
+    for day in sorted(set(days) | set(pending), reverse=True):
+        entries = list(pending.get(day, []))
+        for key in days.get(day, []):
+            entries += _read(store, key)
+        for e in sorted(entries, key=lambda x: str(x.get("time", "")), reverse=True):
+            eid = e.get("entry_id")
+            if eid is not None:
+                if eid in seen:  # in a live spool and already in the store
+                    continue
+                seen.add(eid)
+            if dataset is not None and not any(
+                    x.get("dataset") == dataset for x in e.get("reads", []) + e.get("writes", [])):
                 continue
-            seen.add(eid)
-        if dataset is not None and not any(x.get("dataset") == dataset for x in e.get("reads", []) + e.get("writes", [])):
-            continue
-        yield e
-        found += 1
-        if limit is not None and found >= limit:
-            return
+            yield e
+            found += 1
+            if limit is not None and found >= limit:
+                return

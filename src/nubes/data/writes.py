@@ -158,7 +158,7 @@ class DatasetWriter:
         import os
         import tempfile
 
-        from nubes.errors import NotFound
+        from nubes.storage.swap import read_with_etag, swap
 
         fmt = dataset.format
         version = datetime.now(UTC).strftime("v%Y%m%dT%H%M%S%fZ") + "-" + uuid.uuid4().hex[:6]
@@ -173,11 +173,8 @@ class DatasetWriter:
                         info = store.put(key, f)
                     written.append((info.key, info.etag, info.size))
         for attempt in range(20):
-            try:
-                etag: str | None = store.head(MANIFEST).etag
-                previous: dict[str, Any] | None = json.loads(store.get(MANIFEST))
-            except NotFound:
-                previous, etag = None, None
+            content, etag = read_with_etag(store, MANIFEST)
+            previous: dict[str, Any] | None = json.loads(content) if content is not None else None
             now = datetime.now(UTC)
             files = [k for k, _, _ in written]
             retired = list((previous or {}).get("retired", []))
@@ -197,10 +194,7 @@ class DatasetWriter:
             }
             body = json.dumps(manifest, indent=1).encode()
             try:
-                if etag is None:
-                    store.put(MANIFEST, body, content_type="application/json", if_none_match=True)
-                else:
-                    store.put(MANIFEST, body, content_type="application/json", if_match=etag)
+                swap(store, MANIFEST, body, etag)
             except PreconditionFailed:
                 time.sleep(0.005 * (attempt + 1))
                 continue

@@ -12,7 +12,8 @@
 ``configure(app, **settings)`` changes an app's metering settings in code (see :mod:`.config`).
 Only :mod:`.meter` is imported with the metering extension; the rest loads when used. Metering
 imports :mod:`nubes.data` (catalog, lineage, the storage bridge) for quotes: they resolve the
-datasets a route reads and run it on slices of them.
+datasets a route reads and run it on slices of them; and :mod:`nubes.data.sqltext`, the one place
+SQL text is quoted, for the DuckDB SQL that :mod:`.rollup` and :mod:`.bills` write over the ledger.
 """
 
 from __future__ import annotations

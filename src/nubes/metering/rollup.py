@@ -55,6 +55,7 @@ from nubes.data.sqltext import literal
 from nubes.errors import NotFound, PreconditionFailed
 from nubes.metering.ledger import COLUMNS, PREFIX
 from nubes.storage.current import CURRENT_IO
+from nubes.storage.swap import read_with_etag, swap
 
 if TYPE_CHECKING:
     import duckdb
@@ -67,10 +68,6 @@ MANIFEST = PREFIX + "manifest.json"
 GRACE_S = 120.0  # longer than any read of the ledger takes: superseded objects stay readable this long
 MERGE_OVER = 8
 RID = "coalesce(record_id, request_id || '|' || start_time)"  # the id of a record written before ids existed
-
-
-def _columns_sql() -> str:
-    return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in COLUMNS.items()) + "}"
 
 
 def _empty_sql() -> str:
@@ -88,16 +85,47 @@ def raw_day(key: str) -> str:
 
 def read_manifest(store: ObjectStore, *, with_etag: bool = False) -> tuple[dict[str, Any], str | None]:
     """The manifest (empty if none) and, with ``with_etag``, its etag (HEAD before GET)."""
-    etag = None
-    try:
-        if with_etag:
-            etag = store.head(MANIFEST).etag
-        data = json.loads(store.get(MANIFEST))
-    except NotFound:
+    if with_etag:
+        content, etag = read_with_etag(store, MANIFEST)
+    else:
+        content, etag = _get(store, MANIFEST), None
+    if content is None:
         return {"version": 1, "parts": {}, "covered": {}, "retired": {}}, None
+    data = json.loads(content)
     for section in ("parts", "covered", "retired"):
         data.setdefault(section, {})
     return data, etag
+
+
+def check_bound(name: str, value: str | None) -> str | None:
+    """``value`` of the ``since``/``until`` bound ``name`` checked: a day (``YYYY-MM-DD``) as it is, or an
+    ISO time (``YYYY-MM-DDTHH:MM[:SS][+HH:MM]``; none given is UTC) as a UTC ISO time. ConfigError otherwise."""
+    from datetime import date
+
+    from nubes.errors import ConfigError
+
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    try:
+        date.fromisoformat(text[:10])  # the day every bound starts with: what partitions are chosen by
+        if len(text) == 10:
+            return text
+        if text[10:11] not in ("T", "t", " "):
+            raise ValueError(text)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--{name} must be a day (YYYY-MM-DD) or an ISO time (YYYY-MM-DDTHH:MM[:SS][+HH:MM]), "
+                          f"not {value!r}") from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.isoformat()
+
+
+def _get(store: ObjectStore, key: str) -> bytes | None:
+    try:
+        return store.get(key)
+    except NotFound:
+        return None
 
 
 def _in_range(day: str, since: str | None, until: str | None) -> bool:
@@ -170,10 +198,7 @@ def _compact_once(store: ObjectStore, grace_s: float, merge_over: int) -> dict[s
     # 4. the commit
     body = json.dumps({"version": 1, "parts": parts, "covered": covered, "retired": retired}, indent=1).encode()
     try:
-        if etag is None:
-            store.put(MANIFEST, body, content_type="application/json", if_none_match=True)
-        else:
-            store.put(MANIFEST, body, content_type="application/json", if_match=etag)
+        swap(store, MANIFEST, body, etag)
     except PreconditionFailed:
         store.delete_many(written)
         return None
@@ -237,7 +262,7 @@ def _union_view(con: duckdb.DuckDBPyConnection, parquet: list[str], ndjson: list
         files = "[" + ", ".join(map(literal, tails)) + "]"
         cols = ", ".join(f"{RID} AS record_id" if k == "record_id" else k for k in COLUMNS)
         sources.append(f"SELECT {cols}, 'tail' AS _src FROM read_json({files}, format = 'newline_delimited', "
-                       f"hive_partitioning = false, columns = {_columns_sql()})")
+                       f"hive_partitioning = false, columns = {literal(COLUMNS)})")
     con.execute(f"CREATE OR REPLACE TEMP VIEW ledger_all AS {' UNION ALL '.join(sources)}")
 
 
@@ -247,12 +272,14 @@ def ledger_view(store: ObjectStore, since: str | None = None, until: str | None 
                 spool: bool = True, compact_over: int = 256) -> Iterator[duckdb.DuckDBPyConnection]:
     """A DuckDB connection with a view ``ledger`` of the records of ``[since, until]`` (days, or ISO
     times: ``until`` exclusive), one per ``record_id`` (see the module docstring for the reads).
+    A bound that is neither is a ConfigError (:func:`check_bound`), raised before anything is read.
 
     ``compact``: first compact when ``compact_over`` or more raw objects wait (bills stay fast when
     nothing else compacts). ``spool``: also the records local spools hold (replaying dead writers').
     """
     import duckdb
 
+    since, until = check_bound("since", since), check_bound("until", until)
     token = CURRENT_IO.set(None)
     tmp = tempfile.mkdtemp(prefix="nubes-ledger-")
     try:
@@ -313,7 +340,7 @@ def _dedupe(con: duckdb.DuckDBPyConnection, days: list[str]) -> None:
 def _spooled(store: ObjectStore, since: str | None, until: str | None) -> list[tuple[str, bytes]]:
     """Records in local spools (after replaying dead writers' segments into the store)."""
     from nubes.metering.ledger import Ledger
-    from nubes.storage.spool import spooled
+    from nubes.storage.spool import spooled_lines
 
     ledger = Ledger(store)
     directory = ledger.journal.spool
@@ -321,9 +348,9 @@ def _spooled(store: ObjectStore, since: str | None, until: str | None) -> list[t
         return []
     ledger.journal.replay()
     out = []
-    for _sid, partition, record in spooled(directory):
+    for _sid, partition, line in spooled_lines(directory):  # as written: DuckDB reads them, nothing here need decode
         if _in_range(partition[4:], since, until):
-            out.append((partition[4:], json.dumps(record, default=str).encode()))
+            out.append((partition[4:], line))
     return out
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nubes.errors import NotFound, PreconditionFailed
-from nubes.storage.base import BaseStore, Data, ObjectInfo
+from nubes.storage.base import BaseStore, Data, ObjectInfo, unquote_etag
 from nubes.storage.current import CURRENT_IO
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class Overlay(BaseStore):
             current = self._current(path) if (if_none_match or if_match is not None) else None
             if if_none_match and current is not None:
                 raise PreconditionFailed("an object already exists (if_none_match)", uri=self.uri, key=path)
-            if if_match is not None and (current is None or current.etag.strip('"') != if_match.strip('"')):
+            if if_match is not None and (current is None or unquote_etag(current.etag) != unquote_etag(if_match)):
                 raise PreconditionFailed("the object's etag does not match (if_match)", uri=self.uri, key=path)
             info = self._inner(st.scratch.put, path, data, content_type=content_type)
             st.deleted.discard(path)

@@ -3,7 +3,8 @@
 :func:`to_frame` is what every nubes pipeline's first step (``FrameInput``) and the serving routes
 use: it takes Polars frames, DuckDB relations, JSON records, column dicts or 2-D arrays, checks that
 every column is there (:class:`MissingColumns` names the missing ones) and casts each column to the
-kind it had in training (:class:`BadColumns` names values that do not convert).
+kind it had in training (:class:`BadColumns` names values that do not convert, and infinite numbers:
+no estimator takes them; a missing number is NaN).
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ def _cast(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
                 else expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None).cast(pl.Datetime("us"))
         exprs.append(expr.alias(name))
     try:
-        return frame.select(exprs)
+        out = frame.select(exprs)
     except (pl.exceptions.PolarsError, ValueError, TypeError):
         # find the culprit(s) column by column to name them
         for expr, (name, kind) in zip(exprs, columns.items(), strict=True):
@@ -187,6 +188,11 @@ def _cast(frame: pl.DataFrame, columns: Mapping[str, str]) -> pl.DataFrame:
             except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
                 errors.append({"name": name, "detail": f"expected a {kind}: {str(exc).splitlines()[0]}"})
         raise BadColumns(errors or [{"name": "(data)", "detail": "values do not convert"}]) from None
+    infinite = [n for n, kind in columns.items() if kind == "number" and out[n].is_infinite().any()]
+    if infinite:  # estimators refuse them (sklearn: "Input X contains infinity"); name them here instead
+        raise BadColumns([{"name": n, "detail": "expected a finite number: got infinity (or a number beyond "
+                           "the 64-bit float range, such as 1e400)"} for n in infinite])
+    return out
 
 
 __all__ = ["KINDS", "NULL_CATEGORY", "BadColumns", "MissingColumns", "column_kind", "to_frame"]

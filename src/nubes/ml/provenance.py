@@ -39,9 +39,12 @@ def final_params(model: Any) -> dict[str, Any]:
 
 
 def features_in(model: Any) -> dict[str, str]:
-    steps = getattr(model, "steps", None)
-    if steps and type(steps[0][1]).__name__ == "FrameInput":
-        return dict(steps[0][1].columns or {})
+    """``{column: kind}`` a model takes: its nubes input step's, else its ``feature_names_in_`` as numbers."""
+    from nubes.ml.serving import input_columns
+
+    columns = input_columns(model)
+    if columns is not None:
+        return columns
     names = getattr(model, "feature_names_in_", None)
     return {str(n): "number" for n in names} if names is not None else {}
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from nubes.errors import ConfigError, NotFound, PreconditionFailed
 from nubes.ml import provenance
 from nubes.ml.records import MAX_VERSION, CorruptRecord, ModelVersion, check_name, group, parse_record, version_number
+from nubes.storage.swap import read_with_etag, swap
 
 if TYPE_CHECKING:
     from nubes.core.app import App
@@ -238,8 +239,8 @@ class ModelRegistry:
         return self.load_version(self.get(name, version, alias))
 
     def load_version(self, mv: ModelVersion) -> Any:
-        """The model of ``mv``: its artifact digest checked, then the loader of its format
-        (skops under the allow-list, or an ONNX graph under the operator allow-list)."""
+        """The model of ``mv``: its artifact's size (before it is fetched) and digest checked, then the
+        loader of its format (skops under the allow-list, or an ONNX graph under the operator allow-list)."""
         from nubes.ml import serialization
 
         digest = str(mv.artifact.get("sha256", ""))
@@ -255,7 +256,8 @@ class ModelRegistry:
         if not isinstance(key, str) or not key.startswith(expected) or ".." in key:
             raise serialization.UnsafeModel(f"refusing to load {what}: its artifact key is not in the model's folder",
                                             reason="corrupt")
-        data = self.store.get(key)
+        fmt = mv.artifact.get("format", serialization.FORMAT)
+        data = self._artifact(key, mv.artifact.get("size"), fmt, what)
         actual = hashlib.sha256(data).hexdigest()
         if not hmac.compare_digest(actual, digest):
             raise serialization.UnsafeModel(
@@ -263,22 +265,43 @@ class ModelRegistry:
                 f"registration (SHA-256 {actual[:12]}..., registered {digest[:12]}...)",
                 reason="digest-mismatch",
             )
-        fmt = mv.artifact.get("format", serialization.FORMAT)
         if fmt == serialization.FORMAT:
             model = serialization.loads(data, extra=self.trusted, what=what)
-        elif fmt == "onnx":
+        else:  # "onnx" (_artifact refused any other format)
             from nubes.ml.sequence import SequenceModel
 
             model = SequenceModel.from_artifact(data, mv.training.get("sequence") or {}, what=what)
-        else:
-            raise serialization.UnsafeModel(f"refusing to load {what}: unknown artifact format {str(fmt)[:40]!r}",
-                                            reason="foreign-format")
         with self._lock:
             self._cache[cache_key] = model
             self._cache.move_to_end(cache_key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return model
+
+    def _artifact(self, key: str, size: Any, fmt: Any, what: str) -> bytes:
+        """The artifact bytes, never more than its format's limit: the recorded size (signed with the
+        record when the registry has a key) is checked first, at most ``size + 1`` bytes are fetched,
+        and anything but exactly ``size`` is refused."""
+        from nubes.ml import onnx_graph, serialization
+
+        if fmt == serialization.FORMAT:
+            limit, env = serialization.max_bytes(), serialization.MAX_BYTES_ENV
+        elif fmt == "onnx":
+            limit, env = onnx_graph.max_bytes(), onnx_graph.MAX_BYTES_ENV
+        else:
+            raise serialization.UnsafeModel(f"refusing to load {what}: unknown artifact format {str(fmt)[:40]!r}",
+                                            reason="foreign-format")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:  # (every record has had one)
+            raise serialization.UnsafeModel(f"refusing to load {what}: its record gives no artifact size", reason="corrupt")
+        if size > limit:
+            raise serialization.UnsafeModel(f"refusing to load {what}: its artifact is {size:,} bytes, over the limit "
+                                            f"of {limit:,} (raise it with {env})", reason="too-large")
+        data = self.store.get_range(key, 0, size + 1)
+        if len(data) != size:
+            raise serialization.UnsafeModel(
+                f"refusing to load {what}: its artifact is not the {size:,} bytes registered (it was changed after "
+                "registration)", reason="digest-mismatch")
+        return data
 
     def cached(self) -> list[tuple[str, int]]:
         """``(name, version)`` of the models held in this instance's cache (oldest first)."""
@@ -393,16 +416,18 @@ class ModelRegistry:
         unless another version shares it. NotFound if there is no such live version."""
         check_name(name)
         key = self._version_key(name, int(version))
-        info = self.store.head(key)
+        content, etag = read_with_etag(self.store, key)
+        if content is None:
+            raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=key)
         try:
-            raw = self._read(key)
+            raw = parse_record(content, key=key)
         except CorruptRecord:
             raw = {}  # a damaged record can still be deleted
         if raw.get("deleted"):
             raise NotFound(f"model {name!r} has no version {version}", uri=self.store.uri, key=key)
         tomb = {"name": name, "version": int(version), "deleted": True,
                 "deleted_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-        self.store.put(key, json.dumps(tomb).encode(), content_type="application/json", if_match=info.etag)
+        swap(self.store, key, json.dumps(tomb).encode(), etag)
         for alias, target in self.aliases(name).items():
             if target == int(version):
                 self.store.delete(self._alias_key(name, alias))

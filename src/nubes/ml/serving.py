@@ -102,9 +102,7 @@ def run(model: Any, rows: Any, *, name: str, version: int, max_rows: int | None 
     from nubes.ml.frames import BadColumns, MissingColumns
 
     count = _count(rows)
-    if max_rows is not None and count > max_rows:
-        raise HTTPError(413, f"{count:,} rows is more than this app's limit of {max_rows:,} per request",
-                        title="Too Many Rows", max_rows=max_rows)
+    _within(count, max_rows)
     answer: dict[str, Any] = {"model": name, "version": version}
     if count == 0:
         answer["predictions"] = []
@@ -204,9 +202,11 @@ def _plain_input(model: Any, rows: Any) -> Any:
 
 def read_rows(ctx: Context, columns: dict[str, str] | None = None) -> Any:
     """The request body as rows: a list of records, a list of rows, a dict of columns, or a Polars
-    DataFrame. With ``columns`` (the model's raw inputs and kinds), a JSON list of records for a
-    model of numeric inputs is read straight into typed columns by Polars (:func:`_fast_records`);
-    anything that path cannot read exactly goes through the general path."""
+    DataFrame. CSV and Parquet bodies are read up to ``ctx.app.max_rows`` + 1 rows (Parquet's footer
+    count is checked before any page is decoded): more is a 413. With ``columns`` (the model's raw
+    inputs and kinds), a JSON list of records for a model of numeric inputs is read straight into
+    typed columns by Polars (:func:`_fast_records`); anything that path cannot read exactly goes
+    through the general path."""
     request = ctx.request
     if request is None or not request.body.strip():
         raise HTTPError(400, "send the rows to predict in the body: JSON records, CSV or Parquet")
@@ -219,11 +219,19 @@ def read_rows(ctx: Context, columns: dict[str, str] | None = None) -> Any:
         return _json_rows(request.json())
     import polars as pl
 
+    max_rows = ctx.app.max_rows
+    first = None if max_rows is None else max_rows + 1  # never decode more rows than the 413 needs to see
     try:
         if ctype in CSV_TYPES:
-            return pl.read_csv(io.BytesIO(request.body), infer_schema=False)
+            frame = pl.read_csv(io.BytesIO(request.body), infer_schema=False, n_rows=first)
+            _within(frame.height, max_rows, at_least=True)
+            return frame
         if ctype in PARQUET_TYPES:
-            return pl.read_parquet(io.BytesIO(request.body))
+            if max_rows is not None:  # the footer's row count first: a small compressed body can hold millions
+                _within(pl.scan_parquet(io.BytesIO(request.body)).select(pl.len()).collect().item(), max_rows)
+            frame = pl.read_parquet(io.BytesIO(request.body), n_rows=first)
+            _within(frame.height, max_rows, at_least=True)  # (a footer that under-counts)
+            return frame
     except pl.exceptions.PolarsError as exc:
         raise HTTPError(400, f"cannot read the {ctype} body: {_first_line(exc)}") from None
     raise HTTPError(415, f"request body of type '{ctype}' is not accepted here; send application/json, "
@@ -268,6 +276,14 @@ def _fast_records(body: bytes, columns: dict[str, str]) -> Any:
     if frame.height and any(frame[c].null_count() == frame.height for c in frame.columns):
         return None  # absent from every record, or all null: let the general path tell which
     return frame
+
+
+def _within(count: int, max_rows: int | None, *, at_least: bool = False) -> None:
+    """A 413 when ``count`` rows (``at_least``: more than ``max_rows``, reading stopped there) exceed ``max_rows``."""
+    if max_rows is not None and count > max_rows:
+        what = "the body has more rows than" if at_least else f"{count:,} rows is more than"
+        raise HTTPError(413, f"{what} this app's limit of {max_rows:,} per request",
+                        title="Too Many Rows", max_rows=max_rows)
 
 
 def _count(rows: Any) -> int:

@@ -120,6 +120,12 @@ def spooled(directory: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
     already (its segment being written right now): readers keep one record per id, or skip the
     segments whose objects (``<prefix><partition>/<segment id>-<chunk>.ndjson``) they found.
     """
+    for sid, partition, line in spooled_lines(directory):
+        yield sid, partition, json.loads(line)
+
+
+def spooled_lines(directory: str) -> Iterator[tuple[str, str, bytes]]:
+    """:func:`spooled`, each record as the JSON line the writer wrote (no newline), not decoded."""
     try:
         names = sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
     except FileNotFoundError:
@@ -131,7 +137,7 @@ def spooled(directory: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
             continue
         for partition, lines in groups.items():
             for line in lines:
-                yield name[:-4], partition, json.loads(line)
+                yield name[:-4], partition, line
 
 
 def write_all(fd: int, data: bytes) -> None:
