@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nubes.cli.common import AppArg, cli, err, fail, load
 from nubes.errors import ConfigError, NubesError
@@ -61,7 +62,7 @@ def _build_or_reuse(app: str, cloud: str, target: Any) -> str:
         except ValueError:
             found = {}
         if found.get("inputs_sha256") == digest:
-            err.print(f"reusing the artifact built from the same inputs: {manifest}")
+            err.print(f"reusing the artifact built from the same inputs: {escape(str(manifest))}")
             return str(manifest)
     err.print(f"building the artifact for {cloud} (nothing built from these inputs yet)")
     options.out = out
@@ -105,15 +106,15 @@ def _show(plan: Any, cloud: str, format: str, verbose: bool = False) -> None:
     else:
         _out().print(render.plan_table(plan, verbose=verbose))
     for note in plan.notes:
-        err.print(f"note: {note}")
+        err.print(f"note: {escape(note)}")
     for kept in plan.kept:
-        err.print(f"kept (holds data): {kept.kind} {kept.name}")
+        err.print(escape(f"kept (holds data): {kept.kind} {kept.name}"))
 
 
 def _apply(deployment: Any, plan: Any) -> None:
     def step(change: Any, phase: str) -> None:
         if phase == "start":
-            err.print(f"{change.action} {change.resource.kind} {change.resource.name} ...", end="")
+            err.print(escape(f"{change.action} {change.resource.kind} {change.resource.name} ..."), end="")
         else:
             err.print(" done")
 
@@ -150,7 +151,7 @@ def deploy(
     except StateUnavailable as exc:
         if not dry_run:
             _unreachable(exc)
-        err.print(f"[yellow]warning:[/] {exc}; planning as if nothing were deployed")
+        err.print(f"[yellow]warning:[/] {escape(str(exc))}; planning as if nothing were deployed")
         plan = deployment.plan(offline=True)
     except NubesError as exc:
         fail(str(exc))
@@ -235,6 +236,6 @@ def export(
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
     if out:
         Path(out).write_text(text, encoding="utf-8")
-        err.print(f"wrote {out}")
+        err.print(f"wrote {escape(out)}")
     else:
         sys.stdout.write(text)
