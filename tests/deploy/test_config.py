@@ -179,3 +179,17 @@ def test_an_artifact_built_for_another_architecture_is_refused(project_factory: 
         Deployment.open(project.app(), "aws", config=project.config, artifact=project.artifact("aws", arch="x86_64"))
     with pytest.raises(ConfigError, match="built for 'aws', not 'gcp'"):
         Deployment.open(project.app(), "gcp", config=project.write_config(GCP), artifact=project.artifact("aws"))
+
+
+@pytest.mark.parametrize(("cloud", "text", "line"), [
+    ("aws", AWS, 'log_retention_days = "30"'),
+    ("aws", AWS, "batch_size = 0"),
+    ("aws", AWS, "batch_size = 2.5"),
+    ("gcp", GCP, 'max_instances = "ten"'),
+    ("gcp", GCP, "concurrency = true"),
+    ("azure", AZURE, "max_instances = -1"),
+])
+def test_cloud_numeric_settings_are_checked_before_planning(project_factory: Any, cloud: str, text: str, line: str) -> None:
+    key = line.split(" =", 1)[0]
+    message = _refused(project_factory(), cloud, text.replace(f"[deploy.{cloud}.queues]", f"{line}\n[deploy.{cloud}.queues]"))
+    assert f"{key} must be a positive whole number" in message

@@ -252,6 +252,7 @@ class ModuleDeployer:
     so planning and exporting never load an SDK they do not need."""
 
     package = ""
+    whole_numbers: frozenset[str] = frozenset()
 
     def _module(self, name: str) -> Any:
         import importlib

@@ -115,10 +115,11 @@ def _shape(app: Any, cloud: str, table: Mapping[str, Any], where: str, deployer:
             split_store(storage)
         except ConfigError as exc:
             problems.append(f"{section} storage: {exc}")
-    for key in ("memory", "timeout"):
+    units = {"memory": " (MB)", "timeout": " (seconds)"}
+    for key in ("memory", "timeout", *sorted(getattr(deployer, "whole_numbers", ()))):
         value = table.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            problems.append(f"{section} {key} must be a positive whole number ({'MB' if key == 'memory' else 'seconds'}), not {value!r}")
+            problems.append(f"{section} {key} must be a positive whole number{units.get(key, '')}, not {value!r}")
     for key in ("region", "architecture", "http"):
         if key in table and not isinstance(table[key], str):
             problems.append(f"{section} {key} must be a string, not {table[key]!r}")
