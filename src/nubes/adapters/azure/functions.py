@@ -66,6 +66,7 @@ from nubes.adapters.azure.conversion import (
     to_nubes_request,
 )
 from nubes.adapters.azure.limits import FIGURES
+from nubes.adapters.azure.triggers import queue_problem
 from nubes.core.app import App, new_request_id, problem_response
 from nubes.core.events import EventRoute, Platform
 from nubes.core.request import Request
@@ -81,7 +82,6 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 HTTP_TIMEOUT_S = FIGURES["http_timeout_s"].value  # the front end cuts HTTP responses at 230 s whatever functionTimeout says
 DEFAULT_TIMEOUT_S = FIGURES["default_timeout_s"].value  # Consumption plan default functionTimeout (max 10 min)
 EXTENSION_BUNDLE = {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
-_QUEUE_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 _TIMESPAN = re.compile(r"^\d{1,2}:\d{2}:\d{2}$")
 
 
@@ -336,10 +336,10 @@ def _queue_of(route: EventRoute, bound: Any) -> str:
             f"on_message route {route.name} listens to any queue, but an Azure queue trigger binds one named "
             "queue; name it: @app.on_message('orders')")
     real = bound.queue_name(queue)
-    if not _QUEUE_NAME.match(real):
+    why = queue_problem(real)
+    if why:
         raise ConfigError(f"on_message route {route.name}: {real!r} is not a valid Azure Storage queue name "
-                          "(3-63 lower-case letters, digits and single hyphens); bind the logical name "
-                          f"{queue!r} to one under [deploy.azure.queues] in nubes.toml")
+                          f"({why}); bind the logical name {queue!r} to one under [deploy.azure.queues] in nubes.toml")
     return str(real)
 
 
