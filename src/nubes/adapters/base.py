@@ -82,12 +82,13 @@ class Deployer(Protocol):
     ``cloud.CLOUD.deployer`` implements it. ``settings`` lists the cloud-specific keys of its
     ``[deploy.CLOUD]`` table, and ``whole_numbers`` those among them that must be positive whole numbers
     (checked with the common keys, so ``desired`` may convert them with ``int``); ``validate`` returns
-    every problem (each naming its fix) before anything is created; ``desired`` derives the resources from the app, the target and the artifact (``None``
-    when not built: code-dependent properties are then ``None``); ``actual`` reads what exists from the
-    cloud (resources tagged with ``target.name``, and the retained ones among ``desired``), never a
-    local file; ``apply`` performs one change idempotently (safe to repeat after an interruption) and
-    returns the actual resource; ``endpoint`` is the deployment's URL; ``export`` renders resources
-    as an infrastructure-as-code document in one of ``export_formats``.
+    every problem (each naming its fix) before anything is created; ``desired`` derives the resources
+    from the app, the target and the artifact (``None`` when not built: code-dependent properties are
+    then ``None``); ``actual`` reads what exists from the cloud (resources tagged with ``target.name``,
+    and the retained ones among ``desired``), never a local file; ``apply`` performs one change
+    idempotently (safe to repeat after an interruption) and returns the actual resource; ``endpoint`` is
+    the deployment's URL; ``export`` renders resources as an infrastructure-as-code document in one of
+    ``export_formats``.
     """
 
     settings: frozenset[str]
