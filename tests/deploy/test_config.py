@@ -193,3 +193,35 @@ def test_cloud_numeric_settings_are_checked_before_planning(project_factory: Any
     key = line.split(" =", 1)[0]
     message = _refused(project_factory(), cloud, text.replace(f"[deploy.{cloud}.queues]", f"{line}\n[deploy.{cloud}.queues]"))
     assert f"{key} must be a positive whole number" in message
+
+
+def _app_with_store(project: Any, uri: str) -> Any:
+    project.file.write_text(project.file.read_text().replace('nubes.App("shop", ', f'nubes.App("shop", storage={uri!r}, '))
+    return project.app()
+
+
+def test_the_apps_own_store_is_the_one_deployed_and_built(project_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """App(storage=...) wins at run time (App.storage_uri), so deploy and build choose it too."""
+    from nubes.deploy.build import config as build_config
+
+    monkeypatch.delenv("NUBES_STORAGE", raising=False)
+    project = project_factory()
+    app = _app_with_store(project, "s3://app-home/shop")
+    project.write_config(AWS.replace('storage = "s3://shop-home/apps/shop"\n', ""))
+    assert Deployment.open(app, "aws", config=project.config).target.storage == "s3://app-home/shop"
+    cfg = build_config.load(project.root, "aws", ("storage", "base_path"))
+    assert build_config.home_store(app, cfg, "aws", ("s3",), None) == "s3://app-home/shop"
+
+
+def test_an_app_store_that_differs_from_the_config_is_refused_naming_both(project_factory: Any) -> None:
+    from nubes.deploy.build import BuildError
+    from nubes.deploy.build import config as build_config
+
+    project = project_factory()
+    app = _app_with_store(project, "s3://app-home/shop")
+    project.write_config(AWS)
+    message = _refused(project, "aws", AWS)
+    assert "App(storage='s3://app-home/shop')" in message and "s3://shop-home/apps/shop" in message
+    cfg = build_config.load(project.root, "aws", ("storage", "base_path"))
+    with pytest.raises(BuildError, match="name different home stores"):
+        build_config.home_store(app, cfg, "aws", ("s3",), None)

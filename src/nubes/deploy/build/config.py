@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,20 +112,23 @@ def _deploy_keys(cloud: str) -> set[str]:
 
 
 def home_store(app: Any, cfg: BuildConfig, cloud: str, store_schemes: tuple[str, ...], given: str | None) -> str:
-    """The home store URI a deployed function uses: ``App(storage=)``, ``--storage``, ``[deploy.<cloud>]
-    storage``, then ``NUBES_STORAGE``. It must be a network store: the default ``file://.nubes`` would
+    """The home store URI a deployed function uses, chosen as ``nubes deploy`` chooses it
+    (:func:`nubes.deploy.config.home_store`: ``App(storage=)``, ``--storage``, ``[deploy.<cloud>] storage``,
+    then ``NUBES_STORAGE``). It must be a network store: the default ``file://.nubes`` would
     be the read-only task root (or a per-instance ``/tmp``)."""
+    from nubes.deploy.config import home_store as choose
+    from nubes.errors import ConfigError
     from nubes.storage import registered
 
-    in_code = getattr(app, "_storage_uri", None)
-    candidates = [("App(storage=...)", in_code), ("--storage", given), (f"[deploy.{cloud}] storage", cfg.deploy.get("storage")),
-                  ("NUBES_STORAGE", os.environ.get("NUBES_STORAGE"))]
+    try:
+        chosen = choose(app, cloud, cfg.deploy.get("storage"), given)
+    except ConfigError as exc:
+        raise BuildError(str(exc)) from None
     example = f"{store_schemes[0]}://BUCKET/PREFIX" if store_schemes else "s3://BUCKET/PREFIX"
     how = (f"give one with App(storage={example!r}), `nubes build --storage {example}`, "
            f"nubes.toml [deploy.{cloud}] storage = {example!r}, or NUBES_STORAGE")
-    for source, uri in candidates:
-        if not uri:
-            continue
+    if chosen is not None:
+        source, uri = chosen
         if not isinstance(uri, str) or "://" not in uri:
             raise BuildError(f"{source} = {uri!r} is not a storage URI; {how}")
         scheme = uri.split("://", 1)[0].lower()
