@@ -225,3 +225,23 @@ def test_an_app_store_that_differs_from_the_config_is_refused_naming_both(projec
     cfg = build_config.load(project.root, "aws", ("storage", "base_path"))
     with pytest.raises(BuildError, match="name different home stores"):
         build_config.home_store(app, cfg, "aws", ("s3",), None)
+
+
+@pytest.mark.parametrize(("cloud", "text"), [("aws", AWS), ("gcp", GCP), ("azure", AZURE)])
+def test_build_and_deploy_accept_the_same_keys(project_factory: Any, cloud: str, text: str) -> None:
+    """A packaging key (aws base_path) builds and deploys; an unknown key is refused by both."""
+    from nubes.deploy.build import BuildError, packaging_for
+    from nubes.deploy.build import config as build_config
+
+    project = project_factory()
+    keys = packaging_for(cloud).settings_keys
+    packaging_only = sorted(set(keys) - {"storage"})
+    lines = {"base_path": 'base_path = "/api"', "schedules": "schedules = {}"}
+    extra = "".join(f"{lines[k]}\n" for k in packaging_only if k in lines)
+    project.write_config(text.replace(f"[deploy.{cloud}.queues]", f"{extra}[deploy.{cloud}.queues]"))
+    build_config.load(project.root, cloud, keys)
+    Deployment.open(project.app(), cloud, config=project.config)
+    project.write_config(text.replace(f"[deploy.{cloud}.queues]", f"colour = 1\n[deploy.{cloud}.queues]"))
+    with pytest.raises(BuildError, match="colour"):
+        build_config.load(project.root, cloud, keys)
+    assert "colour" in _refused(project, cloud, project.config.read_text())

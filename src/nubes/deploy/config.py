@@ -54,6 +54,17 @@ def find(app: Any, explicit: str | os.PathLike[str] | None = None) -> Path | Non
     return project_file(getattr(app, "root", None))
 
 
+def allowed_keys(cloud: str, deployer: Any | None = None) -> frozenset[str]:
+    """Every key ``[deploy.CLOUD]`` may hold: the common ones, the cloud deployer's ``settings`` and its
+    packaging's ``settings_keys`` (read by the build). ``nubes build`` and ``nubes deploy`` both check with
+    this one list, so a table one accepts the other does too."""
+    from nubes.core import clouds
+    from nubes.deploy.build.engine import packaging_for
+
+    deployer = deployer if deployer is not None else getattr(clouds.get(cloud), "deployer", None)
+    return COMMON | frozenset(getattr(deployer, "settings", ())) | frozenset(packaging_for(cloud).settings_keys)
+
+
 def home_store(app: Any, cloud: str, configured: Any, given: str | None = None) -> tuple[str, Any] | None:
     """The home store a deployed function uses and where it was set, or None: the rule ``App.storage_uri``
     follows at run time (the App's own ``storage=`` wins over the ``NUBES_STORAGE`` the cloud sets), so
@@ -112,7 +123,7 @@ def load(app: Any, cloud: str, deployer: Any, *, config: str | os.PathLike[str] 
 
 def _shape(app: Any, cloud: str, table: Mapping[str, Any], where: str, deployer: Any, problems: list[str]) -> Target | None:
     section = f"{where} [deploy.{cloud}]"
-    known = COMMON | deployer.settings
+    known = allowed_keys(cloud, deployer)
     unknown = sorted(set(table) - known)
     if unknown:
         problems.append(f"{section}: unknown setting(s) {unknown}; known: {sorted(known)}")
@@ -207,4 +218,4 @@ def _route_overrides(app: Any, value: Any, where: str, problems: list[str]) -> d
     return out
 
 
-__all__ = ["COMMON", "find", "home_store", "load", "read_table"]
+__all__ = ["COMMON", "allowed_keys", "find", "home_store", "load", "read_table"]

@@ -54,8 +54,9 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
     """Settings for building the app in ``app_root`` for ``cloud`` (BuildError naming the key on a mistake).
 
     ``[deploy.<cloud>]`` is shared with ``nubes deploy``: :attr:`BuildConfig.deploy` keeps the keys the
-    cloud's packaging reads (``packaging_keys``); a key neither the packaging nor the deployer knows is an
-    error here too, so a typo is caught by the build as well as by the deploy.
+    cloud's packaging reads (``packaging_keys``); the keys allowed are
+    :func:`nubes.deploy.config.allowed_keys`, the list ``nubes deploy`` checks too, so a typo is caught by
+    both and a key one accepts the other accepts.
     """
     cfg = BuildConfig()
     path = find_toml(app_root)
@@ -94,21 +95,14 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
     section = deploy.get(cloud, {})
     if not isinstance(section, dict):
         raise BuildError(f"{path}: [deploy.{cloud}] must be a table")
-    known = set(packaging_keys) | _deploy_keys(cloud)
+    from nubes.deploy.config import allowed_keys
+
+    known = allowed_keys(cloud) | set(packaging_keys)
     unknown = sorted(set(section) - known)
     if unknown:
         raise BuildError(f"{path}: [deploy.{cloud}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     cfg.deploy = {k: v for k, v in section.items() if k in packaging_keys}
     return cfg
-
-
-def _deploy_keys(cloud: str) -> set[str]:
-    """The ``[deploy.<cloud>]`` keys ``nubes deploy`` reads (its common ones and the cloud deployer's)."""
-    from nubes.core import clouds
-    from nubes.deploy.config import COMMON
-
-    deployer = clouds.get(cloud).deployer
-    return set(COMMON) | set(getattr(deployer, "settings", ()))
 
 
 def home_store(app: Any, cfg: BuildConfig, cloud: str, store_schemes: tuple[str, ...], given: str | None) -> str:
