@@ -97,10 +97,10 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
         raise BuildError(f"{path}: [deploy.{cloud}] must be a table")
     from nubes.deploy.config import allowed_keys
 
-    known = allowed_keys(cloud) | set(packaging_keys)
-    unknown = sorted(set(section) - known)
+    allowed = allowed_keys(cloud) | set(packaging_keys)
+    unknown = sorted(set(section) - allowed)
     if unknown:
-        raise BuildError(f"{path}: [deploy.{cloud}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise BuildError(f"{path}: [deploy.{cloud}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     cfg.deploy = {k: v for k, v in section.items() if k in packaging_keys}
     return cfg
 
