@@ -119,3 +119,16 @@ def azure_double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, account: str) 
         monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
         monkeypatch.setattr(deploy_state, "credential", StaticToken)  # no identity service on loopback
         yield server
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+    """``module.name`` replaced by a wrapper appending to the returned list on each call."""
+    calls: list[int] = []
+    real = getattr(module, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls

@@ -82,16 +82,11 @@ def test_the_double_refuses_what_the_sdk_models_do_not_describe() -> None:
 def test_the_credential_is_made_once_per_target_not_per_change(project_factory: Any, double: AzureDouble,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """With the Azure CLI credential each new one runs `az` for a token: once per command, not per change."""
+    from tests.deploy.conftest import count_calls
+
     from nubes.adapters.azure import deploy_state
 
-    made: list[int] = []
-    real = deploy_state.credential
-
-    def counted() -> Any:
-        made.append(1)
-        return real()
-
-    monkeypatch.setattr(deploy_state, "credential", counted)
+    made = count_calls(monkeypatch, deploy_state, "credential")
     d = _open(project_factory())
     plan = d.plan()
     d.apply(plan)

@@ -6,17 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.deploy.test_config import AWS
 from typer.testing import CliRunner
 
 from nubes.cli.main import cli
-
-AWS = """
-[deploy.aws]
-region = "us-east-1"
-storage = "s3://shop-home/apps/shop"
-[deploy.aws.queues]
-orders = "shop-orders"
-"""
 
 
 def _run(*args: str) -> Any:

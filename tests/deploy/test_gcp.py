@@ -117,16 +117,11 @@ def test_project_iam_changes_only_our_member_in_our_role(project_factory: Any, d
 
 def test_the_clients_are_made_once_per_target_not_per_change(project_factory: Any, double: GcpDouble,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.deploy.conftest import count_calls
+
     from nubes.adapters.gcp import deploy_state
 
-    made: list[int] = []
-    real = deploy_state.credentials
-
-    def counted() -> Any:
-        made.append(1)
-        return real()
-
-    monkeypatch.setattr(deploy_state, "credentials", counted)
+    made = count_calls(monkeypatch, deploy_state, "credentials")
     d = _open(project_factory())
     plan = d.plan()
     d.apply(plan)
