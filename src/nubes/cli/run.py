@@ -112,7 +112,8 @@ def serve(
         server = make_server(application, host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port")
-    err.print(f"nubes: serving {escape(repr(application.name))} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
+    name = escape(repr(application.name))
+    err.print(f"nubes: serving {name} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
     err.print(f"       OpenAPI: {server.url}/_nubes/openapi.json")
     try:
         server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered
