@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ("duckdb", "polars", "sklearn", "numpy", "pyarrow", "boto3", "botocore", "google.cloud.storage",
-         "google.api_core", "azure", "functions_framework", "flask", "typer", "rich")
+         "google.api_core", "azure", "functions_framework", "flask", "typer", "rich", "jwt", "cryptography")
 
 
 def test_import_nubes_loads_no_heavy_library() -> None:

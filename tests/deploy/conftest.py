@@ -1,7 +1,8 @@
-"""Deploy test helpers: a project (app + nubes.toml) in a temporary folder and a real built zip.
+"""Deploy test helpers: a project (app + nubes.toml) in a temporary folder and a small real artifact.
 
-Until ``nubes build`` lands, the artifact is made here the way the contract says: a zip with a
-``lambda_function.py`` importing the app, and a ``manifest.json`` beside it.
+The artifact is the build's contract without its slow steps (resolving and vendoring wheels): a zip
+holding the app and the entry files the cloud's packaging writes (``entry_files``, as ``nubes build``
+does), with a ``manifest.json`` beside it. ``tests/build`` covers the full build.
 """
 
 from __future__ import annotations
@@ -21,14 +22,6 @@ import nubes
 from nubes.core.loader import load_app
 
 APPS = Path(__file__).parent / "apps"
-
-ENTRY = {
-    "aws": ("lambda_function.py", "from {module} import app\nfrom nubes.adapters.aws import handler as _h\nhandler = _h(app)\n"),
-    "gcp": ("main.py", "from {module} import app\nfrom nubes.adapters.gcp import cloud_event_function, http_function\n"
-                       "main, events = http_function(app), cloud_event_function(app)\n"),
-    "azure": ("function_app.py", "import {module}\nfrom nubes.adapters.azure import function_app\napp = function_app({module}.app)\n"),
-}
-
 
 class Project:
     """``app.py`` (a copy of one of ``apps/``) and ``nubes.toml`` in a folder; ``spec`` is what the CLI takes."""
@@ -54,14 +47,17 @@ class Project:
 
 
 def make_artifact(out: Path, cloud: str, app_file: Path, *, arch: str = "x86_64", extra: bytes = b"", fmt: str = "zip") -> Path:
-    """A zip holding ``app_file`` and the cloud's entry module, and its ``manifest.json`` (the build contract)."""
-    name, entry = ENTRY[cloud]
+    """A zip holding ``app_file`` and the cloud's entry files, and its ``manifest.json`` (the build contract)."""
+    from nubes.deploy.build import packaging_for
+
+    pkg = packaging_for(cloud)
     module = app_file.stem
+    entry = pkg.entry_files(f"{module}:app", storage=f"{pkg.store_schemes[0]}://nubes-test/home", settings={}, arch=arch)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{module}-{cloud}.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
-        for member, data in ((name, entry.format(module=module).encode()), (app_file.name, app_file.read_bytes()),
-                             ("extra.bin", extra)):
+        for member, data in (*((name, text.encode()) for name, text in sorted(entry.items())),
+                             (app_file.name, app_file.read_bytes()), ("extra.bin", extra)):
             z.writestr(zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0)), data)
     data = path.read_bytes()
     manifest = {"cloud": cloud, "format": fmt, "path": path.name, "python": "3.12", "arch": arch,
@@ -123,3 +119,16 @@ def azure_double(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, account: str) 
         monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
         monkeypatch.setattr(deploy_state, "credential", StaticToken)  # no identity service on loopback
         yield server
+
+
+def count_calls(monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> list[int]:
+    """``module.name`` replaced by a wrapper appending to the returned list on each call."""
+    calls: list[int] = []
+    real = getattr(module, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls

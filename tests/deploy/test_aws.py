@@ -262,3 +262,17 @@ def test_plan_json_is_plain_data(project_factory: Any, aws: Any) -> None:
     assert data["summary"]["create"] == len(data["changes"])
     rule = next(c for c in data["changes"] if c["kind"] == "aws.events.rule")
     assert rule["properties"]["schedule"] == "cron(30 2 ? * MON-FRI *)"
+
+
+def test_the_url_after_an_apply_comes_from_the_plan_when_it_has_it(project_factory: Any, aws: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    project = project_factory()
+    d = _open(project)
+    plan = d.plan()
+    url = d.url(plan, d.apply(plan))  # a new API: read back from AWS
+    assert url and url == d.status()["url"]
+    bigger = _open(project, memory=2048)
+    plan = bigger.plan()
+    applied = bigger.apply(plan)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # no second read of the state: nothing answers there
+    assert bigger.url(plan, applied) == url

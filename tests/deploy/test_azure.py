@@ -77,3 +77,17 @@ def test_the_double_refuses_what_the_sdk_models_do_not_describe() -> None:
     assert check(models.Site, {"location": "x", "properties": {"serverFarmId": "a", "instanceMemory": 5}}, "Site") == [
         "Site.properties: SiteProperties has no field 'instanceMemory'"]
     assert check(models.Site, {"properties": {"state": "Running"}}, "Site") == ["Site.properties.state: read-only in SiteProperties"]
+
+
+def test_the_credential_is_made_once_per_target_not_per_change(project_factory: Any, double: AzureDouble,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the Azure CLI credential each new one runs `az` for a token: once per command, not per change."""
+    from tests.deploy.conftest import count_calls
+
+    from nubes.adapters.azure import deploy_state
+
+    made = count_calls(monkeypatch, deploy_state, "credential")
+    d = _open(project_factory())
+    plan = d.plan()
+    d.apply(plan)
+    assert len(plan.pending) > 5 and len(made) == 1

@@ -179,3 +179,69 @@ def test_an_artifact_built_for_another_architecture_is_refused(project_factory: 
         Deployment.open(project.app(), "aws", config=project.config, artifact=project.artifact("aws", arch="x86_64"))
     with pytest.raises(ConfigError, match="built for 'aws', not 'gcp'"):
         Deployment.open(project.app(), "gcp", config=project.write_config(GCP), artifact=project.artifact("aws"))
+
+
+@pytest.mark.parametrize(("cloud", "text", "line"), [
+    ("aws", AWS, 'log_retention_days = "30"'),
+    ("aws", AWS, "batch_size = 0"),
+    ("aws", AWS, "batch_size = 2.5"),
+    ("gcp", GCP, 'max_instances = "ten"'),
+    ("gcp", GCP, "concurrency = true"),
+    ("azure", AZURE, "max_instances = -1"),
+])
+def test_cloud_numeric_settings_are_checked_before_planning(project_factory: Any, cloud: str, text: str, line: str) -> None:
+    key = line.split(" =", 1)[0]
+    message = _refused(project_factory(), cloud, text.replace(f"[deploy.{cloud}.queues]", f"{line}\n[deploy.{cloud}.queues]"))
+    assert f"{key} must be a positive whole number" in message
+
+
+def _app_with_store(project: Any, uri: str) -> Any:
+    project.file.write_text(project.file.read_text().replace('nubes.App("shop", ', f'nubes.App("shop", storage={uri!r}, '))
+    return project.app()
+
+
+def test_the_apps_own_store_is_the_one_deployed_and_built(project_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """App(storage=...) wins at run time (App.storage_uri), so deploy and build choose it too."""
+    from nubes.deploy.build import config as build_config
+
+    monkeypatch.delenv("NUBES_STORAGE", raising=False)
+    project = project_factory()
+    app = _app_with_store(project, "s3://app-home/shop")
+    project.write_config(AWS.replace('storage = "s3://shop-home/apps/shop"\n', ""))
+    assert Deployment.open(app, "aws", config=project.config).target.storage == "s3://app-home/shop"
+    cfg = build_config.load(project.root, "aws", ("storage", "base_path"))
+    assert build_config.home_store(app, cfg, "aws", ("s3",), None) == "s3://app-home/shop"
+
+
+def test_an_app_store_that_differs_from_the_config_is_refused_naming_both(project_factory: Any) -> None:
+    from nubes.deploy.build import BuildError
+    from nubes.deploy.build import config as build_config
+
+    project = project_factory()
+    app = _app_with_store(project, "s3://app-home/shop")
+    project.write_config(AWS)
+    message = _refused(project, "aws", AWS)
+    assert "App(storage='s3://app-home/shop')" in message and "s3://shop-home/apps/shop" in message
+    cfg = build_config.load(project.root, "aws", ("storage", "base_path"))
+    with pytest.raises(BuildError, match="name different home stores"):
+        build_config.home_store(app, cfg, "aws", ("s3",), None)
+
+
+@pytest.mark.parametrize(("cloud", "text"), [("aws", AWS), ("gcp", GCP), ("azure", AZURE)])
+def test_build_and_deploy_accept_the_same_keys(project_factory: Any, cloud: str, text: str) -> None:
+    """A packaging key (aws base_path) builds and deploys; an unknown key is refused by both."""
+    from nubes.deploy.build import BuildError, packaging_for
+    from nubes.deploy.build import config as build_config
+
+    project = project_factory()
+    keys = packaging_for(cloud).settings_keys
+    packaging_only = sorted(set(keys) - {"storage"})
+    lines = {"base_path": 'base_path = "/api"', "schedules": "schedules = {}"}
+    extra = "".join(f"{lines[k]}\n" for k in packaging_only if k in lines)
+    project.write_config(text.replace(f"[deploy.{cloud}.queues]", f"{extra}[deploy.{cloud}.queues]"))
+    build_config.load(project.root, cloud, keys)
+    Deployment.open(project.app(), cloud, config=project.config)
+    project.write_config(text.replace(f"[deploy.{cloud}.queues]", f"colour = 1\n[deploy.{cloud}.queues]"))
+    with pytest.raises(BuildError, match="colour"):
+        build_config.load(project.root, cloud, keys)
+    assert "colour" in _refused(project, cloud, project.config.read_text())

@@ -89,3 +89,40 @@ def test_the_double_refuses_what_the_published_api_does_not_describe(double: Gcp
         urllib.request.urlopen(request, timeout=10)
     assert info.value.code == 400
     assert double.violations == ["Function.serviceConfig: unknown field 'memoryMb'"]
+
+
+def test_project_iam_changes_only_our_member_in_our_role(project_factory: Any, double: GcpDouble) -> None:
+    """Other members of the role and our member's other roles survive both the grant and its removal."""
+    ours = "serviceAccount:shop-nubes@shop-prod.iam.gserviceaccount.com"
+    double.policies["projects/shop-prod"] = {"etag": "BwE=", "bindings": [
+        {"role": "roles/owner", "members": ["user:owner@example.com"]},
+        {"role": "roles/eventarc.eventReceiver", "members": ["user:other@example.com"]},
+        {"role": "roles/viewer", "members": [ours]}]}
+    project = project_factory()
+    d = _open(project)
+    d.apply(d.plan())
+
+    def members() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for b in double.policies["projects/shop-prod"]["bindings"]:
+            out.setdefault(b["role"], set()).update(b["members"])
+        return out
+
+    assert members() == {"roles/owner": {"user:owner@example.com"}, "roles/viewer": {ours},
+                         "roles/eventarc.eventReceiver": {"user:other@example.com", ours}}
+    d.apply(d.destroy_plan())
+    assert members() == {"roles/owner": {"user:owner@example.com"}, "roles/viewer": {ours},
+                         "roles/eventarc.eventReceiver": {"user:other@example.com"}}
+
+
+def test_the_clients_are_made_once_per_target_not_per_change(project_factory: Any, double: GcpDouble,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.deploy.conftest import count_calls
+
+    from nubes.adapters.gcp import deploy_state
+
+    made = count_calls(monkeypatch, deploy_state, "credentials")
+    d = _open(project_factory())
+    plan = d.plan()
+    d.apply(plan)
+    assert len(plan.pending) > 5 and len(made) == 1

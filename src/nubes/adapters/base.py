@@ -80,16 +80,19 @@ class Deployer(Protocol):
     """What :mod:`nubes.deploy` needs from one cloud to plan, apply, destroy and export a deployment.
 
     ``cloud.CLOUD.deployer`` implements it. ``settings`` lists the cloud-specific keys of its
-    ``[deploy.CLOUD]`` table; ``validate`` returns every problem (each naming its fix) before anything
-    is created; ``desired`` derives the resources from the app, the target and the artifact (``None``
-    when not built: code-dependent properties are then ``None``); ``actual`` reads what exists from the
-    cloud (resources tagged with ``target.name``, and the retained ones among ``desired``), never a
-    local file; ``apply`` performs one change idempotently (safe to repeat after an interruption) and
-    returns the actual resource; ``endpoint`` is the deployment's URL; ``export`` renders resources
-    as an infrastructure-as-code document in one of ``export_formats``.
+    ``[deploy.CLOUD]`` table, and ``whole_numbers`` those among them that must be positive whole numbers
+    (checked with the common keys, so ``desired`` may convert them with ``int``); ``validate`` returns
+    every problem (each naming its fix) before anything is created; ``desired`` derives the resources
+    from the app, the target and the artifact (``None`` when not built: code-dependent properties are
+    then ``None``); ``actual`` reads what exists from the cloud (resources tagged with ``target.name``,
+    and the retained ones among ``desired``), never a local file; ``apply`` performs one change
+    idempotently (safe to repeat after an interruption) and returns the actual resource; ``endpoint`` is
+    the deployment's URL; ``export`` renders resources as an infrastructure-as-code document in one of
+    ``export_formats``.
     """
 
     settings: frozenset[str]
+    whole_numbers: frozenset[str]
     export_formats: tuple[str, ...]
 
     def validate(self, app: Any, target: Any) -> list[str]: ...

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from nubes.errors import ConfigError, NubesError
 
@@ -26,6 +26,7 @@ TAG_APP = "nubes:app"
 TAG_VERSION = "nubes:version"
 
 Action = Literal["create", "update", "delete", "unchanged"]
+T = TypeVar("T")
 
 
 class StateUnavailable(NubesError):
@@ -252,6 +253,7 @@ class ModuleDeployer:
     so planning and exporting never load an SDK they do not need."""
 
     package = ""
+    whole_numbers: frozenset[str] = frozenset()
 
     def _module(self, name: str) -> Any:
         import importlib
@@ -283,8 +285,38 @@ def join_key(*parts: str) -> str:
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
 
 
+def unless_absent(absent: Callable[[Exception], bool], call: Callable[[], T]) -> T | None:
+    """``call()``, or None when it raises an error ``absent`` recognises (not found, already gone: the
+    cloud's codes); any other error is raised. The deployers read and delete idempotently with it."""
+    try:
+        return call()
+    except Exception as exc:
+        if absent(exc):
+            return None
+        raise
+
+
+_CLIENTS: dict[tuple[Any, ...], Any] = {}
+
+
+def clients_for(key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """``make()`` once per ``key`` (a cloud's clients for one target and environment): a credential,
+    an SDK client or a CLI login costs from a tenth of a second to seconds, and a plan applies many changes."""
+    if key not in _CLIENTS:
+        _CLIENTS[key] = make()
+    return _CLIENTS[key]  # type: ignore[no-any-return]
+
+
+def apply_change(handlers: Mapping[str, Callable[[Any, Change, Target, Artifact | None], None]], clients: Any, change: Change,
+                 target: Target, artifact: Artifact | None) -> Resource | None:
+    """Apply ``change`` with its kind's handler; the resource as now deployed (None once deleted)."""
+    handlers[change.resource.kind](clients, change, target, artifact)
+    return change.resource if change.action != "delete" else None
+
+
 __all__ = ["TAG_APP", "TAG_VERSION", "Action", "Artifact", "Bindings", "Change", "JobsNeeds", "ModuleDeployer", "Resource",
-           "StateUnavailable", "Target", "bindings", "jobs", "join_key", "split_store"]
+           "StateUnavailable", "Target", "apply_change", "bindings", "clients_for", "jobs", "join_key", "split_store",
+           "unless_absent"]
 
 
 def terraform_name(name: str) -> str:

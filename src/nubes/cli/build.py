@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -109,5 +110,5 @@ def report(manifest: dict[str, Any], console: Console) -> None:
     if slimmed:
         console.print("slimmed: " + ", ".join(f"{k} −{v / 1e6:.1f} MB" for k, v in manifest["slimmed_bytes"].items()))
     for note in manifest["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"manifest: {Path(manifest['path']).parent if not manifest['split'] else manifest['path']}/manifest.json")

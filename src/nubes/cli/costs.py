@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nubes.cli.common import METHODS, AppArg, fail, load, request_parts
@@ -165,7 +166,7 @@ def quote(
     if result.get("peak_rss_mb"):
         console.print(f"peak memory about {result['peak_rss_mb']:,.0f} MB; durations at this machine's speed")
     for note in result.get("warnings", []):
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(str(note))}")
     if result.get("datasets"):
         sizes = ", ".join(f"{k} {v.get('bytes_now', 0):,} bytes" for k, v in result["datasets"].items())
         console.print(f"datasets: {sizes}")

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from nubes.cli.common import AppArg, cli, err, fail, load
 from nubes.errors import ConfigError, NubesError
+
+T = TypeVar("T")
 
 CloudOpt = Annotated[str, typer.Option("--cloud", help="aws, gcp or azure")]
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="nubes.toml to read (default: beside the app, else ./nubes.toml)")]
@@ -27,55 +31,60 @@ def _out() -> Console:
     return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
 
 
-def _open(app: str, cloud: str, config: str | None, artifact: str | None) -> Any:
-    from nubes.deploy.engine import Deployment
+def _checked(call: Callable[[], T], offline: Callable[[Exception], T] | None = None) -> T:
+    """``call()``, its errors turned into messages: the cloud's state unreadable exits 1 (unless ``offline``
+    answers instead), any other nubes error exits 2 (the message names the fix)."""
+    from nubes.deploy.engine import StateUnavailable
 
-    application = load(app)
     try:
-        return Deployment.open(application, cloud, config=config, artifact=artifact)
+        return call()
+    except StateUnavailable as exc:
+        if offline is None:
+            fail(str(exc), code=1)
+        return offline(exc)
     except NubesError as exc:
         fail(str(exc))
 
 
-def _build_or_reuse(app: str, cloud: str, target: Any) -> str:
-    """The manifest of an artifact for this app and cloud: the one in the default build folder when it
-    was built from exactly the current inputs (``inputs_sha256``), else a fresh ``nubes build``."""
-    import json
+def _open(app: str, cloud: str, config: str | None, artifact: str | None) -> Any:
+    from nubes.deploy.engine import Deployment
 
+    application = load(app)
+    return _checked(lambda: Deployment.open(application, cloud, config=config, artifact=artifact))
+
+
+def _build_or_reuse(spec: str, deployment: Any) -> Any:
+    """``deployment`` with an artifact for its app and cloud: the one in the default build folder when it
+    was built from exactly the current inputs (``inputs_sha256``), else a fresh ``nubes build``. The app
+    already loaded is reused (its file is executed once per command)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from nubes.cli.build import _RichSteps, report
-    from nubes.deploy.build import BuildError, BuildOptions
+    from nubes.deploy.build import BuildOptions
     from nubes.deploy.build import build as run_build
-    from nubes.deploy.build.engine import inputs_of
+    from nubes.deploy.build.engine import prepare
 
-    options = BuildOptions(app, cloud, arch=target.architecture, storage=target.storage)
-    try:
-        digest, out = inputs_of(options)
-    except (BuildError, NubesError) as exc:
-        fail(str(exc))
-    manifest = out / "manifest.json"
+    cloud, target = deployment.cloud, deployment.target
+    options = BuildOptions(spec, cloud, arch=target.architecture, storage=target.storage)
+    setup = _checked(lambda: prepare(options, deployment.app))
+    manifest = setup.out / "manifest.json"
     if manifest.is_file():
         try:
             found = json.loads(manifest.read_text(encoding="utf-8"))
         except ValueError:
             found = {}
-        if found.get("inputs_sha256") == digest:
-            err.print(f"reusing the artifact built from the same inputs: {manifest}")
-            return str(manifest)
+        if found.get("inputs_sha256") == setup.inputs:
+            err.print(f"reusing the artifact built from the same inputs: {escape(str(manifest))}")
+            return _checked(lambda: deployment.with_artifact(manifest))
     err.print(f"building the artifact for {cloud} (nothing built from these inputs yet)")
-    options.out = out
+    options.out = setup.out
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err) as progress:
-            result = run_build(options, _RichSteps(progress))
-    except (BuildError, NubesError) as exc:
+            result = run_build(options, _RichSteps(progress), setup=setup)
+    except NubesError as exc:
         fail(f"the build failed, so nothing was deployed: {exc}")
     report(result.manifest, err)  # stderr: stdout carries the plan
-    return str(result.manifest_path)
-
-
-def _unreachable(exc: Exception) -> NoReturn:
-    fail(f"{exc}", code=1)
+    return _checked(lambda: deployment.with_artifact(result.manifest_path))
 
 
 def _format(value: str) -> None:
@@ -105,20 +114,20 @@ def _show(plan: Any, cloud: str, format: str, verbose: bool = False) -> None:
     else:
         _out().print(render.plan_table(plan, verbose=verbose))
     for note in plan.notes:
-        err.print(f"note: {note}")
+        err.print(f"note: {escape(note)}")
     for kept in plan.kept:
-        err.print(f"kept (holds data): {kept.kind} {kept.name}")
+        err.print(escape(f"kept (holds data): {kept.kind} {kept.name}"))
 
 
-def _apply(deployment: Any, plan: Any) -> None:
+def _apply(deployment: Any, plan: Any) -> list[Any]:
     def step(change: Any, phase: str) -> None:
         if phase == "start":
-            err.print(f"{change.action} {change.resource.kind} {change.resource.name} ...", end="")
+            err.print(escape(f"{change.action} {change.resource.kind} {change.resource.name} ..."), end="")
         else:
             err.print(" done")
 
     try:
-        deployment.apply(plan, step)
+        return list(deployment.apply(plan, step))
     except ConfigError as exc:
         fail(str(exc))
     except Exception as exc:  # the cloud refused: what was applied stays; the next run finishes the rest
@@ -138,22 +147,19 @@ def deploy(
     config: ConfigOpt = None,
     artifact: ArtifactOpt = None,
 ) -> None:
-    """Plan the app's resources on CLOUD against what is deployed, print the plan, then apply it."""
-    from nubes.deploy.engine import StateUnavailable
+    """Plan the app's resources on CLOUD against what is deployed, print the plan, then apply it.
 
+    Without --artifact, applying builds the artifact first (or reuses the one built from the same inputs)."""
     _format(format)
     deployment = _open(app, cloud, config, artifact)
     if artifact is None and not dry_run:
-        deployment = _open(app, cloud, config, _build_or_reuse(app, cloud, deployment.target))
-    try:
-        plan = deployment.plan()
-    except StateUnavailable as exc:
-        if not dry_run:
-            _unreachable(exc)
-        err.print(f"[yellow]warning:[/] {exc}; planning as if nothing were deployed")
-        plan = deployment.plan(offline=True)
-    except NubesError as exc:
-        fail(str(exc))
+        deployment = _build_or_reuse(app, deployment)
+
+    def offline(exc: Exception) -> Any:
+        err.print(f"[yellow]warning:[/] {escape(str(exc))}; planning as if nothing were deployed")
+        return _checked(lambda: deployment.plan(offline=True))
+
+    plan = _checked(deployment.plan, offline if dry_run else None)
     _show(plan, cloud, format, verbose)
     if dry_run:
         return
@@ -161,9 +167,13 @@ def deploy(
         err.print("nothing to change")
         return
     _confirm(yes, f"apply {len(plan.pending)} change(s) to {cloud}?")
-    _apply(deployment, plan)
-    url = deployment.deployer.endpoint(deployment.actual())
-    err.print(f"deployed {deployment.target.name} to {cloud}" + (f": {url}" if url else ""))
+    applied = _apply(deployment, plan)
+    try:
+        url = deployment.url(plan, applied)
+    except NubesError as exc:  # applied: only the URL is unknown
+        err.print(f"[yellow]warning:[/] the URL could not be read ({escape(str(exc))}); `nubes status` shows it")
+        url = None
+    err.print(escape(f"deployed {deployment.target.name} to {cloud}" + (f": {url}" if url else "")))
 
 
 @cli.command()
@@ -176,16 +186,9 @@ def destroy(
     config: ConfigOpt = None,
 ) -> None:
     """Remove what nubes created for the app on CLOUD (tagged with its name); buckets and queues are kept."""
-    from nubes.deploy.engine import StateUnavailable
-
     _format(format)
     deployment = _open(app, cloud, config, None)
-    try:
-        plan = deployment.destroy_plan()
-    except StateUnavailable as exc:
-        _unreachable(exc)
-    except NubesError as exc:
-        fail(str(exc))
+    plan = _checked(deployment.destroy_plan)
     _show(plan, cloud, format, verbose=True)
     if dry_run or plan.empty:
         if plan.empty:
@@ -201,16 +204,10 @@ def status(app: AppArg, cloud: CloudOpt, format: FormatOpt = "table", config: Co
            artifact: ArtifactOpt = None) -> None:
     """The deployed version, URL and drift (what differs from the app and its config)."""
     from nubes.deploy import render
-    from nubes.deploy.engine import StateUnavailable
 
     _format(format)
     deployment = _open(app, cloud, config, artifact)
-    try:
-        state = deployment.status()
-    except StateUnavailable as exc:
-        _unreachable(exc)
-    except NubesError as exc:
-        fail(str(exc))
+    state = _checked(deployment.status)
     if format == "json":
         print(json.dumps(state, indent=2, default=str))
     else:
@@ -228,13 +225,16 @@ def export(
 ) -> None:
     """The same resources `nubes deploy` manages, as a template for your own pipeline (JSON)."""
     deployment = _open(app, cloud, config, artifact)
-    try:
-        document = deployment.export(format)
-    except NubesError as exc:
-        fail(str(exc))
+    document = _checked(lambda: deployment.export(format))
     text = json.dumps(document, indent=2, sort_keys=False) + "\n"
     if out:
-        Path(out).write_text(text, encoding="utf-8")
-        err.print(f"wrote {out}")
+        from nubes.deploy.build.archive import atomic
+
+        try:
+            with atomic(Path(out)) as file:
+                file.write(text.encode("utf-8"))
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror or exc}; pass -o a path in an existing, writable folder")
+        err.print(f"wrote {escape(out)}")
     else:
         sys.stdout.write(text)

@@ -9,6 +9,7 @@ from datetime import UTC
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from nubes.cli.common import AppArg, cli, err, fail, load
 from nubes.core.clouds import names as _cloud_names
@@ -86,7 +87,7 @@ def serve_emulated(spec: str, host: str, port: int, emulate: str, aws_event: str
         emulator.close()
         fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port")
     settings = emulator.provider.settings
-    err.print(f"nubes: emulating {emulator.provider.label} for {application.name!r} on [bold]{server.url}[/]  "
+    err.print(f"nubes: emulating {emulator.provider.label} for {escape(repr(application.name))} on [bold]{server.url}[/]  "
               f"(timeout {settings.timeout:g} s, memory {settings.memory} MB, up to {workers} workers; Ctrl+C to stop)")
     if any(r.options.get("job") for r in application.routes):
         profile = emulator.provider

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nubes.cli.common import METHODS, AppArg, cli, err, fail, load, request_parts
@@ -57,7 +58,7 @@ def invoke(
         out.write(b"\n")
     if output is not None:
         output.write_bytes(response.body)
-        err.print(f"wrote {len(response.body):,} bytes to {output}")
+        err.print(f"wrote {len(response.body):,} bytes to {escape(str(output))}")
     elif response.body:
         media = response.media_type or ""
         textual = media.startswith("text/") or "json" in media or media.endswith("xml")
@@ -111,7 +112,8 @@ def serve(
         server = make_server(application, host, port)
     except OSError as exc:
         fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another with --port")
-    err.print(f"nubes: serving {application.name!r} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
+    name = escape(repr(application.name))
+    err.print(f"nubes: serving {name} ({len(application.routes)} routes) on [bold]{server.url}[/]  (Ctrl+C to stop)")
     err.print(f"       OpenAPI: {server.url}/_nubes/openapi.json")
     try:
         server.serve_forever()  # returns on SIGINT / SIGTERM, once the requests in flight are answered

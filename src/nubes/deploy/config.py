@@ -54,6 +54,35 @@ def find(app: Any, explicit: str | os.PathLike[str] | None = None) -> Path | Non
     return project_file(getattr(app, "root", None))
 
 
+def allowed_keys(cloud: str, deployer: Any | None = None) -> frozenset[str]:
+    """Every key ``[deploy.CLOUD]`` may hold: the common ones, the cloud deployer's ``settings`` and its
+    packaging's ``settings_keys`` (read by the build). ``nubes build`` and ``nubes deploy`` both check with
+    this one list, so a table one accepts the other does too."""
+    from nubes.core import clouds
+    from nubes.deploy.build.engine import packaging_for
+
+    deployer = deployer if deployer is not None else getattr(clouds.get(cloud), "deployer", None)
+    return COMMON | frozenset(getattr(deployer, "settings", ())) | frozenset(packaging_for(cloud).settings_keys)
+
+
+def home_store(app: Any, cloud: str, configured: Any, given: str | None = None) -> tuple[str, Any] | None:
+    """The home store a deployed function uses and where it was set, or None: the rule ``App.storage_uri``
+    follows at run time (the App's own ``storage=`` wins over the ``NUBES_STORAGE`` the cloud sets), so
+    ``App(storage=...)``, then ``--storage`` (``given``), then ``[deploy.CLOUD] storage`` (``configured``), then
+    ``NUBES_STORAGE``. Both the build and ``nubes deploy`` choose with it; an App store that differs from an
+    explicit one is a :class:`ConfigError` naming both (the deploy would provision one, the code use the other)."""
+    in_code = getattr(app, "_storage_uri", None)
+    explicit = [("--storage", given), (f"[deploy.{cloud}] storage", configured)]
+    for source, uri in explicit:
+        if in_code and uri and uri != in_code:
+            raise ConfigError(f"App(storage={in_code!r}) and {source} = {uri!r} name different home stores; the deployed "
+                              f"code uses App(storage=...): remove storage= from the App (so {source} is used) or make them equal")
+    for source, uri in [("App(storage=...)", in_code), *explicit, ("NUBES_STORAGE", os.environ.get("NUBES_STORAGE"))]:
+        if uri:
+            return source, uri
+    return None
+
+
 def _routes(app: Any) -> list[Any]:
     return [r for r in getattr(getattr(app, "router", None), "routes", ()) if not getattr(r, "internal", False)]
 
@@ -94,31 +123,19 @@ def load(app: Any, cloud: str, deployer: Any, *, config: str | os.PathLike[str] 
 
 def _shape(app: Any, cloud: str, table: Mapping[str, Any], where: str, deployer: Any, problems: list[str]) -> Target | None:
     section = f"{where} [deploy.{cloud}]"
-    known = COMMON | deployer.settings
+    known = allowed_keys(cloud, deployer)
     unknown = sorted(set(table) - known)
     if unknown:
         problems.append(f"{section}: unknown setting(s) {unknown}; known: {sorted(known)}")
     name = table.get("name", getattr(app, "name", None))
     if not isinstance(name, str) or not name:
         problems.append(f"{section} name must be a non-empty string (default: the App's name)")
-    storage = table.get("storage")
-    if not storage:
-        problems.append(f"{section} has no storage: a deployed function needs a home store in the cloud, e.g. "
-                        f'storage = "<scheme>://bucket/prefix" (the local default file://.nubes cannot be used)')
-    elif not isinstance(storage, str) or "://" not in storage:
-        problems.append(f"{section} storage {storage!r} is not a store URI; e.g. storage = \"<scheme>://bucket/prefix\"")
-    elif storage.split("://", 1)[0] in LOCAL_SCHEMES:
-        problems.append(f"{section} storage {storage!r} is local to this machine; a function cannot reach it: "
-                        "use the cloud's object store")
-    else:
-        try:
-            split_store(storage)
-        except ConfigError as exc:
-            problems.append(f"{section} storage: {exc}")
-    for key in ("memory", "timeout"):
+    storage = _storage(app, cloud, table.get("storage"), where, problems)
+    units = {"memory": " (MB)", "timeout": " (seconds)"}
+    for key in ("memory", "timeout", *sorted(getattr(deployer, "whole_numbers", ()))):
         value = table.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-            problems.append(f"{section} {key} must be a positive whole number ({'MB' if key == 'memory' else 'seconds'}), not {value!r}")
+            problems.append(f"{section} {key} must be a positive whole number{units.get(key, '')}, not {value!r}")
     for key in ("region", "architecture", "http"):
         if key in table and not isinstance(table[key], str):
             problems.append(f"{section} {key} must be a string, not {table[key]!r}")
@@ -138,6 +155,31 @@ def _shape(app: Any, cloud: str, table: Mapping[str, Any], where: str, deployer:
     return Target(cloud=cloud, name=str(name), storage=str(storage), region=table.get("region"), memory=table.get("memory"),
                   timeout=table.get("timeout"), architecture=table.get("architecture"), http=table.get("http"),
                   environment=environment, routes=routes, sources=sources, queues=queues, extra=extra, source_file=where)
+
+
+def _storage(app: Any, cloud: str, configured: Any, where: str, problems: list[str]) -> Any:
+    """The home store chosen by :func:`home_store`, with a problem for each reason a function cannot use it."""
+    section = f"{where} [deploy.{cloud}]"
+    try:
+        source, storage = home_store(app, cloud, configured) or ("", None)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return None
+    source = f"{where} {source}" if source.startswith("[") else source
+    if not storage:
+        problems.append(f"{section} has no storage: a deployed function needs a home store in the cloud, e.g. "
+                        f'storage = "<scheme>://bucket/prefix" (the local default file://.nubes cannot be used)')
+    elif not isinstance(storage, str) or "://" not in storage:
+        problems.append(f"{source} {storage!r} is not a store URI; e.g. storage = \"<scheme>://bucket/prefix\"")
+    elif storage.split("://", 1)[0] in LOCAL_SCHEMES:
+        problems.append(f"{source} {storage!r} is local to this machine; a function cannot reach it: "
+                        "use the cloud's object store")
+    else:
+        try:
+            split_store(storage)
+        except ConfigError as exc:
+            problems.append(f"{source}: {exc}")
+    return storage
 
 
 def _string_table(value: Any, where: str, problems: list[str], *, values: bool = False) -> dict[str, str]:
@@ -176,4 +218,4 @@ def _route_overrides(app: Any, value: Any, where: str, problems: list[str]) -> d
     return out
 
 
-__all__ = ["COMMON", "find", "load", "read_table"]
+__all__ = ["COMMON", "allowed_keys", "find", "home_store", "load", "read_table"]

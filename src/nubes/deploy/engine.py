@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from nubes.adapters.deployment import TAG_VERSION, Artifact, Change, Resource, StateUnavailable, Target
@@ -42,14 +42,11 @@ class Deployment:
         if deployer is None:
             raise ConfigError(f"cloud {cloud!r} cannot deploy yet (its cloud object has no deployer)")
         target = deploy_config.load(app, cloud, deployer, config=config)
-        built = artifact if isinstance(artifact, Artifact) or artifact is None else Artifact.from_manifest(artifact)
-        if built is not None and built.cloud != cloud:
-            raise ConfigError(f"the artifact {built.path} was built for {built.cloud!r}, not {cloud!r}; "
-                              f"build it with `nubes build APP --cloud {cloud}`")
-        if built is not None and target.architecture and built.arch and built.arch != target.architecture:
-            raise ConfigError(f"the artifact {built.path} was built for {built.arch}, but {target.where('architecture')} is "
-                              f"{target.architecture}: rebuild with `nubes build APP --cloud {cloud} --arch {target.architecture}`")
-        return cls(app, cloud, deployer, target, built)
+        return cls(app, cloud, deployer, target, _checked(artifact, cloud, target))
+
+    def with_artifact(self, artifact: str | os.PathLike[str] | Artifact) -> Deployment:
+        """The same deployment (app, validated target) with ``artifact``, checked as :meth:`open` checks it."""
+        return replace(self, artifact=_checked(artifact, self.cloud, self.target))
 
     # -- reading ------------------------------------------------------------------------------------
     def desired(self) -> list[Resource]:
@@ -99,6 +96,13 @@ class Deployment:
                 on_step(change, "done")
         return done
 
+    def url(self, plan: Plan, applied: list[Resource]) -> str | None:
+        """The URL after applying ``plan``: from what the apply returned or the state the plan read, and
+        read from the cloud only when neither holds it (a front just created)."""
+        known = [*applied, *(c.actual for c in plan.changes if c.actual is not None and c.action != "delete")]
+        url = self.deployer.endpoint(known) or self.deployer.endpoint(self.actual())
+        return str(url) if url else None
+
     # -- reporting ----------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Deployed version, URL and drift (the pending changes of a plan without code comparison)."""
@@ -121,6 +125,18 @@ class Deployment:
         if fmt not in formats:
             raise ConfigError(f"{self.cloud} exports as {', '.join(formats)}, not {fmt!r}")
         return dict(self.deployer.export(self.desired(), self.target, self.artifact, fmt))
+
+
+def _checked(artifact: str | os.PathLike[str] | Artifact | None, cloud: str, target: Target) -> Artifact | None:
+    """The artifact's manifest read, refused when built for another cloud or architecture than ``target``."""
+    built = artifact if isinstance(artifact, Artifact) or artifact is None else Artifact.from_manifest(artifact)
+    if built is not None and built.cloud != cloud:
+        raise ConfigError(f"the artifact {built.path} was built for {built.cloud!r}, not {cloud!r}; "
+                          f"build it with `nubes build APP --cloud {cloud}`")
+    if built is not None and target.architecture and built.arch and built.arch != target.architecture:
+        raise ConfigError(f"the artifact {built.path} was built for {built.arch}, but {target.where('architecture')} is "
+                          f"{target.architecture}: rebuild with `nubes build APP --cloud {cloud} --arch {target.architecture}`")
+    return built
 
 
 __all__ = ["CODE", "Deployment", "StateUnavailable"]

@@ -22,6 +22,7 @@ def short(value: Any, limit: int = 60) -> str:
 
 def plan_table(plan: Plan, *, verbose: bool = False) -> Any:
     """A rich Table: one row per change (unchanged rows only when ``verbose``), with what changes."""
+    from rich.markup import escape
     from rich.table import Table
 
     counts = plan.counts()
@@ -43,7 +44,8 @@ def plan_table(plan: Plan, *, verbose: bool = False) -> Any:
         else:
             what = ""
         style = _STYLE[change.action]
-        table.add_row(f"[{style}]{_SIGN[change.action]} {change.action}[/]", change.resource.kind, change.resource.name, what)
+        table.add_row(f"[{style}]{_SIGN[change.action]} {change.action}[/]", escape(change.resource.kind), escape(change.resource.name),
+                      escape(what))
     return table
 
 
@@ -52,21 +54,29 @@ def plan_json(plan: Plan) -> str:
 
 
 def status_table(status: dict[str, Any]) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{status['name']} on {status['cloud']}", show_header=False, title_justify="left")
+    table = Table(title=escape(f"{status['name']} on {status['cloud']}"), show_header=False, title_justify="left")
     table.add_column("what", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("deployed", "yes" if status["deployed"] else "no")
-    table.add_row("version", str(status["version"] or "-"))
-    table.add_row("code sha256", str(status["code_sha256"] or "-"))
-    table.add_row("url", str(status["url"] or "-"))
-    table.add_row("resources", "\n".join(f"{r['kind']} {r['name']}" for r in status["resources"]) or "-")
-    drift = status["drift"]
-    table.add_row("drift", "none" if not drift else "\n".join(
-        f"{d['action']} {d['kind']} {d['name']}" + (f": {', '.join(d.get('changes', {}))}" if d.get("changes") else "")
-        for d in drift))
+    for what, value in _status_rows(status):
+        table.add_row(what, escape(value))
     return table
+
+
+def _status_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
+    drift = status["drift"]
+    return [
+        ("deployed", "yes" if status["deployed"] else "no"),
+        ("version", str(status["version"] or "-")),
+        ("code sha256", str(status["code_sha256"] or "-")),
+        ("url", str(status["url"] or "-")),
+        ("resources", "\n".join(f"{r['kind']} {r['name']}" for r in status["resources"]) or "-"),
+        ("drift", "none" if not drift else "\n".join(
+            f"{d['action']} {d['kind']} {d['name']}" + (f": {', '.join(d.get('changes', {}))}" if d.get("changes") else "")
+            for d in drift)),
+    ]
 
 
 __all__ = ["plan_json", "plan_table", "short", "status_table"]

@@ -101,6 +101,7 @@ class AwsDeployer(ModuleDeployer):
 
     package = "nubes.adapters.aws"
     settings = frozenset({"log_retention_days", "image_uri", "batch_size", "account"})
+    whole_numbers = frozenset({"log_retention_days", "batch_size"})
     export_formats = ("sam", "cloudformation", "terraform")
 
     # -- validation -----------------------------------------------------------------------------------

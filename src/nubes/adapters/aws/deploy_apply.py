@@ -13,19 +13,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from nubes.adapters.aws.deploy_state import _ASSUME, _code, code_location, resolved, retry_role
+from nubes.adapters.aws.deploy_state import _ASSUME, _code, _ignore, code_location, resolved, retry_role
 from nubes.adapters.deployment import TAG_APP, Artifact, Change, Target, join_key, split_store
 
 Client = Callable[[str], Any]
-
-
-def _ignore(codes: tuple[str, ...], call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except Exception as exc:
-        if _code(exc) not in codes:
-            raise
-        return None
 
 
 def _function_arn(client: Client, name: str) -> str:

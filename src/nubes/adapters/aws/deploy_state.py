@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from nubes.adapters.deployment import TAG_APP, Artifact, Change, Resource, Target, join_key, split_store
+from nubes.adapters.deployment import TAG_APP, Artifact, Change, Resource, Target, apply_change, join_key, split_store, unless_absent
 from nubes.errors import ConfigError
 
 _ASSUME = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
@@ -71,6 +71,11 @@ def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+def _ignore(codes: tuple[str, ...], call: Callable[[], Any]) -> Any:
+    """``call()``, or None when AWS answers with one of the error ``codes`` (any other error is raised)."""
+    return unless_absent(lambda exc: _code(exc) in codes, call)
+
+
 def account(target: Target) -> str | None:
     """The caller's account id (STS), or None when no credentials are available."""
     try:
@@ -86,12 +91,8 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
     out: list[Resource] = []
     for r in desired:
         if r.kind == "aws.s3.bucket" and _exists(functools.partial(client("s3").head_bucket, Bucket=r.name)):
-            try:
-                tag_set = client("s3").get_bucket_tagging(Bucket=r.name).get("TagSet", [])
-            except Exception as exc:
-                if _code(exc) not in ("NoSuchTagSet", "NoSuchTagSetError", "AccessDenied"):
-                    raise
-                tag_set = []
+            tag_set = (_ignore(("NoSuchTagSet", "NoSuchTagSetError", "AccessDenied"),
+                               functools.partial(client("s3").get_bucket_tagging, Bucket=r.name)) or {}).get("TagSet", [])
             tags = {t["Key"]: t["Value"] for t in tag_set if t["Key"] == TAG_APP}
             out.append(Resource(r.kind, r.name, {}, tags, rank=0, retain=True))
         elif r.kind == "aws.sqs.queue" and _exists(functools.partial(client("sqs").get_queue_url, QueueName=r.name)):
@@ -108,33 +109,21 @@ def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resourc
                                 {TAG_APP: tags.get(TAG_APP, "")}, rank=0))
     iam = client("iam")
     role = deployer.role(target)
-    try:
-        got = iam.get_role(RoleName=role)["Role"]
-    except Exception as exc:
-        if _code(exc) != "NoSuchEntity":
-            raise
-    else:
+    got = _ignore(("NoSuchEntity",), functools.partial(iam.get_role, RoleName=role))
+    if got is not None:
+        got = got["Role"]
         tags = {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role).get("Tags", [])}
         _ours(tags, target, "IAM role", role)
-        try:
-            policy = iam.get_role_policy(RoleName=role, PolicyName="nubes")["PolicyDocument"]
-            policy = json.loads(unquote(policy)) if isinstance(policy, str) else policy
-        except Exception as exc:
-            if _code(exc) != "NoSuchEntity":
-                raise
-            policy = None
+        policy = (_ignore(("NoSuchEntity",), functools.partial(iam.get_role_policy, RoleName=role, PolicyName="nubes"))
+                  or {}).get("PolicyDocument")
+        policy = json.loads(unquote(policy)) if isinstance(policy, str) else policy
         assume = got.get("AssumeRolePolicyDocument")
         assume = json.loads(unquote(assume)) if isinstance(assume, str) else assume
         service = ((assume or {}).get("Statement") or [{}])[0].get("Principal", {}).get("Service")
         out.append(Resource("aws.iam.role", role, {"path": got.get("Path"), "assume": service, "policy": policy},
                             {TAG_APP: tags.get(TAG_APP, "")}, rank=1, outputs={"arn": got["Arn"]}))
     lam = client("lambda")
-    try:
-        fn = lam.get_function(FunctionName=name)
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
-        fn = None
+    fn = _ignore(("ResourceNotFoundException",), functools.partial(lam.get_function, FunctionName=name))
     if fn is not None:
         cfg, tags = fn["Configuration"], fn.get("Tags", {})
         _ours(tags, target, "Lambda function", name)
@@ -180,32 +169,22 @@ def _ours(tags: dict[str, str], target: Target, what: str, name: str) -> None:
 
 
 def _exists(call: Callable[[], Any]) -> bool:
-    try:
-        call()
-    except Exception as exc:
-        if _code(exc) in ("404", "NoSuchBucket", "NotFound", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
-            return False
-        raise
-    return True
+    codes = ("404", "NoSuchBucket", "NotFound", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+    return _ignore(codes, lambda: call() or True) is not None
 
 
 def _triggers(client: Callable[[str], Any], target: Target, function_arn: str) -> list[Resource]:
     lam, name, out = client("lambda"), target.name, []
-    try:
-        url = lam.get_function_url_config(FunctionName=name)
+    missing = ("ResourceNotFoundException",)
+    url = _ignore(missing, functools.partial(lam.get_function_url_config, FunctionName=name))
+    if url is not None:
         out.append(Resource("aws.lambda.url", name, {"auth_type": url["AuthType"], "invoke_mode": url.get("InvokeMode", "BUFFERED"),
                                                       "function": name}, {}, rank=3, outputs={"url": url["FunctionUrl"]}))
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
-    try:
-        invoke = lam.get_function_event_invoke_config(FunctionName=name)
+    invoke = _ignore(missing, functools.partial(lam.get_function_event_invoke_config, FunctionName=name))
+    if invoke is not None:
         out.append(Resource("aws.lambda.event_invoke_config", name, {
             "function": name, "maximum_retry_attempts": invoke.get("MaximumRetryAttempts"),
             "maximum_event_age_s": invoke.get("MaximumEventAgeInSeconds")}, {}, rank=3))
-    except Exception as exc:
-        if _code(exc) != "ResourceNotFoundException":
-            raise
     for esm in lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", []):
         queue = esm["EventSourceArn"].rsplit(":", 1)[-1]
         out.append(Resource("aws.lambda.event_source_mapping", queue, {
@@ -230,23 +209,18 @@ def _triggers(client: Callable[[str], Any], target: Target, function_arn: str) -
 
 
 def _notifying_buckets(lam: Any, name: str) -> list[str]:
-    try:
-        policy = json.loads(lam.get_policy(FunctionName=name)["Policy"])
-    except Exception as exc:
-        if _code(exc) == "ResourceNotFoundException":
-            return []
-        raise
+    answer = _ignore(("ResourceNotFoundException",), functools.partial(lam.get_policy, FunctionName=name))
+    if answer is None:
+        return []
+    policy = json.loads(answer["Policy"])
     sids = (s.get("Sid", "") for s in policy.get("Statement", []))
     return sorted({sid[len("nubes-s3-"):] for sid in sids if sid.startswith("nubes-s3-")})
 
 
 def _our_notifications(s3: Any, bucket: str, target: Target) -> list[dict[str, Any]]:
-    try:
-        config = s3.get_bucket_notification_configuration(Bucket=bucket)
-    except Exception as exc:
-        if _code(exc) in ("NoSuchBucket", "404"):
-            return []
-        raise
+    config = _ignore(("NoSuchBucket", "404"), functools.partial(s3.get_bucket_notification_configuration, Bucket=bucket))
+    if config is None:
+        return []
     rules = []
     for item in config.get("LambdaFunctionConfigurations", []):
         if item.get("Id", "").startswith(f"nubes-{target.name}-"):
@@ -288,9 +262,7 @@ def _apis(client: Callable[[str], Any], target: Target) -> list[Resource]:
 def apply(deployer: Any, change: Change, target: Target, artifact: Artifact | None) -> Resource | None:
     from nubes.adapters.aws import deploy_apply
 
-    handler = deploy_apply.HANDLERS[change.resource.kind]
-    handler(_clients(target), change, target, artifact)
-    return change.resource if change.action != "delete" else None
+    return apply_change(deploy_apply.HANDLERS, _clients(target), change, target, artifact)
 
 
 def retry_role(call: Callable[[], Any]) -> Any:

@@ -60,6 +60,7 @@ class AzureDeployer(ModuleDeployer):
 
     package = "nubes.adapters.azure"
     settings = frozenset({"location", "resource_group", "subscription", "account", "plan", "max_instances"})
+    whole_numbers = frozenset({"max_instances"})
     export_formats = ("terraform",)
 
     def validate(self, app: Any, target: Target) -> list[str]:

@@ -17,7 +17,17 @@ import urllib.request
 from functools import cached_property
 from typing import Any
 
-from nubes.adapters.deployment import TAG_APP, Artifact, Change, Resource, StateUnavailable, Target
+from nubes.adapters.deployment import (
+    TAG_APP,
+    Artifact,
+    Change,
+    Resource,
+    StateUnavailable,
+    Target,
+    apply_change,
+    clients_for,
+    unless_absent,
+)
 from nubes.errors import ConfigError
 
 
@@ -51,7 +61,6 @@ class Apis:
     """The management clients for one target, made on first use."""
 
     def __init__(self, target: Target) -> None:
-        self.target = target
         self.subscription = str(target.extra.get("subscription"))
         self.group = str(target.extra.get("resource_group"))
         self.account = str(target.extra.get("account"))
@@ -95,12 +104,16 @@ def _missing(exc: Exception) -> bool:
 
 
 def _get(call: Any) -> Any:
-    try:
-        return call()
-    except Exception as exc:
-        if _missing(exc):
-            return None
-        raise
+    return unless_absent(_missing, call)
+
+
+def apis_for(target: Target) -> Apis:
+    """The clients for ``target``, made once per subscription, group, account and credentials in the
+    environment (the Azure CLI credential runs ``az`` for a token: once, not per change)."""
+    key = ("azure", target.extra.get("subscription"), target.extra.get("resource_group"), target.extra.get("account"), credential,
+           *(os.environ.get(v) for v in ("NUBES_AZURE_ENDPOINT", "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "NUBES_AZURE_MANAGED_IDENTITY",
+                                         "HOME")))
+    return clients_for(key, lambda: Apis(target))
 
 
 def _ours(tags: Any, target: Target, what: str, name: str) -> None:
@@ -111,7 +124,7 @@ def _ours(tags: Any, target: Target, what: str, name: str) -> None:
 
 # -- reading ------------------------------------------------------------------------------------------
 def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resource]:
-    apis, name, out = Apis(target), target.name, []
+    apis, name, out = apis_for(target), target.name, []
     for r in desired:
         if r.kind == "azure.storage.account":
             found = _get(lambda r=r: apis.storage.storage_accounts.get_properties(apis.group, r.name))
@@ -177,8 +190,7 @@ def _site(apis: Apis, site: Any) -> Resource:
 def apply(deployer: Any, change: Change, target: Target, artifact: Artifact | None) -> Resource | None:
     from nubes.adapters.azure import deploy_apply
 
-    deploy_apply.HANDLERS[change.resource.kind](Apis(target), change, target, artifact)
-    return change.resource if change.action != "delete" else None
+    return apply_change(deploy_apply.HANDLERS, apis_for(target), change, target, artifact)
 
 
 def publish(apis: Apis, site: str, artifact: Artifact) -> None:
@@ -190,4 +202,4 @@ def publish(apis: Apis, site: str, artifact: Artifact) -> None:
         response.read()
 
 
-__all__ = ["Apis", "NoCredentials", "apply", "credential", "publish", "read"]
+__all__ = ["Apis", "NoCredentials", "apis_for", "apply", "credential", "publish", "read"]

@@ -68,6 +68,7 @@ class GcpDeployer(ModuleDeployer):
 
     package = "nubes.adapters.gcp"
     settings = frozenset({"project", "max_instances", "concurrency"})
+    whole_numbers = frozenset({"max_instances", "concurrency"})
     export_formats = ("terraform",)
 
     def validate(self, app: Any, target: Target) -> list[str]:

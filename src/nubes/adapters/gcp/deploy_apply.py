@@ -90,10 +90,8 @@ def project_iam(apis: Apis, change: Change, target: Target, artifact: Artifact |
     policy = projects.getIamPolicy(resource=resource, body={}).execute()
     member, role = change.resource.properties["member"], change.resource.name
     bindings = list(policy.get("bindings", []))
-    others = [{**b, "members": [m for m in b["members"] if m != member]} if b["role"] == role else b for b in bindings]
-    others = [b for b in others if b["members"]]
-    if change.action != "delete":
-        others.append({"role": role, "members": [member]})
+    wanted = [] if change.action == "delete" else [{"role": role, "members": [member]}]
+    others = [b for b in bindings if b["role"] != role] + _rebind([b for b in bindings if b["role"] == role], member, wanted)
     projects.setIamPolicy(resource=resource, body={"policy": {**policy, "bindings": others}}).execute()
 
 

@@ -21,7 +21,17 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from nubes.adapters.deployment import TAG_APP, Artifact, Change, Resource, StateUnavailable, Target
+from nubes.adapters.deployment import (
+    TAG_APP,
+    Artifact,
+    Change,
+    Resource,
+    StateUnavailable,
+    Target,
+    apply_change,
+    clients_for,
+    unless_absent,
+)
 from nubes.errors import ConfigError
 
 
@@ -53,7 +63,6 @@ class Apis:
     """The clients for one target, made on first use."""
 
     def __init__(self, target: Target) -> None:
-        self.target = target
         self.project = str(target.extra.get("project"))
         self.region = str(target.region)
         self.parent = f"projects/{self.project}/locations/{self.region}"
@@ -122,12 +131,14 @@ def _missing(exc: Exception) -> bool:
 
 
 def _get(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except Exception as exc:
-        if _missing(exc):
-            return None
-        raise
+    return unless_absent(_missing, call)
+
+
+def apis_for(target: Target) -> Apis:
+    """The clients for ``target``, made once per project, region and credentials in the environment."""
+    key = ("gcp", target.extra.get("project"), target.region, credentials,
+           *(os.environ.get(v) for v in ("NUBES_GCP_API_ENDPOINT", "GOOGLE_APPLICATION_CREDENTIALS", "NUBES_GCP_METADATA", "HOME")))
+    return clients_for(key, lambda: Apis(target))
 
 
 def _mb(memory: str) -> int:
@@ -140,7 +151,7 @@ def _mb(memory: str) -> int:
 def read(deployer: Any, target: Target, desired: list[Resource]) -> list[Resource]:
     from nubes.adapters.gcp.deploy import LABEL
 
-    apis, name, out = Apis(target), target.name, []
+    apis, name, out = apis_for(target), target.name, []
     for r in desired:
         if r.kind == "gcp.storage.bucket":
             bucket = _get(functools.partial(apis.storage.get_bucket, r.name))
@@ -244,8 +255,7 @@ def _jobs_state(apis: Apis, deployer: Any, target: Target, sa: str, *, wanted: b
 def apply(deployer: Any, change: Change, target: Target, artifact: Artifact | None) -> Resource | None:
     from nubes.adapters.gcp import deploy_apply
 
-    deploy_apply.HANDLERS[change.resource.kind](Apis(target), change, target, artifact)
-    return change.resource if change.action != "delete" else None
+    return apply_change(deploy_apply.HANDLERS, apis_for(target), change, target, artifact)
 
 
 def upload(apis: Apis, artifact: Artifact) -> Any:
@@ -258,4 +268,4 @@ def upload(apis: Apis, artifact: Artifact) -> Any:
     return answer.storage_source
 
 
-__all__ = ["Apis", "NoCredentials", "apply", "credentials", "read", "upload"]
+__all__ = ["Apis", "NoCredentials", "apis_for", "apply", "credentials", "read", "upload"]

@@ -71,9 +71,10 @@ class AppSource:
                 raise BuildError(f"the app has a module named {name}, which would shadow nubes itself; rename it")
 
 
-def locate(spec: str) -> AppSource:
-    """Load the app named by ``spec`` and find its folder and import name (ConfigError on a bad spec)."""
-    app = load_app(spec)
+def locate(spec: str, app: Any | None = None) -> AppSource:
+    """Load the app named by ``spec`` (unless ``app``, already loaded from it, is given) and find its folder
+    and import name (ConfigError on a bad spec)."""
+    app = app if app is not None else load_app(spec)
     target, sep, attr = spec.rpartition(":")
     if not sep or "/" in attr or "\\" in attr or len(target) == 1:
         target, attr = spec, "app"

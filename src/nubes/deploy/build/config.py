@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +54,9 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
     """Settings for building the app in ``app_root`` for ``cloud`` (BuildError naming the key on a mistake).
 
     ``[deploy.<cloud>]`` is shared with ``nubes deploy``: :attr:`BuildConfig.deploy` keeps the keys the
-    cloud's packaging reads (``packaging_keys``); a key neither the packaging nor the deployer knows is an
-    error here too, so a typo is caught by the build as well as by the deploy.
+    cloud's packaging reads (``packaging_keys``); the keys allowed are
+    :func:`nubes.deploy.config.allowed_keys`, the list ``nubes deploy`` checks too, so a typo is caught by
+    both and a key one accepts the other accepts.
     """
     cfg = BuildConfig()
     path = find_toml(app_root)
@@ -95,38 +95,34 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
     section = deploy.get(cloud, {})
     if not isinstance(section, dict):
         raise BuildError(f"{path}: [deploy.{cloud}] must be a table")
-    known = set(packaging_keys) | _deploy_keys(cloud)
-    unknown = sorted(set(section) - known)
+    from nubes.deploy.config import allowed_keys
+
+    allowed = allowed_keys(cloud) | set(packaging_keys)
+    unknown = sorted(set(section) - allowed)
     if unknown:
-        raise BuildError(f"{path}: [deploy.{cloud}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise BuildError(f"{path}: [deploy.{cloud}] has unknown keys {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
     cfg.deploy = {k: v for k, v in section.items() if k in packaging_keys}
     return cfg
 
 
-def _deploy_keys(cloud: str) -> set[str]:
-    """The ``[deploy.<cloud>]`` keys ``nubes deploy`` reads (its common ones and the cloud deployer's)."""
-    from nubes.core import clouds
-    from nubes.deploy.config import COMMON
-
-    deployer = clouds.get(cloud).deployer
-    return set(COMMON) | set(getattr(deployer, "settings", ()))
-
-
 def home_store(app: Any, cfg: BuildConfig, cloud: str, store_schemes: tuple[str, ...], given: str | None) -> str:
-    """The home store URI a deployed function uses: ``App(storage=)``, ``--storage``, ``[deploy.<cloud>]
-    storage``, then ``NUBES_STORAGE``. It must be a network store: the default ``file://.nubes`` would
+    """The home store URI a deployed function uses, chosen as ``nubes deploy`` chooses it
+    (:func:`nubes.deploy.config.home_store`: ``App(storage=)``, ``--storage``, ``[deploy.<cloud>] storage``,
+    then ``NUBES_STORAGE``). It must be a network store: the default ``file://.nubes`` would
     be the read-only task root (or a per-instance ``/tmp``)."""
+    from nubes.deploy.config import home_store as choose
+    from nubes.errors import ConfigError
     from nubes.storage import registered
 
-    in_code = getattr(app, "_storage_uri", None)
-    candidates = [("App(storage=...)", in_code), ("--storage", given), (f"[deploy.{cloud}] storage", cfg.deploy.get("storage")),
-                  ("NUBES_STORAGE", os.environ.get("NUBES_STORAGE"))]
+    try:
+        chosen = choose(app, cloud, cfg.deploy.get("storage"), given)
+    except ConfigError as exc:
+        raise BuildError(str(exc)) from None
     example = f"{store_schemes[0]}://BUCKET/PREFIX" if store_schemes else "s3://BUCKET/PREFIX"
     how = (f"give one with App(storage={example!r}), `nubes build --storage {example}`, "
            f"nubes.toml [deploy.{cloud}] storage = {example!r}, or NUBES_STORAGE")
-    for source, uri in candidates:
-        if not uri:
-            continue
+    if chosen is not None:
+        source, uri = chosen
         if not isinstance(uri, str) or "://" not in uri:
             raise BuildError(f"{source} = {uri!r} is not a storage URI; {how}")
         scheme = uri.split("://", 1)[0].lower()

@@ -92,17 +92,51 @@ def inputs_digest(opts: BuildOptions, arch: str, fmt: str, store: str, entry: di
     return h.hexdigest()
 
 
-def inputs_of(opts: BuildOptions) -> tuple[str, Path]:
-    """The inputs digest a build with ``opts`` would record, and the folder it would write (no build)."""
+@dataclass
+class Setup:
+    """What a build reads before its first long step: the checked options, the located app, its config,
+    home store and entry files, the inputs digest and the output folder (:func:`prepare`)."""
+
+    pkg: Any
+    arch: str
+    fmt: str
+    source: AppSource
+    cfg: config.BuildConfig
+    store: str
+    entry: dict[str, str]
+    inputs: str
+    out: Path
+
+
+def prepare(opts: BuildOptions, app: Any | None = None) -> Setup:
+    """Check ``opts`` against the cloud's packaging and read everything the build depends on (no build).
+
+    ``app`` is the App already loaded from ``opts.app`` (``nubes deploy`` has it), so its file is not
+    executed again; without it the spec is loaded here."""
     pkg = packaging_for(opts.cloud)
     arch = opts.arch or pkg.architectures[0]
     fmt = opts.format or pkg.formats[0]
-    source = locate(opts.app)
+    if arch not in pkg.architectures:
+        raise BuildError(f"--arch {arch}: {opts.cloud} offers {', '.join(pkg.architectures)}")
+    if fmt not in pkg.formats:
+        raise BuildError(f"--format {fmt}: {opts.cloud} takes {', '.join(pkg.formats)}")
+    if opts.python not in pkg.pythons:
+        raise BuildError(f"--python {opts.python}: {opts.cloud} runs Python {', '.join(pkg.pythons)}")
+    source = locate(opts.app, app)
     cfg = config.load(source.root, opts.cloud, pkg.settings_keys)
+    pkg.check_app(source.app, cfg.deploy)
     store = config.home_store(source.app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
     entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
-    digest = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
-    return digest, (opts.out or Path("build") / f"{_slug(source.app.name)}-{opts.cloud}").resolve()
+    source.check_names(set(entry))
+    inputs = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
+    out = (opts.out or Path("build") / f"{_slug(source.app.name)}-{opts.cloud}").resolve()
+    return Setup(pkg, arch, fmt, source, cfg, store, entry, inputs, out)
+
+
+def inputs_of(opts: BuildOptions, app: Any | None = None) -> tuple[str, Path]:
+    """The inputs digest a build with ``opts`` would record, and the folder it would write (no build)."""
+    setup = prepare(opts, app)
+    return setup.inputs, setup.out
 
 
 def packaging_for(cloud: str) -> Any:
@@ -126,30 +160,17 @@ def packaging_for(cloud: str) -> Any:
         raise BuildError(f"cloud {cloud!r} has no packaging ({exc})") from None
 
 
-def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+def build(opts: BuildOptions, progress: Progress | None = None, *, setup: Setup | None = None) -> BuildResult:
+    """Build ``opts``; ``setup`` is :func:`prepare`'s answer for the same options when the caller has it."""
     steps = progress or _Quiet()
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    pkg = packaging_for(opts.cloud)
-    arch = opts.arch or pkg.architectures[0]
-    fmt = opts.format or pkg.formats[0]
-    if arch not in pkg.architectures:
-        raise BuildError(f"--arch {arch}: {opts.cloud} offers {', '.join(pkg.architectures)}")
-    if fmt not in pkg.formats:
-        raise BuildError(f"--format {fmt}: {opts.cloud} takes {', '.join(pkg.formats)}")
-    if opts.python not in pkg.pythons:
-        raise BuildError(f"--python {opts.python}: {opts.cloud} runs Python {', '.join(pkg.pythons)}")
-    target = Target(opts.python, arch, tuple(pkg.platform_tags(arch, opts.python)))
-
     with steps.step("Loading the app"):
-        source = locate(opts.app)
-        app = source.app
-        cfg = config.load(source.root, opts.cloud, pkg.settings_keys)
-        pkg.check_app(app, cfg.deploy)
-        store = config.home_store(app, cfg, opts.cloud, pkg.store_schemes, opts.storage)
-        entry = pkg.entry_files(source.ref, storage=store, settings=cfg.deploy, arch=arch, exclude=cfg.exclude)
-        source.check_names(set(entry))
-        inputs = inputs_digest(opts, arch, fmt, store, entry, source.files(cfg.include, pkg.app_dir), cfg)
+        setup = setup or prepare(opts)
+    pkg, arch, fmt, source, cfg, store, entry, inputs = (setup.pkg, setup.arch, setup.fmt, setup.source, setup.cfg, setup.store,
+                                                         setup.entry, setup.inputs)
+    app = source.app
+    target = Target(opts.python, arch, tuple(pkg.platform_tags(arch, opts.python)))
     with steps.step("Deriving each route's footprint"):
         entry_text = "\n".join(entry[name] for name in sorted(entry) if name.endswith(".py"))
         from nubes.core import clouds
@@ -166,7 +187,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         roots, module_dist = _roots(base_need.resolved(), units, app_reqs, pkg.runtime_requirements)
     timings["analyse_s"] = time.perf_counter() - clock
 
-    out = (opts.out or Path("build") / f"{_slug(app.name)}-{opts.cloud}").resolve()
+    out = setup.out
     out.mkdir(parents=True, exist_ok=True)
     work = out / ".nubes-build"
     shutil.rmtree(work, ignore_errors=True)
