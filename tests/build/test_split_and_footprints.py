@@ -186,3 +186,19 @@ def test_a_job_route_carries_its_clouds_dispatch_client(cloud: str, store: str, 
     assert client not in by["GET /plain"]  # a route that submits no job does not carry it
     _, without, _ = analyse(source.app, source.module, "import nubes\n", [store], source.scope)
     assert client not in {m for u in without for m in u.modules}  # no cloud given: nothing assumed
+
+
+def test_the_build_reads_the_project_file_the_app_and_deploy_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NUBES_CONFIG names the project file for the build as it does for the running app and nubes deploy."""
+    from nubes.deploy.build import config
+
+    elsewhere = tmp_path / "conf" / "prod.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('[deploy.aws]\nstorage = "s3://from-nubes-config/p"\n')
+    (tmp_path / "nubes.toml").write_text('[deploy.aws]\nstorage = "s3://beside-the-app/p"\n')
+    monkeypatch.setenv("NUBES_CONFIG", str(elsewhere))
+    cfg = config.load(tmp_path, "aws", packaging_for("aws").settings_keys)
+    assert cfg.path == elsewhere and cfg.deploy["storage"] == "s3://from-nubes-config/p"
+    monkeypatch.setenv("NUBES_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(BuildError, match="NUBES_CONFIG"):
+        config.load(tmp_path, "aws", packaging_for("aws").settings_keys)

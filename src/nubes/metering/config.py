@@ -110,26 +110,18 @@ def _per_cloud(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _toml(path: Path) -> dict[str, Any]:
-    import tomllib
-
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-
-
 def _from_file(where: list[Path]) -> dict[str, Any]:
-    explicit = os.environ.get("NUBES_CONFIG")
-    candidates = [Path(explicit)] if explicit else [d / "nubes.toml" for d in where]
-    for path in candidates:
-        if path.is_file():
-            section = _toml(path).get("metering", {})
-            if not isinstance(section, dict):
-                raise ConfigError(f"{path}: [metering] must be a table")
-            return section
-    return {}
+    """``[metering]`` of the project file (:func:`nubes.core.config.project_file`: ``NUBES_CONFIG``, else
+    ``nubes.toml`` beside the app, else in the working directory)."""
+    from nubes.core.config import project_file, read
+
+    path = project_file(where[0] if where else None)
+    if path is None:
+        return {}
+    section = read(path).get("metering", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [metering] must be a table")
+    return section
 
 
 def _prices_env(text: str) -> dict[str, Any]:
@@ -144,7 +136,9 @@ def _prices_env(text: str) -> dict[str, Any]:
         if not path.is_file():
             raise ConfigError(f"NUBES_PRICES={text!r} is neither a JSON object nor a file")
         if path.suffix == ".toml":
-            data = _toml(path)
+            from nubes.core.config import read
+
+            data = read(path)
             value = data.get("prices", data)
         else:
             try:

@@ -1,7 +1,7 @@
 """What the build reads besides the app: ``nubes.toml`` (``[build]``, ``[deploy.<cloud>]``), a
 ``requirements.txt`` beside the app, and the home store a deployed function must use.
 
-``nubes.toml`` (beside the app, else in the working directory)::
+``nubes.toml`` (``NUBES_CONFIG``, else beside the app, else in the working directory)::
 
     [build]
     requirements = ["requests>=2"]            # distributions the app needs beyond nubes' (or requirements.txt)
@@ -18,12 +18,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nubes.deploy.build.errors import BuildError
+from nubes.errors import ConfigError
 
 LOCAL_SCHEMES_HINT = "a folder on the build machine"
 
@@ -42,14 +42,6 @@ class BuildConfig:
     deploy: dict[str, Any] = field(default_factory=dict)
 
 
-def find_toml(app_root: Path) -> Path | None:
-    for folder in (app_root, Path.cwd()):
-        candidate = folder / "nubes.toml"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> BuildConfig:
     """Settings for building the app in ``app_root`` for ``cloud`` (BuildError naming the key on a mistake).
 
@@ -58,15 +50,15 @@ def load(app_root: Path, cloud: str, packaging_keys: tuple[str, ...] = ()) -> Bu
     :func:`nubes.deploy.config.allowed_keys`, the list ``nubes deploy`` checks too, so a typo is caught by
     both and a key one accepts the other accepts.
     """
+    from nubes.core.config import project_file, read
+
     cfg = BuildConfig()
-    path = find_toml(app_root)
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise BuildError(f"cannot read {path}: {exc}") from None
-        cfg.path = path
+    try:  # the file nubes deploy and the running app read too (NUBES_CONFIG, beside the app, the working directory)
+        path = project_file(app_root)
+        data: dict[str, Any] = read(path) if path is not None else {}
+    except ConfigError as exc:
+        raise BuildError(str(exc)) from None
+    cfg.path = path
     build = _table(data, "build", path)
     known = {"requirements", "include", "keep_source", "exclude", "footprints"}
     unknown = sorted(set(build) - known)
