@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from nubes.adapters.aws.limits import FIGURES
 from nubes.adapters.base import Fit, manylinux_tags, without_routes
 from nubes.errors import ConfigError
 
-UNZIPPED_MAX = 262_144_000
-DIRECT_UPLOAD_MAX = 50 * 1024 * 1024
+UNZIPPED_MAX = int(FIGURES["package_unzipped_bytes"].value)  # the one table of AWS limits (limits.py)
+DIRECT_UPLOAD_MAX = int(FIGURES["package_zipped_direct_bytes"].value)
 IMAGE_MAX = 10 * 1024**3
 GLIBC = {"3.11": 26, "3.12": 34, "3.13": 34, "3.14": 34}
 HANDLER = "lambda_function.handler"

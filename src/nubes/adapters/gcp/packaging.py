@@ -18,9 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from nubes.adapters.base import Fit, manylinux_tags, without_routes
+from nubes.adapters.gcp.limits import FIGURES
 from nubes.errors import ConfigError
 
-SOURCE_ZIP_NOTE = 100 * 1000 * 1000
+SOURCE_ZIP_NOTE = int(FIGURES["source_zip_bytes"].value)  # the one table of GCP limits (limits.py)
 GLIBC = {"3.11": 35, "3.12": 35, "3.13": 39}
 
 _MAIN = '''"""Cloud Functions entry point written by `nubes build`: targets `main` (HTTP) and `events` (CloudEvents)."""
