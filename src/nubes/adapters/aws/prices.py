@@ -83,9 +83,9 @@ class LambdaPlan(PriceModel):
     title = "AWS Lambda (on demand)"
     figures = FIGURES
     fronts = ("http", "rest", "url", "alb", "none")
-    default_memory_mb = 128
-    max_memory_mb = 10240
-    max_duration_s = 900.0
+    default_memory_mb = int(FIGURES["aws.lambda.default_memory_mb"].value)  # what quotes assume: the figures above
+    max_memory_mb = int(FIGURES["aws.lambda.max_memory_mb"].value)
+    max_duration_s = float(FIGURES["aws.lambda.max_duration_s"].value)
 
     def compute(self, usage: Usage, book: PriceBook) -> tuple[int, int, float, float, float, float]:
         v = book.values

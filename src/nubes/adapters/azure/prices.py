@@ -87,9 +87,9 @@ class ConsumptionPlan(_AzurePlan):
     plan = "consumption"
     title = "Azure Functions Consumption"
     bills_observed_memory = True
-    default_memory_mb = 128
-    max_memory_mb = 1536
-    max_duration_s = 600.0
+    default_memory_mb = int(FIGURES["azure.consumption.min_memory_mb"].value)  # what quotes assume: the figures above
+    max_memory_mb = int(FIGURES["azure.consumption.max_memory_mb"].value)
+    max_duration_s = float(FIGURES["azure.consumption.max_duration_s"].value)
 
     @staticmethod
     def billed_memory(usage: Usage, book: PriceBook) -> int:
@@ -108,7 +108,9 @@ class ConsumptionPlan(_AzurePlan):
         return billed, memory, gb_s, 0.0, gb_s * v["azure.consumption.gb_second"], v["azure.consumption.execution"]
 
     def memory_options(self) -> Sequence[int]:
-        return tuple(range(128, 1537, 128))  # nothing to choose: what is observed, up to the instance's 1,536 MB
+        # nothing to choose: what is observed, in steps, up to the instance's maximum
+        step = int(FIGURES["azure.consumption.memory_step_mb"].value)
+        return tuple(range(self.default_memory_mb, self.max_memory_mb + 1, step))
 
 
 class FlexPlan(_AzurePlan):
@@ -116,9 +118,9 @@ class FlexPlan(_AzurePlan):
 
     plan = "flex"
     title = "Azure Functions Flex Consumption (on demand)"
-    default_memory_mb = 2048
+    default_memory_mb = int(FIGURES["azure.flex.default_memory_mb"].value)
     max_memory_mb = 4096
-    max_duration_s = 1800.0
+    max_duration_s = float(FIGURES["azure.flex.max_duration_s"].value)
 
     def compute(self, usage: Usage, book: PriceBook) -> tuple[int, int, float, float, float, float]:
         v = book.values

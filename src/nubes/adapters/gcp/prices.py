@@ -64,9 +64,9 @@ class Gen2Plan(PriceModel):
     title = "Cloud Functions 2nd gen (request-based)"
     figures = FIGURES
     fronts = ("direct",)
-    default_memory_mb = 256
+    default_memory_mb = int(FIGURES["gcp.gen2.default_memory_mb"].value)  # what quotes assume: the figures above
     max_memory_mb = 32768
-    max_duration_s = 3600.0
+    max_duration_s = float(FIGURES["gcp.gen2.max_duration_s"].value)
 
     def compute(self, usage: Usage, book: PriceBook) -> tuple[int, int, float, float, float, float]:
         v = book.values
